@@ -62,6 +62,7 @@ class DataConfig:
     sha256: str = ""                # expected sha256 of a downloaded archive ("" = do not verify)
     class_list: str = ""            # optional file "filename class" for images with no class in their name
     val_fraction: float = 0.1       # val carved from train (by image, seeded) when the source has no val split
+    drop_empty_captions: bool = False  # False: an empty caption stops the import; True: drop it (and captionless images)
     cache_res: int = 128            # side of the uint8 pixel cache the loaders memory-map
     max_words: int = 30             # captions are cut to this many words (released configs)
     max_tokens: int = 47            # and to this many tokens, [CLS]/[SEP] included
@@ -131,6 +132,8 @@ class TrainConfig:
     warmup_fraction: float = 0.1    # of all steps, then linear decay to 0
     epochs: int = 50
     batch_size: int = 128           # pairs per process (per GPU)
+    pairs_per_image: int = 0        # captions per image per epoch (0 = every caption, the released recipe;
+                                    # k > 0 cycles through each image's captions, k per epoch: CPU budget runs)
     grad_clip: float = 0.0          # 0 = off
     # train-time augmentation (GUIDE §4)
     crop_scale: tuple[float, float] = (0.5, 1.0)
@@ -165,7 +168,9 @@ class EvalConfig:
     """The ``evaluate`` stage."""
     checkpoint: str = ""            # "" = the train stage's best checkpoint; else a path (ours or official)
     batch_size: int = 128
-    gallery_queries: int = 4
+    gallery_queries: int = 4        # captions and images shown in the retrieval gallery (each)
+    device: str = "auto"            # auto | cpu | cuda
+    precision: str = "bf16"         # bf16 autocast on CUDA (fp32 on CPU) | fp32
 
 
 @dataclass(frozen=True)

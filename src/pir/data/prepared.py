@@ -112,3 +112,18 @@ def load_prepared(root: Path, mmap: bool = True) -> PreparedDataset:
     if len(pixels) != len(records):
         raise ValueError(f"{root / 'pixels.npy'}: {len(pixels)} rows but dataset.json lists {len(records)} images")
     return PreparedDataset(index["dataset"], list(index["classes"]), records, pixels)
+
+
+def resize_pixels(pixels: np.ndarray, size: int, batch: int = 256) -> np.ndarray:
+    """uint8 [n, R, R, 3] -> uint8 [n, size, size, 3], bicubic with antialiasing, in batches (bounded memory)."""
+    import torch
+    import torch.nn.functional as F
+
+    if pixels.shape[1] == size:
+        return pixels
+    out = np.empty((len(pixels), size, size, 3), np.uint8)
+    for start in range(0, len(pixels), batch):
+        chunk = torch.from_numpy(np.ascontiguousarray(pixels[start:start + batch])).permute(0, 3, 1, 2).float()
+        resized = F.interpolate(chunk, size=(size, size), mode="bicubic", antialias=True, align_corners=False)
+        out[start:start + batch] = resized.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+    return out

@@ -1,0 +1,23 @@
+"""PIR models: ``create_model(cfg)`` builds PIR (or its baseline) from a ModelConfig.
+
+Submodules: ``backbones`` (timm/transformers by name), ``blocks`` (PAE
+attention units), ``pir`` (the model), ``losses``, ``checkpoint`` (ours),
+``official`` (the authors' released checkpoints), ``presets``.
+"""
+
+from __future__ import annotations
+
+from pir.config import ModelConfig
+from pir.models.pir import PIR
+
+
+def create_model(cfg: ModelConfig) -> PIR:
+    """Build the model named by ``cfg`` (timm-style create-by-config); weights per cfg's pretrained fields."""
+    return PIR(cfg)
+
+
+def count_parameters(model, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+__all__ = ["PIR", "create_model", "count_parameters"]

@@ -1,0 +1,308 @@
+"""Tensor-only data path: memory-mapped uint8 pixels -> uint8 augmentation -> batches.
+
+``fetch`` decodes every image once into ``pixels.npy`` (uint8 [N, R, R, 3]); here rows
+are sliced from the memory map and augmented as uint8 CHW tensors with
+``torchvision.transforms.v2`` — no PIL, no re-decoding. Batches stay uint8 until
+``normalize_images`` runs on the target device: a quarter of the bytes to pin and
+copy, and the float maths happens where the model is.
+
+Determinism: every item is addressed as ``(epoch, index)`` and augmented under a
+torch seed derived from ``(seed, epoch, index)`` only, and shuffling is a
+``DistributedSampler`` permutation of ``(seed, epoch)``. So an epoch's batches do not
+depend on worker count, on what ran before, or on whether training was resumed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+from pir.data.prepared import PreparedDataset, SplitView
+
+# CLIP's normalisation constants (the released configs normalise with these).
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+# RandAugment as in the released code (BLIP's RandomAugment): levels out of 10, each chosen
+# op applied with probability 1/2, grey fill for geometric ops.
+RANDAUG_OPS = ("identity", "autocontrast", "equalize", "brightness", "sharpness",
+               "shear_x", "shear_y", "translate_x", "translate_y", "rotate")
+RANDAUG_MAX_LEVEL = 10
+RANDAUG_APPLY_PROB = 0.5
+RANDAUG_FILL = [128.0, 128.0, 128.0]
+TRANSLATE_FRACTION = 10 / 224        # BLIP translates by up to 10 px on 224 px images
+
+
+# --------------------------------------------------------------------------- transforms
+
+class RestrictedRandAugment(nn.Module):
+    """RandAugment over GUIDE §4's op list (v2.RandAugment cannot restrict its ops).
+
+    Draws ``num_ops`` ops with replacement from RANDAUG_OPS through torch's global RNG
+    (seeded per item by the datasets below) and applies each with probability 1/2.
+    """
+
+    def __init__(self, num_ops: int = 2, magnitude: int = 7):
+        super().__init__()
+        self.num_ops = num_ops
+        self.level = magnitude / RANDAUG_MAX_LEVEL
+
+    def _signed(self, value: float) -> float:
+        return -value if torch.rand(()) < 0.5 else value
+
+    def _apply(self, op: str, image: torch.Tensor) -> torch.Tensor:
+        size = image.shape[-1]
+        if op == "identity":
+            return image
+        if op == "autocontrast":
+            return F.autocontrast(image)
+        if op == "equalize":
+            return F.equalize(image)
+        if op == "brightness":
+            return F.adjust_brightness(image, self.level * 1.8 + 0.1)
+        if op == "sharpness":
+            return F.adjust_sharpness(image, self.level * 1.8 + 0.1)
+        if op in ("shear_x", "shear_y"):
+            # BLIP shears by a matrix coefficient (0.3 at level 10); v2 wants degrees.
+            degrees = self._signed(math.degrees(math.atan(self.level * 0.3)))
+            shear = [degrees, 0.0] if op == "shear_x" else [0.0, degrees]
+            return F.affine(image, angle=0.0, translate=[0, 0], scale=1.0, shear=shear, fill=RANDAUG_FILL)
+        if op in ("translate_x", "translate_y"):
+            pixels = self._signed(self.level * TRANSLATE_FRACTION * size)
+            shift = [pixels, 0.0] if op == "translate_x" else [0.0, pixels]
+            return F.affine(image, angle=0.0, translate=shift, scale=1.0, shear=[0.0, 0.0], fill=RANDAUG_FILL)
+        if op == "rotate":
+            return F.rotate(image, self._signed(self.level * 30.0), fill=RANDAUG_FILL)
+        raise ValueError(f"unknown RandAugment op {op!r}")
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        for choice in torch.randint(len(RANDAUG_OPS), (self.num_ops,)).tolist():
+            if torch.rand(()) < RANDAUG_APPLY_PROB:
+                image = self._apply(RANDAUG_OPS[choice], image)
+        return image
+
+
+def train_transform(image_size: int, crop_scale: Sequence[float] = (0.5, 1.0), hflip: bool = True,
+                    randaug_ops: int = 2, randaug_magnitude: int = 7) -> nn.Module:
+    """GUIDE §4 train augmentation on uint8 CHW tensors (normalisation comes later, on device)."""
+    steps: list[nn.Module] = [v2.RandomResizedCrop(image_size, scale=tuple(crop_scale),
+                                                   interpolation=InterpolationMode.BICUBIC, antialias=True)]
+    if hflip:
+        steps.append(v2.RandomHorizontalFlip())
+    if randaug_ops > 0:
+        steps.append(RestrictedRandAugment(randaug_ops, randaug_magnitude))
+    return v2.Compose(steps)
+
+
+def eval_transform(image_size: int) -> nn.Module:
+    """Test-time: resize to the model's input size, bicubic (identity when the cache already matches)."""
+    return v2.Resize([image_size, image_size], interpolation=InterpolationMode.BICUBIC, antialias=True)
+
+
+def normalize_images(images: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
+    """uint8 [B,3,S,S] -> float32 CLIP-normalised on ``device`` (non-blocking copy from pinned memory)."""
+    images = images.to(device or images.device, non_blocking=True)
+    mean = torch.tensor(CLIP_MEAN, device=images.device).view(1, 3, 1, 1) * 255.0
+    std = torch.tensor(CLIP_STD, device=images.device).view(1, 3, 1, 1) * 255.0
+    return (images.float() - mean) / std
+
+
+# --------------------------------------------------------------------------- datasets
+
+def item_seed(seed: int, epoch: int, index: int) -> int:
+    """A torch seed that depends only on (seed, epoch, index): resume-exact, worker-count independent."""
+    return ((seed * 1_000_003 + epoch) * 10_000_019 + index) % (2**63 - 1)
+
+
+def _split_key(key: int | tuple[int, int]) -> tuple[int, int]:
+    return (key[0], key[1]) if isinstance(key, tuple) else (0, int(key))
+
+
+class PixelSource:
+    """Rows of a uint8 [N,R,R,3] array; pickles a memory map by file name, not by content.
+
+    DataLoader workers started with spawn/forkserver would otherwise receive a full copy.
+    """
+
+    def __init__(self, pixels: np.ndarray):
+        self.pixels = pixels
+
+    def __getstate__(self) -> dict[str, Any]:
+        if isinstance(self.pixels, np.memmap) and self.pixels.filename:
+            return {"filename": self.pixels.filename}
+        return {"pixels": self.pixels}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.pixels = np.load(state["filename"], mmap_mode="r") if "filename" in state else state["pixels"]
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    def chw(self, row: int) -> torch.Tensor:
+        """One image as a uint8 CHW tensor (one copy out of the memory map, then a view)."""
+        return torch.from_numpy(np.array(self.pixels[row])).permute(2, 0, 1)
+
+
+def _augment(transform: nn.Module, image: torch.Tensor, seed: int, epoch: int, index: int) -> torch.Tensor:
+    # fork_rng keeps the caller's RNG untouched (with num_workers=0 that is the training RNG).
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(item_seed(seed, epoch, index))
+        return transform(image).contiguous()
+
+
+class TrainPairs(Dataset):
+    """Image-caption pairs of one split: one item per caption (or ``pairs_per_image`` per image).
+
+    With ``pairs_per_image = k`` < captions, epoch ``e`` uses captions ``e*k .. e*k+k-1``
+    (cyclically) of every image, so all captions are seen over the epochs.
+    """
+
+    def __init__(self, prepared: PreparedDataset, split: SplitView, transform: nn.Module, seed: int,
+                 pairs_per_image: int = 0):
+        self.source = PixelSource(prepared.pixels)
+        self.split = split
+        self.transform = transform
+        self.seed = seed
+        self.pairs_per_image = pairs_per_image
+        self.caption_lists = [split.img2txt[pos] for pos in range(split.n_images)]
+
+    def __len__(self) -> int:
+        if self.pairs_per_image > 0:
+            return self.split.n_images * self.pairs_per_image
+        return self.split.n_texts
+
+    def _caption_index(self, epoch: int, index: int) -> int:
+        if self.pairs_per_image <= 0:
+            return index
+        position, slot = divmod(index, self.pairs_per_image)
+        own = self.caption_lists[position]
+        return int(own[(epoch * self.pairs_per_image + slot) % len(own)])
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        epoch, index = _split_key(key)
+        text_index = self._caption_index(epoch, index)
+        position = int(self.split.txt2img[text_index])
+        row = int(self.split.image_rows[position])
+        image = _augment(self.transform, self.source.chw(row), self.seed, epoch, index)
+        return {"image": image, "caption": self.split.captions[text_index], "image_id": row,
+                "label": int(self.split.labels[position])}
+
+
+class LabelledImages(Dataset):
+    """Images (rows of a pixel array) with one integer target each: eval images, scene classes."""
+
+    def __init__(self, pixels: np.ndarray, rows: np.ndarray, targets: np.ndarray, transform: nn.Module,
+                 seed: int = 0):
+        if len(rows) != len(targets):
+            raise ValueError(f"{len(rows)} rows but {len(targets)} targets")
+        self.source = PixelSource(pixels)
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.targets = np.asarray(targets, dtype=np.int64)
+        self.transform = transform
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        epoch, index = _split_key(key)
+        image = _augment(self.transform, self.source.chw(int(self.rows[index])), self.seed, epoch, index)
+        return image, int(self.targets[index])
+
+
+def eval_images(prepared: PreparedDataset, split: SplitView, image_size: int) -> LabelledImages:
+    """A split's images in order, resized for the model; target = the image's global row."""
+    return LabelledImages(prepared.pixels, split.image_rows, split.image_rows, eval_transform(image_size))
+
+
+# --------------------------------------------------------------------------- batching
+
+class PairCollate:
+    """Stack uint8 images and tokenize captions (pir.data.text.tokenize normalises them first)."""
+
+    def __init__(self, tokenizer: Any, max_tokens: int):
+        self.tokenizer = tokenizer
+        self.max_tokens = max_tokens
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        from pir.data.text import tokenize
+        input_ids, attention_mask = tokenize(self.tokenizer, [it["caption"] for it in items], self.max_tokens)
+        return {
+            "images": torch.stack([it["image"] for it in items]),
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "image_ids": torch.tensor([it["image_id"] for it in items], dtype=torch.long),
+            "labels": torch.tensor([it["label"] for it in items], dtype=torch.long),
+        }
+
+
+class EpochSampler(Sampler):
+    """Yields ``(epoch, index)`` keys: the index order of a DistributedSampler (seeded by seed+epoch)
+    tagged with the epoch, so augmentation seeds reach workers even when they are persistent."""
+
+    def __init__(self, size: int, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1):
+        # A DistributedSampler with one replica is a plain seeded shuffle: one code path for both.
+        self.indices = DistributedSampler(range(size), num_replicas=world_size, rank=rank, shuffle=shuffle,
+                                          seed=seed, drop_last=False)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.indices.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self):
+        return ((self.epoch, i) for i in self.indices)
+
+
+def _worker_init(worker_id: int) -> None:
+    # Each worker does light per-sample work; more than one intra-op thread per worker only
+    # oversubscribes the cores the main process is training on.
+    torch.set_num_threads(1)
+    np.random.seed(torch.initial_seed() % 2**32)
+
+
+def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int, num_workers: int = 0,
+                collate_fn: Callable | None = None, device: torch.device | str = "cpu", drop_last: bool = False,
+                rank: int = 0, world_size: int = 1) -> DataLoader:
+    """DataLoader over ``(epoch, index)`` keys; call ``set_epoch(loader, e)`` before each epoch."""
+    if num_workers > 0:
+        # HF fast tokenizers in forked workers warn (and may deadlock) unless told not to thread.
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        dataset, batch_size=batch_size, sampler=EpochSampler(len(dataset), shuffle, seed, rank, world_size),
+        num_workers=num_workers, collate_fn=collate_fn, pin_memory=torch.device(device).type == "cuda",
+        drop_last=drop_last, generator=generator, worker_init_fn=_worker_init,
+        persistent_workers=num_workers > 0,
+    )
+
+
+def set_epoch(loader: DataLoader, epoch: int) -> None:
+    """Point the loader's sampler (order, augmentation seeds) and generator at ``epoch``."""
+    loader.sampler.set_epoch(epoch)
+    loader.generator.manual_seed(item_seed(loader.sampler.indices.seed, epoch, 0))
+
+
+def train_pairs_loader(prepared: PreparedDataset, split: SplitView, tokenizer: Any, *, image_size: int,
+                       max_tokens: int, batch_size: int, seed: int, crop_scale: Sequence[float] = (0.5, 1.0),
+                       hflip: bool = True, randaug_ops: int = 2, randaug_magnitude: int = 7,
+                       pairs_per_image: int = 0, num_workers: int = 0, device: torch.device | str = "cpu",
+                       rank: int = 0, world_size: int = 1) -> DataLoader:
+    """Shuffled, augmented, tokenized training pairs; incomplete last batch dropped (contrastive batches)."""
+    transform = train_transform(image_size, crop_scale, hflip, randaug_ops, randaug_magnitude)
+    pairs = TrainPairs(prepared, split, transform, seed, pairs_per_image)
+    return make_loader(pairs, batch_size, shuffle=True, seed=seed, num_workers=num_workers,
+                       collate_fn=PairCollate(tokenizer, max_tokens), device=device, drop_last=True,
+                       rank=rank, world_size=world_size)

@@ -1,0 +1,80 @@
+"""Caption normalisation and tokenizers.
+
+Captions are lower-cased, stripped of punctuation and cut to ``max_words``
+words, as the released configs do (GUIDE §4). Without a pretrained tokenizer
+the fetch stage trains a BERT-style WordPiece vocabulary on the train captions
+and saves it as a ``transformers`` fast tokenizer folder, so every later stage
+loads either kind the same way: ``AutoTokenizer.from_pretrained``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import torch
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")   # [PAD] gets id 0, like BERT's vocab
+_NOT_WORD = re.compile(r"[^a-z0-9]+")
+
+
+def normalize_caption(text: str, max_words: int = 30) -> str:
+    """Lower-case, replace punctuation with spaces, keep at most ``max_words`` words."""
+    return " ".join(_NOT_WORD.sub(" ", text.lower()).split()[:max_words])
+
+
+def train_wordpiece(captions: Iterable[str], vocab_size: int, out_dir: str | os.PathLike) -> Path:
+    """Train a WordPiece vocabulary on ``captions`` and save it as a BertTokenizerFast folder at ``out_dir``."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertTokenizerFast
+
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True, clean_text=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), min_frequency=1)
+    tokenizer.train_from_iterator(list(captions), trainer=trainer)
+    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
+    tokenizer.decoder = decoders.WordPiece(prefix="##")
+    fast = BertTokenizerFast(tokenizer_object=tokenizer, do_lower_case=True, unk_token="[UNK]", pad_token="[PAD]",
+                             cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+    return save_tokenizer(fast, out_dir)
+
+
+def save_tokenizer(tokenizer, out_dir: str | os.PathLike) -> Path:
+    """``save_pretrained`` into a temp folder beside ``out_dir``, then rename it in: never half a tokenizer."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        tokenizer.save_pretrained(tmp)
+        shutil.rmtree(out_dir, ignore_errors=True)
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def load_tokenizer(name_or_dir: str | os.PathLike):
+    """Any HF tokenizer by hub name or local folder; one-line error when it cannot be loaded (e.g. offline)."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(name_or_dir))
+    except Exception as exc:  # HF raises OSError/ValueError with multi-line help; keep the first line
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"{name_or_dir}: cannot load tokenizer ({first}); "
+                         "give a local tokenizer folder or leave data.tokenizer empty to train one") from None
+
+
+def tokenize(tokenizer, captions: Sequence[str], max_tokens: int, max_words: int = 30
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalise and tokenize a batch: (input_ids, attention_mask) LongTensors [B, L], L = longest <= max_tokens."""
+    texts = [normalize_caption(c, max_words) for c in captions]
+    encoded = tokenizer(texts, padding="longest", truncation=True, max_length=max_tokens, return_tensors="pt")
+    return encoded["input_ids"].long(), encoded["attention_mask"].long()

@@ -1,0 +1,52 @@
+"""Embed a split's images and captions with a trained model (validation in train, the evaluate stage)."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from pir.data.loader import eval_images, make_loader, normalize_images
+from pir.data.prepared import PreparedDataset, SplitView
+
+
+def precision_context(device: torch.device | str, precision: str, cpu_bf16: bool = False):
+    """bf16 autocast on CUDA when ``precision == "bf16"``; on CPU only if ``cpu_bf16`` asks for it."""
+    if precision not in ("bf16", "fp32"):
+        raise ValueError(f"precision must be bf16 or fp32, got {precision!r}")
+    device_type = torch.device(device).type
+    if precision == "bf16" and (device_type == "cuda" or cpu_bf16):
+        return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.inference_mode()
+def embed_split(model: nn.Module, prepared: PreparedDataset, split_view: SplitView, tokenizer: Any,
+                image_size: int, max_tokens: int, batch_size: int, device: torch.device | str = "cpu",
+                precision: str = "fp32", num_workers: int = 0, cpu_bf16: bool = False,
+                progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(image_emb float32 [n_images, D], text_emb float32 [n_texts, D]) on the CPU, in split order.
+
+    Captions are embedded in split order without length sorting: with ``text_mask=False``
+    (the official behaviour) padding changes embeddings, and we keep that comparable.
+    """
+    from pir.data.text import tokenize
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    images = make_loader(eval_images(prepared, split_view, image_size), batch_size, shuffle=False, seed=0,
+                         num_workers=num_workers, device=device)
+    image_chunks, text_chunks = [], []
+    with precision_context(device, precision, cpu_bf16):
+        for batch, _rows in tqdm(images, desc=f"embed {split_view.name} images", disable=not progress, leave=False):
+            image_chunks.append(model.encode_image(normalize_images(batch, device)).float().cpu())
+        for start in tqdm(range(0, split_view.n_texts, batch_size), desc=f"embed {split_view.name} texts",
+                          disable=not progress, leave=False):
+            ids, mask = tokenize(tokenizer, split_view.captions[start:start + batch_size], max_tokens)
+            text_chunks.append(model.encode_text(ids.to(device, non_blocking=True),
+                                                 mask.to(device, non_blocking=True)).float().cpu())
+    model.train(was_training)
+    return torch.cat(image_chunks), torch.cat(text_chunks)

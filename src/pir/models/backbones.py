@@ -1,0 +1,109 @@
+"""Backbones built by name from timm and transformers (no copied backbone code).
+
+- vision: a timm Swin whose geometry comes from ModelConfig (``swin_*`` fields);
+- text: a transformers BertModel without pooler;
+- scene prior: a timm classifier (ResNet-50 in the paper) used as the frozen
+  "instruction encoder".
+
+Pretrained weights: ``"timm"`` asks the hub (online only); any other non-empty
+string is a local file loaded through timm's own pretrained path
+(``pretrained_cfg_overlay=dict(file=...)``) so that timm's checkpoint filter
+(original Microsoft Swin layout -> timm layout) still applies.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from torch import nn
+from transformers import BertConfig, BertModel
+
+from pir.config import ModelConfig
+
+
+def _pretrained_kwargs(pretrained: str, what: str) -> dict[str, Any]:
+    """timm create_model kwargs for "" (random), "timm" (hub) or a local weights file."""
+    if not pretrained:
+        return {"pretrained": False}
+    if pretrained == "timm":
+        return {"pretrained": True}
+    if not Path(pretrained).is_file():
+        raise FileNotFoundError(f"{pretrained}: {what} weights file not found")
+    return {"pretrained": True, "pretrained_cfg_overlay": {"file": str(pretrained)}}
+
+
+def create_vision_encoder(cfg: ModelConfig) -> nn.Module:
+    """Headless timm Swin; ``forward_features`` gives NHWC [B, h, w, C] after the final norm."""
+    return timm.create_model(
+        cfg.vision_model,
+        num_classes=0,
+        img_size=cfg.image_size,
+        patch_size=cfg.swin_patch_size,
+        window_size=cfg.swin_window_size,
+        embed_dim=cfg.swin_embed_dim,
+        depths=tuple(cfg.swin_depths),
+        num_heads=tuple(cfg.swin_heads),
+        drop_path_rate=cfg.swin_drop_path,
+        **_pretrained_kwargs(cfg.vision_pretrained, "model.vision_pretrained"),
+    )
+
+
+def bert_config(cfg: ModelConfig) -> BertConfig:
+    """BERT architecture from the ``text_*`` fields (BERT-base for the paper preset)."""
+    return BertConfig(
+        vocab_size=cfg.vocab_size,
+        hidden_size=cfg.text_width,
+        num_hidden_layers=cfg.text_layers,
+        num_attention_heads=cfg.text_heads,
+        intermediate_size=cfg.text_ffn,
+        max_position_embeddings=512,
+    )
+
+
+def _check_bert_matches(bert: BertModel, cfg: ModelConfig) -> None:
+    """A pretrained BERT must agree with the text_* fields: checkpoints rebuild from them."""
+    got = bert.config
+    pairs = {"text_width": (got.hidden_size, cfg.text_width), "text_layers": (got.num_hidden_layers, cfg.text_layers),
+             "text_heads": (got.num_attention_heads, cfg.text_heads), "text_ffn": (got.intermediate_size, cfg.text_ffn),
+             "vocab_size": (got.vocab_size, cfg.vocab_size)}
+    wrong = [f"{k}={want} but the model has {have}" for k, (have, want) in pairs.items() if have != want]
+    if wrong:
+        raise ValueError(f"{cfg.text_model}: pretrained BERT does not match the model config ({'; '.join(wrong)})")
+
+
+def create_text_encoder(cfg: ModelConfig) -> BertModel:
+    """BertModel without pooler: random from ``text_*`` fields, or ``from_pretrained(text_model)``."""
+    if not cfg.text_pretrained:
+        return BertModel(bert_config(cfg), add_pooling_layer=False)
+    try:
+        bert = BertModel.from_pretrained(cfg.text_model, add_pooling_layer=False)
+    except OSError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FileNotFoundError(f"{cfg.text_model}: cannot load pretrained BERT ({first})") from None
+    _check_bert_matches(bert, cfg)
+    return bert
+
+
+def create_scene_prior(cfg: ModelConfig, num_classes: int = 0, pretrained: str = "") -> nn.Module:
+    """timm classifier named ``cfg.prior_model``; with num_classes=0 its forward gives pooled features.
+
+    ``forward_features`` + ``forward_head(pre_logits=True)`` yield ``cfg.prior_width``
+    features (2048 for ResNet-50). ``prior_channels`` overrides timm ResNet stage widths.
+    """
+    extra: dict[str, Any] = {"channels": tuple(cfg.prior_channels)} if cfg.prior_channels else {}
+    prior = timm.create_model(cfg.prior_model, num_classes=num_classes,
+                              **_pretrained_kwargs(pretrained, "scene prior"), **extra)
+    if prior.num_features != cfg.prior_width:
+        raise ValueError(f"model.prior_width={cfg.prior_width} but {cfg.prior_model} "
+                         f"(channels {cfg.prior_channels or 'default'}) pools {prior.num_features} features")
+    return prior
+
+
+def swin_tokens(vision_encoder: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """[B, 1 + h*w, C]: the average of the final normed Swin tokens, then the tokens (X-VLM layout)."""
+    grid = vision_encoder.forward_features(images)      # NHWC
+    tokens = grid.flatten(1, 2)
+    return torch.cat([tokens.mean(dim=1, keepdim=True), tokens], dim=1)

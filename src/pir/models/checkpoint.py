@@ -1,0 +1,74 @@
+"""Our checkpoint format: ``{"model": state_dict, "model_config": to_dict(cfg), **extra}``.
+
+The model config travels with the weights (nanoGPT style) so a checkpoint
+rebuilds its own architecture. ``load_model`` also accepts the authors'
+official format (``{"model", "config"}``) through ``pir.models.official``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from pir.config import ModelConfig, from_mapping, to_dict
+from pir.io import load_torch, save_torch
+from pir.models.official import model_from_official
+from pir.models.pir import PIR
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, cfg: ModelConfig, **extra: Any) -> None:
+    """Atomically write the model's weights, its config and ``extra`` (plain values/tensors only)."""
+    model = getattr(model, "module", model)          # unwrap DDP
+    model = getattr(model, "_orig_mod", model)       # unwrap torch.compile
+    save_torch(path, {"model": model.state_dict(), "model_config": to_dict(cfg), **extra})
+
+
+def _architecture_only(cfg: ModelConfig) -> ModelConfig:
+    """Same architecture without pretrained loading: the checkpoint supplies every weight."""
+    return dataclasses.replace(cfg, vision_pretrained="", text_pretrained=False)
+
+
+def _load_state(module: nn.Module, state_dict: dict[str, torch.Tensor], where: str) -> None:
+    try:
+        module.load_state_dict(state_dict, strict=True)
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())[:300]
+        raise ValueError(f"{where}: weights do not fit the model ({detail})") from None
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[PIR, ModelConfig, dict[str, Any]]:
+    """(model in eval mode on ``device``, its ModelConfig, the checkpoint's other entries).
+
+    Official checkpoints return the config derived from them (text_mask=False)
+    and ``extra = {"official_config": <their config dict>}``.
+    """
+    where = str(path)
+    checkpoint = load_torch(path)
+    if not isinstance(checkpoint, dict) or "model" not in checkpoint:
+        raise ValueError(f"{where}: not a PIR checkpoint (no 'model' entry)")
+    if "model_config" not in checkpoint and "config" in checkpoint:
+        model = model_from_official(checkpoint, where)
+        return model.to(device).eval(), model.cfg, {"official_config": checkpoint["config"]}
+    if "model_config" not in checkpoint:
+        raise ValueError(f"{where}: checkpoint has no 'model_config' (nor an official 'config')")
+    extra = {k: v for k, v in checkpoint.items() if k not in ("model", "model_config")}
+    cfg = from_mapping(ModelConfig, checkpoint["model_config"], f"{where}: model_config")
+    model = PIR(_architecture_only(cfg))
+    _load_state(model, checkpoint["model"], where)
+    return model.to(device).eval(), cfg, extra
+
+
+def load_scene_prior_weights(model: PIR, path: str | os.PathLike) -> None:
+    """Load a scene_prior-stage checkpoint's classifier into PIR's prior (classifier 'fc.*' dropped)."""
+    where = str(path)
+    if not hasattr(model, "scene_prior"):
+        raise ValueError(f"{where}: the model has no scene prior (model.use_vir is off)")
+    checkpoint = load_torch(path)
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
+        raise ValueError(f"{where}: not a scene-prior checkpoint (no 'model' state_dict)")
+    state_dict = {k: v for k, v in checkpoint["model"].items() if not k.startswith("fc.")}
+    _load_state(model.scene_prior, state_dict, where)

@@ -1,0 +1,247 @@
+"""MLflow tracking for the pipeline stages: one SQLite store at the repository root.
+
+Every stage run is an MLflow run tagged ``dvc_exp_name``, ``dvc_stage`` and
+``git_commit`` (GUIDE §7-8). evaluate/analyze reopen the train stage's run (its id
+is stored in the checkpoint) so one row in ``mlflow ui`` holds a whole model.
+
+MLflow is a side channel: a locked or broken store must never cost the stage its
+files. Every call goes through ``_retry``; after the last attempt it warns in one
+line and the stage carries on (the tracker then turns into a no-op).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+EXPERIMENT = "pir"
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"   # opens the runs table, not MLflow 3's GenAI view
+RETRIES = 3
+RETRY_DELAY_S = 0.5                             # doubled after each failed attempt
+SYSTEM_METRICS_INTERVAL_S = 10.0
+MAX_PARAM_VALUE = 6000                          # MLflow's param value limit
+MAX_KEY = 250
+PARAMS_PER_BATCH = 100                          # MLflow's log_batch limit on params
+
+
+def tracking_uri(root: str | os.PathLike) -> str:
+    return f"sqlite:///{Path(root).resolve() / 'mlflow.db'}"
+
+
+def artifact_location(root: str | os.PathLike) -> str:
+    # Absolute so that runs from a queued experiment's temp clone land in the real repo (GUIDE §7).
+    return (Path(root).resolve() / "mlartifacts").as_uri()
+
+
+def _warn(message: str) -> None:
+    print(f"warning: MLflow: {message}", file=sys.stderr)
+
+
+def _retry(what: str, call: Callable[[], Any]) -> tuple[bool, Any]:
+    """Run ``call`` up to RETRIES times with exponential back-off; (ok, result), warning on give-up."""
+    delay = RETRY_DELAY_S
+    for attempt in range(1, RETRIES + 1):
+        try:
+            return True, call()
+        except Exception as exc:  # sqlite locked, disk full, bad path: all equally non-fatal here
+            if attempt == RETRIES:
+                first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+                _warn(f"{what} failed after {RETRIES} attempts ({first_line}); continuing without it")
+                return False, None
+            time.sleep(delay)
+            delay *= 2
+    return False, None
+
+
+def _probe_store(root: str | os.PathLike) -> None:
+    """Fail fast on an unusable database file: MLflow itself retries engine creation for minutes."""
+    import sqlite3
+    path = Path(root).resolve() / "mlflow.db"
+    connection = sqlite3.connect(str(path), timeout=5)
+    try:
+        connection.execute("pragma schema_version").fetchone()
+    finally:
+        connection.close()
+
+
+def _client(root: str | os.PathLike):
+    from mlflow.tracking import MlflowClient
+    _probe_store(root)
+    return MlflowClient(tracking_uri=tracking_uri(root))
+
+
+def ensure_experiment(root: str | os.PathLike, name: str = EXPERIMENT) -> str | None:
+    """Create the SQLite store and the experiment if needed; its id, or None when MLflow is unusable.
+
+    Call before parallel workers start: concurrent first use of a fresh SQLite store races
+    on its schema migration.
+    """
+    def create() -> str:
+        client = _client(root)
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            try:
+                experiment_id = client.create_experiment(name, artifact_location=artifact_location(root),
+                                                         tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+            except Exception:
+                # Another process created it between our lookup and create: use theirs.
+                experiment = client.get_experiment_by_name(name)
+                if experiment is None:
+                    raise
+                experiment_id = experiment.experiment_id
+        else:
+            experiment_id = experiment.experiment_id
+            if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+                client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        return experiment_id
+
+    return _retry(f"opening experiment {name!r} in {tracking_uri(root)}", create)[1]
+
+
+def git_commit(root: str | os.PathLike) -> str:
+    """The commit the run was made from: DVC's experiment baseline when set, else HEAD of ``root``."""
+    rev = os.environ.get("DVC_EXP_BASELINE_REV", "").strip()
+    if rev:
+        return rev
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+
+
+def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested params -> {"train.lr": "0.0005", ...}, values and keys cut to MLflow's limits."""
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_params(value, f"{name}."))
+        else:
+            flat[name[:MAX_KEY]] = str(value)[:MAX_PARAM_VALUE]
+    return flat
+
+
+class Tracker:
+    """One MLflow run. Every method is best-effort: failures warn once per call and are swallowed."""
+
+    def __init__(self, root: str | os.PathLike, run_id: str | None):
+        self.root = Path(root)
+        self.run_id = run_id
+        self._monitor = None
+
+    @property
+    def active(self) -> bool:
+        return self.run_id is not None
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if not self.active or not metrics:
+            return
+        from mlflow.entities import Metric
+        stamp = int(time.time() * 1000)
+        batch = [Metric(k[:MAX_KEY], float(v), stamp, int(step or 0)) for k, v in metrics.items()]
+        _retry("logging metrics", lambda: _client(self.root).log_batch(self.run_id, metrics=batch))
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log (flattened) params; keys the run already holds are skipped (MLflow params are immutable)."""
+        if not self.active:
+            return
+        from mlflow.entities import Param
+        ok, run = _retry("reading run params", lambda: _client(self.root).get_run(self.run_id))
+        existing = run.data.params if ok else {}
+        fresh = [Param(k, v) for k, v in flatten_params(params).items() if k not in existing]
+        changed = sorted(k for k, v in flatten_params(params).items() if k in existing and existing[k] != v)
+        if changed:
+            _warn(f"run {self.run_id} already has different values for {', '.join(changed[:5])}; kept the old ones")
+        for start in range(0, len(fresh), PARAMS_PER_BATCH):
+            chunk = fresh[start:start + PARAMS_PER_BATCH]
+            _retry("logging params", lambda: _client(self.root).log_batch(self.run_id, params=chunk))
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        if not self.active or not tags:
+            return
+        from mlflow.entities import RunTag
+        batch = [RunTag(k, str(v)[:MAX_PARAM_VALUE]) for k, v in tags.items()]
+        _retry("setting tags", lambda: _client(self.root).log_batch(self.run_id, tags=batch))
+
+    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        if not self.active or not Path(path).exists():
+            return
+        _retry(f"logging artifact {path}",
+               lambda: _client(self.root).log_artifact(self.run_id, str(path), artifact_path))
+
+    def _start_system_metrics(self, resume: bool) -> None:
+        try:
+            import psutil  # noqa: F401  (the monitor needs it; without it we simply skip system metrics)
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+            self._monitor = SystemMetricsMonitor(self.run_id, sampling_interval=SYSTEM_METRICS_INTERVAL_S,
+                                                 resume_logging=resume, tracking_uri=tracking_uri(self.root))
+            self._monitor.start()
+        except Exception as exc:
+            self._monitor = None
+            _warn(f"system metrics unavailable ({type(exc).__name__})")
+
+    def _finish(self, status: str) -> None:
+        if self._monitor is not None:
+            with contextlib.suppress(Exception):
+                self._monitor.finish()
+        if self.active:
+            _retry("closing run", lambda: _client(self.root).set_terminated(self.run_id, status))
+
+
+def _dvc_stage_tag(existing: str | None, stage: str) -> str:
+    """Stages that logged into one run, in order: a train run reopened by evaluate reads 'train,evaluate'."""
+    stages = [s for s in (existing or "").split(",") if s]
+    return ",".join(stages if stage in stages else stages + [stage])
+
+
+def _open_run(root: Path, stage: str, run_id: str | None, run_name: str | None) -> tuple[str | None, bool]:
+    """(run id, resumed?) — reopen ``run_id`` when it exists in this store, else create a new run."""
+    experiment_id = ensure_experiment(root)
+    if experiment_id is None:
+        return None, False
+    client = _client(root)
+    if run_id:
+        ok, run = _retry(f"reopening run {run_id}", lambda: client.get_run(run_id))
+        if ok:
+            _retry("marking run running", lambda: client.update_run(run_id, status="RUNNING"))
+            return run_id, True
+        _warn(f"run {run_id} not found; starting a new run")
+    ok, run = _retry("creating run", lambda: client.create_run(experiment_id, run_name=run_name or stage))
+    return (run.info.run_id, False) if ok else (None, False)
+
+
+@contextlib.contextmanager
+def stage_run(root: str | os.PathLike, stage: str, params: Mapping[str, Any], run_id: str | None = None,
+              run_name: str | None = None, system_metrics: bool = True) -> Iterator[Tracker]:
+    """Context manager: a (new or reopened) MLflow run for one stage, tagged and with its params.
+
+    The run ends FINISHED, or FAILED when the block raises; the exception always propagates.
+    """
+    root = Path(root).resolve()
+    opened_id, resumed = _open_run(root, stage, run_id, run_name)
+    tracker = Tracker(root, opened_id)
+    if tracker.active:
+        ok, run = _retry("reading run tags", lambda: _client(root).get_run(opened_id))
+        existing_stage = run.data.tags.get("dvc_stage") if ok else None
+        tracker.set_tags({
+            "dvc_exp_name": os.environ.get("DVC_EXP_NAME") or "workspace",
+            "dvc_stage": _dvc_stage_tag(existing_stage, stage),
+            "git_commit": git_commit(root),
+        })
+        tracker.log_params(params)
+        if system_metrics:
+            tracker._start_system_metrics(resume=resumed)
+    status = "FAILED"
+    try:
+        yield tracker
+        status = "FINISHED"
+    finally:
+        tracker._finish(status)

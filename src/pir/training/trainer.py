@@ -1,0 +1,249 @@
+"""PIR training loop: epochs of AdamW steps, validation-split model selection, exact resume.
+
+Only the train and val splits are ever built here: the test split belongs to the
+evaluate stage and is looked at once (the official code selected its epoch on test).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from pir import io
+from pir.config import ModelConfig, TrainConfig
+from pir.data.loader import normalize_images, set_epoch, train_pairs_loader
+from pir.data.prepared import PreparedDataset
+from pir.evaluation.embed import embed_split, precision_context
+from pir.training.distributed import DistContext, barrier
+from pir.training.optim import make_optimizer, make_scheduler
+from pir.training.state import TrainState, capture_rng, restore_rng
+
+SELECTION_METRIC = "r_mean"
+
+
+@dataclass(frozen=True)
+class TrainOutputs:
+    """Where the finished run's checkpoints go (the stage's DVC outs)."""
+    best: Path
+    last: Path
+
+
+@dataclass
+class TrainSummary:
+    best_epoch: int
+    best_val: dict[str, float]
+    curves: list[dict[str, float]]
+    resumed_from: int                    # completed epochs found in the state (0 = fresh run)
+    mlflow_run_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def train_seconds(self) -> float:
+        return float(sum(row["epoch_seconds"] for row in self.curves))
+
+    @property
+    def samples_per_s(self) -> float:
+        seconds = sum(row["epoch_seconds"] for row in self.curves)
+        return float(sum(row["samples"] for row in self.curves) / seconds) if seconds else 0.0
+
+    def report(self) -> dict[str, Any]:
+        """reports/train.json: best epoch and its val metrics, time, throughput (no test numbers)."""
+        return {"best_epoch": self.best_epoch, "selection": f"val_{SELECTION_METRIC}",
+                "best_val": self.best_val, "epochs": len(self.curves), "resumed_from": self.resumed_from,
+                "train_seconds": round(self.train_seconds, 2), "samples_per_s": round(self.samples_per_s, 2),
+                "epoch_seconds": [round(row["epoch_seconds"], 2) for row in self.curves], **self.extra}
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The bare model under DDP / torch.compile wrappers (what checkpoints and validation use)."""
+    model = getattr(model, "_orig_mod", model)
+    return getattr(model, "module", model)
+
+
+def validate(model: nn.Module, prepared: PreparedDataset, tokenizer: Any, model_cfg: ModelConfig,
+             train_cfg: TrainConfig, ctx: DistContext) -> dict[str, float]:
+    """Val-split retrieval metrics (percent) of the current weights."""
+    from pir.evaluation.metrics import retrieval_metrics
+    val = prepared.split("val")
+    if val.n_images == 0:
+        raise ValueError("the prepared dataset has no val images: model selection needs a val split")
+    image_emb, text_emb = embed_split(unwrap(model), prepared, val, tokenizer, model_cfg.image_size,
+                                      model_cfg.max_tokens, train_cfg.batch_size, ctx.device,
+                                      train_cfg.precision, cpu_bf16=train_cfg.cpu_bf16, progress=False)
+    sims = (image_emb @ text_emb.T).numpy()
+    return {k: float(v) for k, v in retrieval_metrics(sims, val.txt2img).items()}
+
+
+class _LossMeter:
+    """Running sums of the loss terms kept on the device: no host sync until ``means``/``peek``."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.steps = 0
+
+    def add(self, out: Mapping[str, torch.Tensor]) -> None:
+        for key, value in out.items():
+            if key.startswith("loss"):
+                value = value.detach().float()
+                self.sums[key] = self.sums[key] + value if key in self.sums else value
+        self.steps += 1
+
+    def means(self) -> dict[str, float]:
+        return {key: float(total) / max(1, self.steps) for key, total in self.sums.items()}
+
+
+def train_epoch(model: nn.Module, loader, optimizer, scheduler, train_cfg: TrainConfig, ctx: DistContext,
+                epoch: int, desc: str) -> dict[str, float]:
+    """One pass over the loader; mean losses, last lr, samples and wall time."""
+    model.train()
+    set_epoch(loader, epoch)
+    meter = _LossMeter()
+    samples = 0
+    start = time.perf_counter()
+    bar = tqdm(loader, desc=desc, disable=not ctx.is_main, leave=False, dynamic_ncols=True)
+    for step, batch in enumerate(bar, 1):
+        with precision_context(ctx.device, train_cfg.precision, train_cfg.cpu_bf16):
+            out = model(normalize_images(batch["images"], ctx.device),
+                        batch["input_ids"].to(ctx.device, non_blocking=True),
+                        batch["attention_mask"].to(ctx.device, non_blocking=True),
+                        batch["image_ids"].to(ctx.device, non_blocking=True),
+                        batch["labels"].to(ctx.device, non_blocking=True))
+        optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        if train_cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        meter.add(out)
+        samples += len(batch["image_ids"]) * ctx.world_size
+        if step % train_cfg.log_interval == 0:   # the only host sync inside the epoch
+            bar.set_postfix(loss=f"{float(meter.sums['loss']) / meter.steps:.4f}")
+    if ctx.device.type == "cuda":
+        torch.cuda.synchronize(ctx.device)
+    row = meter.means()
+    if not math.isfinite(row.get("loss", 0.0)):
+        raise FloatingPointError(f"epoch {epoch + 1}: training loss is {row['loss']} (lower train.lr?)")
+    seconds = time.perf_counter() - start
+    return {**row, "lr": float(scheduler.get_last_lr()[0]), "samples": float(samples),
+            "epoch_seconds": seconds, "samples_per_s": samples / seconds if seconds else 0.0}
+
+
+def _checkpoint_extra(epoch: int, params: Mapping[str, Any], val: Mapping[str, float],
+                      run_id: str | None) -> dict[str, Any]:
+    return {"epoch": epoch, "params": dict(params), "val_metrics": dict(val), "mlflow_run_id": run_id}
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    with io.atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def _is_due(epoch: int, train_cfg: TrainConfig) -> bool:
+    """Validate every eval_interval epochs, and always after the last one (so a best exists)."""
+    return (epoch + 1) % max(1, train_cfg.eval_interval) == 0 or epoch + 1 == train_cfg.epochs
+
+
+def train(model: nn.Module, prepared: PreparedDataset, tokenizer: Any, model_cfg: ModelConfig,
+          train_cfg: TrainConfig, *, seed: int, state: TrainState, outputs: TrainOutputs,
+          ctx: DistContext, params: Mapping[str, Any] | None = None, tracker=None,
+          log: Callable[[str], None] = print) -> TrainSummary:
+    """Train ``model`` (resuming ``state`` when it holds completed epochs) and write best/last checkpoints.
+
+    Rank 0 validates, logs and writes; other ranks only train. ``tracker`` (pir.tracking) is optional.
+    """
+    from pir.models.checkpoint import save_checkpoint
+    params = dict(params or {})
+    run_id = getattr(tracker, "run_id", None)
+    loader = train_pairs_loader(
+        prepared, prepared.split("train"), tokenizer, image_size=model_cfg.image_size,
+        max_tokens=model_cfg.max_tokens, batch_size=train_cfg.batch_size, seed=seed,
+        crop_scale=train_cfg.crop_scale, hflip=train_cfg.hflip, randaug_ops=train_cfg.randaug_ops,
+        randaug_magnitude=train_cfg.randaug_magnitude, pairs_per_image=train_cfg.pairs_per_image,
+        num_workers=train_cfg.num_workers, device=ctx.device, rank=ctx.rank, world_size=ctx.world_size)
+    if len(loader) == 0:
+        raise ValueError(f"train split has {len(loader.dataset)} pairs per rank-set, fewer than one batch of "
+                         f"{train_cfg.batch_size}: lower train.batch_size")
+    model.to(ctx.device)
+    optimizer = make_optimizer(model, train_cfg, ctx.device)
+    scheduler = make_scheduler(optimizer, train_cfg.epochs * len(loader), train_cfg.warmup_fraction)
+
+    saved = state.load()
+    start_epoch, curves, best = 0, [], {"epoch": 0, "val": {}}
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        restore_rng(saved["rng"], loader.generator)
+        start_epoch, curves, best = int(saved["epoch"]), list(saved["curves"]), dict(saved["best"])
+        if ctx.is_main:
+            log(f"resuming from epoch {start_epoch} (of {train_cfg.epochs}; state {state.key})")
+
+    step_model = model
+    if ctx.distributed:
+        step_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+    if train_cfg.compile:
+        step_model = torch.compile(step_model)
+
+    for epoch in range(start_epoch, train_cfg.epochs):
+        row: dict[str, Any] = {"epoch": epoch + 1}
+        row.update(train_epoch(step_model, loader, optimizer, scheduler, train_cfg, ctx, epoch,
+                               desc=f"epoch {epoch + 1}/{train_cfg.epochs}"))
+        if ctx.is_main:
+            if _is_due(epoch, train_cfg):
+                val = validate(model, prepared, tokenizer, model_cfg, train_cfg, ctx)
+                row.update({f"val_{k}": v for k, v in val.items()})
+                if not best["val"] or val[SELECTION_METRIC] > best["val"][SELECTION_METRIC]:
+                    best = {"epoch": epoch + 1, "val": val}
+                    save_checkpoint(state.best_path, unwrap(model), model_cfg,
+                                    **_checkpoint_extra(epoch + 1, params, val, run_id))
+            curves.append(row)
+            log(_epoch_line(row, best["epoch"]))
+            if tracker is not None:
+                tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch + 1)
+            state.save({"epoch": epoch + 1, "model": unwrap(model).state_dict(),
+                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                        "rng": capture_rng(loader.generator), "curves": curves, "best": best,
+                        "mlflow_run_id": run_id})
+        barrier(ctx)
+
+    if ctx.is_main:
+        save_checkpoint(outputs.last, unwrap(model), model_cfg,
+                        **_checkpoint_extra(train_cfg.epochs, params, _val_of(curves[-1]) if curves else {}, run_id))
+        _copy_atomic(state.best_path, outputs.best)
+    barrier(ctx)
+    return TrainSummary(best_epoch=int(best["epoch"]), best_val=dict(best["val"]), curves=curves,
+                        resumed_from=start_epoch, mlflow_run_id=run_id)
+
+
+def _val_of(row: Mapping[str, Any]) -> dict[str, float]:
+    return {k[4:]: v for k, v in row.items() if k.startswith("val_")}
+
+
+def _epoch_line(row: Mapping[str, Any], best_epoch: int) -> str:
+    val = f" val r_mean {row['val_r_mean']:.2f}" if "val_r_mean" in row else ""
+    return (f"epoch {row['epoch']}: loss {row['loss']:.4f} lr {row['lr']:.2e}{val} "
+            f"({row['epoch_seconds']:.1f}s, {row['samples_per_s']:.1f} samples/s; best epoch {best_epoch})")
+
+
+def write_curves_csv(path: str | Path, curves: list[Mapping[str, Any]]) -> None:
+    """reports/train_curves.csv: one row per epoch, a column per key seen in any epoch (blank if absent)."""
+    columns: list[str] = []
+    for row in curves:
+        columns += [k for k in row if k not in columns]
+    lines = [",".join(columns)]
+    for row in curves:
+        lines.append(",".join("" if k not in row else _csv_value(row[k]) for k in columns))
+    io.write_text(path, "\n".join(lines) + "\n")
+
+
+def _csv_value(value: Any) -> str:
+    return format(value, ".8g") if isinstance(value, float) else str(value)

@@ -1,0 +1,123 @@
+"""analyze: t-SNE and cluster statistics of the common subspace (test split embeddings).
+
+Reads data/evaluate/embeddings.npz (written by evaluate). Outputs:
+reports/analysis.json, reports/tsne.csv, reports/figures/{tsne,class_similarity}.png,
+data/analyze/tsne.npz. Logs into the MLflow run evaluate used.
+"""
+
+from __future__ import annotations
+
+import csv
+import io as text_io
+import json
+import sys
+
+import numpy as np
+
+import common
+from pir import io, tracking
+from pir.analysis.clusters import cluster_statistics
+from pir.analysis.tsne import class_similarity_figure, joint_tsne, subsample, tsne_figure
+from pir.config import to_dict
+from pir.evaluation.gallery import save_figure
+
+EMBEDDINGS_PATH = common.EVAL_DIR / "embeddings.npz"
+EVALUATION_PATH = common.EVAL_DIR / "evaluation.json"
+ANALYSIS_PATH = common.REPORTS / "analysis.json"
+TSNE_CSV_PATH = common.REPORTS / "tsne.csv"
+TSNE_FIGURE_PATH = common.FIGURES / "tsne.png"
+CLASS_FIGURE_PATH = common.FIGURES / "class_similarity.png"
+
+
+def load_embeddings() -> dict[str, np.ndarray]:
+    try:
+        with np.load(EMBEDDINGS_PATH) as saved:
+            return {k: saved[k] for k in saved.files}
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{EMBEDDINGS_PATH}: embeddings not found (run the evaluate stage)") from None
+
+
+def evaluated_run_id() -> str | None:
+    try:
+        return json.loads(EVALUATION_PATH.read_text()).get("mlflow_run_id")
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def tsne_csv(coords: np.ndarray, modality: list[str], scenes: list[str]) -> str:
+    out = text_io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["x", "y", "modality", "scene"])
+    writer.writerows((f"{x:.4f}", f"{y:.4f}", m, s) for (x, y), m, s in zip(coords, modality, scenes))
+    return out.getvalue()
+
+
+def analyze(cfgs: common.Configs) -> None:
+    settings = cfgs.analyze
+    saved = load_embeddings()
+    image_emb, text_emb = saved["image_emb"], saved["text_emb"]
+    image_labels, txt2img = saved["image_labels"].astype(np.int64), saved["txt2img"].astype(np.int64)
+    class_names = [str(c) for c in saved["class_names"]]
+    if len(image_emb) != len(image_labels) or len(text_emb) != len(txt2img):
+        raise ValueError(f"{EMBEDDINGS_PATH}: embedding and label counts disagree")
+
+    with tracking.stage_run(common.repo_root(), "analyze", {"analyze": to_dict(settings)},
+                            run_id=evaluated_run_id(), run_name="analyze") as tracker:
+        stats, class_matrix = cluster_statistics(image_emb, image_labels, text_emb, txt2img, class_names,
+                                                 settings.knn)
+        # t-SNE on a seeded per-modality sample: O(n^2) memory and minutes beyond a few thousand points.
+        image_pick = subsample(len(image_emb), settings.max_points, cfgs.seed)
+        text_pick = subsample(len(text_emb), settings.max_points, cfgs.seed + 1)
+        coords = joint_tsne(image_emb[image_pick], text_emb[text_pick], settings.perplexity, cfgs.seed)
+        labels = np.concatenate([image_labels[image_pick], image_labels[txt2img[text_pick]]])
+        modality = ["image"] * len(image_pick) + ["text"] * len(text_pick)
+        scenes = [class_names[c] if c >= 0 else "unknown" for c in labels]
+        stats["tsne"] = {"images": int(len(image_pick)), "texts": int(len(text_pick)),
+                         "perplexity": float(min(settings.perplexity, (len(labels) - 1) / 3))}
+
+        common.ANALYZE_DIR.mkdir(parents=True, exist_ok=True)
+        io.save_npz(common.ANALYZE_DIR / "tsne.npz", coords=coords, labels=labels,
+                    image_index=image_pick, text_index=text_pick, class_similarity=class_matrix)
+        io.write_json(ANALYSIS_PATH, json_safe(stats))
+        io.write_text(TSNE_CSV_PATH, tsne_csv(coords, modality, scenes))
+        save_figure(tsne_figure(coords, modality, labels, class_names), TSNE_FIGURE_PATH)
+        save_figure(class_similarity_figure(class_matrix, class_names), CLASS_FIGURE_PATH)
+
+        tracker.log_metrics(flat_numbers(stats, "analysis_"))
+        for path in (ANALYSIS_PATH, TSNE_FIGURE_PATH, CLASS_FIGURE_PATH):
+            tracker.log_artifact(path, "analyze")
+    print(f"silhouette image={stats['silhouette']['image']:.3f} text={stats['silhouette']['text']:.3f} "
+          f"joint={stats['silhouette']['joint']:.3f}  modality gap={stats['modality_gap']['centroid_distance']:.3f}")
+
+
+def json_safe(value):
+    """NaN (e.g. a silhouette with fewer than two classes) -> null: strict JSON for DVC and other readers."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return None if isinstance(value, float) and not np.isfinite(value) else value
+
+
+def flat_numbers(tree: dict, prefix: str = "") -> dict[str, float]:
+    """Finite numbers of a nested dict as {"prefix_a_b": value} for MLflow; lists skipped."""
+    flat: dict[str, float] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flat_numbers(value, f"{prefix}{key}_"))
+        elif isinstance(value, (int, float)) and np.isfinite(value):
+            flat[f"{prefix}{key}"] = float(value)
+    return flat
+
+
+def main() -> None:
+    cfgs = common.configs()
+    common.seed_everything(cfgs.seed)
+    try:
+        analyze(cfgs)
+    except (ValueError, FileNotFoundError) as exc:
+        sys.exit(f"analyze: {exc}")
+
+
+if __name__ == "__main__":
+    main()

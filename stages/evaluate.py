@@ -1,0 +1,130 @@
+"""evaluate: test-split retrieval metrics, the similarity matrix they came from, a gallery.
+
+Outputs: reports/metrics.json, reports/per_class.csv, reports/figures/gallery.png,
+data/evaluate/{similarity.npz, embeddings.npz, evaluation.json}. Metrics and the
+figure go to the evaluated model's MLflow run (a new run for official checkpoints).
+"""
+
+from __future__ import annotations
+
+import csv
+import io as text_io
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import common
+from pir import io, tracking
+from pir.config import to_dict
+from pir.data.prepared import load_prepared
+from pir.data.text import load_tokenizer
+from pir.evaluation.embed import embed_split
+from pir.evaluation.gallery import save_gallery
+from pir.evaluation.metrics import RECALL_KS, evaluation_report
+from pir.models.checkpoint import load_model
+from pir.training.distributed import resolve_device
+
+CHECKPOINT_NAME = "best.pt"   # written by the train stage
+METRICS_PATH = common.REPORTS / "metrics.json"
+PER_CLASS_PATH = common.REPORTS / "per_class.csv"
+GALLERY_PATH = common.FIGURES / "gallery.png"
+
+
+def checkpoint_path(setting: str) -> Path:
+    """"" = the train stage's best checkpoint; relative paths are relative to the repository."""
+    if not setting:
+        return common.TRAIN_DIR / CHECKPOINT_NAME
+    path = Path(setting).expanduser()
+    return path if path.is_absolute() else common.ROOT / path
+
+
+def tokenizer_source(cfgs: common.Configs) -> str:
+    """The tokenizer training used: a configured (pretrained) one, else the one fetch trained."""
+    return cfgs.data.tokenizer or str(common.FETCH_DIR / "tokenizer")
+
+
+def check_vocabulary(tokenizer, vocab_size: int, where: Path) -> None:
+    if len(tokenizer) > vocab_size:
+        raise ValueError(f"{where}: model vocabulary has {vocab_size} ids but the tokenizer has {len(tokenizer)}; "
+                         "set data.tokenizer to the tokenizer the model was trained with")
+
+
+def per_class_csv(per_class: dict[str, dict[str, float]]) -> str:
+    """One row per scene class, with its six recalls and their mean, for `dvc plots`."""
+    columns = ["scene", "n_images", "n_texts"] + [f"{d}_r{k}" for d in ("txt", "img") for k in RECALL_KS] + ["r_mean"]
+    out = text_io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for scene, row in per_class.items():
+        recalls = [row[c] for c in columns[3:-1]]
+        writer.writerow([scene, row["n_images"], row["n_texts"], *recalls, sum(recalls) / len(recalls)])
+    return out.getvalue()
+
+
+def scalar_metrics(report: dict) -> dict[str, float]:
+    return {k: v for k, v in report.items() if isinstance(v, (int, float)) and np.isfinite(v)}
+
+
+def evaluate(cfgs: common.Configs) -> None:
+    settings = cfgs.evaluate
+    checkpoint = checkpoint_path(settings.checkpoint)
+    device = resolve_device(settings.device)
+    model, model_cfg, extra = load_model(checkpoint, device)
+    official = "official_config" in extra
+    prepared = load_prepared(common.FETCH_DIR)
+    test = prepared.split("test")
+    if test.n_images == 0 or test.n_texts == 0:
+        raise ValueError(f"{common.FETCH_DIR / 'dataset.json'}: the test split has no images or no captions")
+    tokenizer = load_tokenizer(tokenizer_source(cfgs))
+    check_vocabulary(tokenizer, model_cfg.vocab_size, checkpoint)
+
+    params = {"evaluate": {**to_dict(settings), "checkpoint_path": str(checkpoint), "dataset": prepared.name}}
+    run_id = extra.get("mlflow_run_id") or None
+    with tracking.stage_run(common.repo_root(), "evaluate", params, run_id=run_id,
+                            run_name=None if run_id else "evaluate") as tracker:
+        image_emb, text_emb = embed_split(model, prepared, test, tokenizer, model_cfg.image_size,
+                                          model_cfg.max_tokens, settings.batch_size, device, settings.precision)
+        image_emb, text_emb = image_emb.numpy(), text_emb.numpy()
+        # The one matrix: saved as is, and every number below is computed from it.
+        sims = (image_emb @ text_emb.T).astype(np.float32)
+        class_names = list(prepared.classes)
+        report = evaluation_report(sims, test.txt2img, test.labels, class_names, test.captions)
+        report["checkpoint"] = {"path": str(checkpoint), "format": "official" if official else "pir",
+                                "epoch": extra.get("epoch"), "mlflow_run_id": tracker.run_id}
+        report["dataset"] = prepared.name
+        per_class = report.pop("per_class")
+
+        common.EVAL_DIR.mkdir(parents=True, exist_ok=True)
+        io.save_npz(common.EVAL_DIR / "similarity.npz", sims=sims, txt2img=test.txt2img)
+        io.save_npz(common.EVAL_DIR / "embeddings.npz", image_emb=image_emb, text_emb=text_emb,
+                    image_labels=test.labels, txt2img=test.txt2img, class_names=np.array(class_names, dtype=str))
+        io.write_json(common.EVAL_DIR / "evaluation.json", {"checkpoint": report["checkpoint"],
+                                                           "dataset": prepared.name,
+                                                           "mlflow_run_id": tracker.run_id})
+        io.write_json(METRICS_PATH, report)
+        io.write_text(PER_CLASS_PATH, per_class_csv(per_class))
+        scenes = [prepared.classes[label] if label >= 0 else "unknown" for label in test.labels]
+        save_gallery(GALLERY_PATH, sims, test.txt2img, prepared.pixels[test.image_rows], test.captions,
+                     settings.gallery_queries, cfgs.seed, scenes=scenes)
+
+        tracker.log_metrics({f"test_{k}": v for k, v in scalar_metrics(report).items()})
+        for path in (METRICS_PATH, PER_CLASS_PATH, GALLERY_PATH):
+            tracker.log_artifact(path, "evaluate")
+    print(" ".join(f"{k}={report[k]:.2f}" for k in
+                   ("txt_r1", "txt_r5", "txt_r10", "img_r1", "img_r5", "img_r10", "r_mean")))
+
+
+def main() -> None:
+    cfgs = common.configs()
+    common.seed_everything(cfgs.seed)
+    torch.set_grad_enabled(False)
+    try:
+        evaluate(cfgs)
+    except (ValueError, FileNotFoundError) as exc:
+        sys.exit(f"evaluate: {exc}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""DVC stage `train`: train PIR (or the baseline), select the epoch on val, write checkpoints and curves.
+
+Device `auto`: CUDA when present, else CPU. With more than one visible GPU
+(capped by train.max_gpus) this script re-executes itself under torchrun (DDP).
+Killed runs resume from data/train_state (persist: true) when the params match.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import sys
+
+import common
+from common import FETCH_DIR, PRIOR_DIR, REPORTS, TRAIN_DIR, TRAIN_STATE_DIR
+
+from pir import io, tracking
+from pir.config import to_dict
+from pir.data.prepared import load_prepared
+from pir.data.text import load_tokenizer
+from pir.models import create_model
+from pir.models.checkpoint import load_scene_prior_weights
+from pir.training import distributed
+from pir.training.state import TrainState, file_digest, run_key
+from pir.training.trainer import TrainOutputs, train, write_curves_csv
+
+PRIOR_PATH = PRIOR_DIR / "prior.pt"
+CURVES_PATH = REPORTS / "train_curves.csv"
+REPORT_PATH = REPORTS / "train.json"
+# Runtime knobs that do not change the numbers: a resume may use other values.
+NOT_IN_RUN_KEY = ("num_workers", "log_interval")
+
+
+def tokenizer_source(cfgs: common.Configs):
+    """fetch's tokenizer folder when it wrote one, else the configured name/dir."""
+    folder = FETCH_DIR / "tokenizer"
+    return folder if folder.is_dir() else cfgs.data.tokenizer
+
+
+def training_params(cfgs: common.Configs, model_cfg) -> dict:
+    """Everything that decides the trained weights (also logged to MLflow and stored in checkpoints)."""
+    train = {k: v for k, v in to_dict(cfgs.train).items() if k not in NOT_IN_RUN_KEY}
+    return {"seed": cfgs.seed, "model_preset": cfgs.model_preset, "model": to_dict(model_cfg), "train": train}
+
+
+def input_digests(model_cfg) -> dict[str, str]:
+    digests = {"dataset": file_digest(FETCH_DIR / "dataset.json"),
+               "tokenizer": file_digest(FETCH_DIR / "tokenizer" / "tokenizer.json")}
+    if model_cfg.use_vir:
+        digests["scene_prior"] = file_digest(PRIOR_PATH)
+    return digests
+
+
+def write_reports(summary, ctx: distributed.DistContext) -> None:
+    write_curves_csv(CURVES_PATH, summary.curves)
+    summary.extra.update({"device": str(ctx.device.type), "world_size": ctx.world_size})
+    io.write_json(REPORT_PATH, summary.report())
+
+
+def main() -> None:
+    cfgs = common.configs()
+    gpus = distributed.gpus_to_use(cfgs.train.device, cfgs.train.max_gpus)
+    if gpus > 1 and not distributed.under_torchrun():
+        print(f"train: {gpus} GPUs -> re-running under torchrun (DDP)", flush=True)
+        os.execv(sys.executable, distributed.torchrun_command(__file__, gpus))
+    ctx = distributed.setup(cfgs.train.device)
+    common.seed_everything(cfgs.seed)
+    prepared = load_prepared(FETCH_DIR)
+    tokenizer = load_tokenizer(tokenizer_source(cfgs))
+    model_cfg = dataclasses.replace(cfgs.model, vocab_size=len(tokenizer), max_tokens=cfgs.data.max_tokens)
+    model = create_model(model_cfg)
+    if model_cfg.use_vir:
+        load_scene_prior_weights(model, PRIOR_PATH)
+
+    params = training_params(cfgs, model_cfg)
+    state = TrainState(TRAIN_STATE_DIR, run_key(params, input_digests(model_cfg)))
+    root = common.repo_root()
+    if ctx.is_main:
+        stale = state.prune_stale()
+        if stale:
+            print(f"train: removed train state of other params ({', '.join(stale)})")
+        tracking.ensure_experiment(root)
+    distributed.barrier(ctx)
+    run = (tracking.stage_run(root, "train", {**params, "train": to_dict(cfgs.train)},
+                              run_id=state.mlflow_run_id()) if ctx.is_main else contextlib.nullcontext())
+    with run as tracker:
+        summary = train(model, prepared, tokenizer, model_cfg, cfgs.train, seed=cfgs.seed, state=state,
+                        outputs=TrainOutputs(TRAIN_DIR / "best.pt", TRAIN_DIR / "last.pt"), ctx=ctx,
+                        params=params, tracker=tracker)
+        if ctx.is_main:
+            write_reports(summary, ctx)
+            tracker.log_metrics({f"best_val_{k}": v for k, v in summary.best_val.items()})
+            for path in (CURVES_PATH, REPORT_PATH, TRAIN_DIR / "best.pt"):
+                tracker.log_artifact(path)
+            state.clear()
+            print(f"train: best epoch {summary.best_epoch} (val r_mean {summary.best_val['r_mean']:.2f}), "
+                  f"{summary.samples_per_s:.1f} samples/s -> {TRAIN_DIR}")
+    distributed.teardown()
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as exc:
+        sys.exit(str(exc))

@@ -1,0 +1,70 @@
+"""stages/fetch.py end to end in a temp copy of the repo: a synthetic run, then a bad zipped import."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import write_finetune, write_images
+from pir.data.prepared import load_prepared
+from pir.data.text import load_tokenizer
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_fetch(root: Path, data: dict, synthetic: dict | None = None) -> subprocess.CompletedProcess:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"].update(data)
+    params["synthetic"].update(synthetic or {})
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DVC_")}
+    return subprocess.run([sys.executable, "stages/fetch.py"], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.fixture
+def repo(tmp_path):
+    (tmp_path / "stages").mkdir()
+    for name in ("common.py", "fetch.py"):
+        shutil.copy(REPO / "stages" / name, tmp_path / "stages" / name)
+    return tmp_path
+
+
+def test_fetch_synthetic_then_bad_import_leaves_outputs(repo, tmp_path):
+    done = run_fetch(repo, {"dataset": "synthetic", "cache_res": 40},
+                     {"images": 60, "image_size": 32, "classes": 12})
+    assert done.returncode == 0, done.stderr
+    prepared = load_prepared(repo / "data" / "fetch")
+    assert prepared.pixels.shape == (60, 40, 40, 3) and len(prepared.classes) == 12   # resized to cache_res
+    report = json.loads((repo / "reports" / "data.json").read_text())
+    assert report["dataset"] == "synthetic" and report["classes"] == 12
+    assert sum(report["images"].values()) == 60 and sum(report["captions"].values()) == 300
+    assert report["tokenizer_vocab"] == len(load_tokenizer(repo / "data" / "fetch" / "tokenizer"))
+    assert (repo / "reports" / "figures" / "data_samples.png").stat().st_size > 10_000
+
+    # a zipped real dataset with a corrupt image: extracted, then a one-line error naming the image,
+    # and the previous outputs untouched
+    source = tmp_path / "src"
+    source.mkdir()
+    write_finetune(source)
+    write_images(source, in_split_folders=True)
+    (source / "val" / "beach_7.tif").write_bytes(b"garbage")
+    archive = tmp_path / "rsitmd.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in source.rglob("*"):
+            zf.write(path, Path("RSITMD") / path.relative_to(source))
+    before = {p: p.read_bytes() for p in [repo / "data" / "fetch" / "dataset.json", repo / "reports" / "data.json"]}
+    failed = run_fetch(repo, {"dataset": "rsitmd", "source": str(archive)})
+    assert failed.returncode == 1
+    last = failed.stderr.strip().splitlines()[-1]
+    assert last.startswith("fetch: ") and "beach_7.tif" in last and "unreadable" in last
+    assert all(p.read_bytes() == data for p, data in before.items())
+    assert (repo / "data" / "downloads" / "rsitmd" / "RSITMD" / "rsitmd_val.json").exists()

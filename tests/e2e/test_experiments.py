@@ -1,0 +1,107 @@
+"""Experiment workflow: queued `dvc exp` runs in parallel, MLflow comparison, the ablation command."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from .conftest import make_project, run
+
+pytestmark = pytest.mark.e2e
+
+
+def experiments(project: Path) -> dict[str, dict]:
+    """Experiment name -> its data block in `dvc exp show --json`."""
+    shown = json.loads(run(["dvc", "exp", "show", "--json", "--no-fetch"], project).stdout)
+    return {rev["name"]: rev["data"] for base in shown for group in base.get("experiments") or []
+            for rev in group.get("revs") or []}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def mlflow_rest(port: int, path: str, body: dict) -> dict:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture(scope="module")
+def queued(tmp_path_factory) -> Path:
+    project = make_project(tmp_path_factory.mktemp("queue"), {"train": {"epochs": 1}, "scene_prior": {"epochs": 1}})
+    run(["dvc", "repro"], project)  # fills DVC's run cache so the queued runs reuse fetch/scene_prior
+    run(["dvc", "exp", "run", "--queue", "-n", "lr-high", "-S", "train.lr=0.001"], project)
+    run(["dvc", "exp", "run", "--queue", "-n", "no-vir", "-S", "model.use_vir=false"], project)
+    run(["dvc", "queue", "start", "-j", "2"], project)
+    deadline = time.time() + 900
+    while time.time() < deadline:
+        status = run(["dvc", "queue", "status"], project).stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(2)
+    assert "Failed" not in status, status + run(["dvc", "queue", "logs", "lr-high"], project, check=False).stdout
+    return project
+
+
+def test_queued_experiments_show_params_and_metrics(queued):
+    shown = experiments(queued)
+    assert {"lr-high", "no-vir"} <= set(shown)
+    assert shown["lr-high"]["params"]["params.yaml"]["data"]["train"]["lr"] == 0.001
+    assert shown["no-vir"]["params"]["params.yaml"]["data"]["model"]["use_vir"] is False
+    for name in ("lr-high", "no-vir"):
+        assert "r_mean" in shown[name]["metrics"]["reports/metrics.json"]["data"]
+    diff = run(["dvc", "metrics", "diff", "HEAD", "lr-high", "--json"], queued).stdout
+    assert "reports/metrics.json" in json.loads(diff)
+
+
+def test_mlflow_server_lists_every_run_with_tags(queued):
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{queued / 'mlflow.db'}", "--workers", "1"],
+        cwd=queued, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                experiment = mlflow_rest(port, "/api/2.0/mlflow/experiments/search", {"max_results": 10})
+                break
+            except Exception:
+                if time.time() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(1)
+        pir = next(e for e in experiment["experiments"] if e["name"] == "pir")
+        runs = mlflow_rest(port, "/api/2.0/mlflow/runs/search",
+                           {"experiment_ids": [pir["experiment_id"]], "max_results": 100})["runs"]
+        tags = [{t["key"]: t["value"] for t in r["data"].get("tags", [])} for r in runs]
+        train_runs = {t.get("dvc_exp_name"): r for t, r in zip(tags, runs) if t.get("dvc_stage") == "train"}
+        assert {"lr-high", "no-vir"} <= set(train_runs), sorted(filter(None, train_runs))
+        for name in ("lr-high", "no-vir"):
+            metric_keys = {m["key"] for m in train_runs[name]["data"].get("metrics", [])}
+            assert "test_r_mean" in metric_keys
+        assert all(t.get("git_commit") for t in tags)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_ablation_command_writes_table(tmp_path):
+    project = make_project(tmp_path / "ablation", {"train": {"epochs": 1}, "scene_prior": {"epochs": 1},
+                                                   "synthetic": {"images": 96}})
+    run(["dvc", "repro"], project)
+    proc = run([sys.executable, "stages/ablation.py", "--variants", "baseline", "full", "-j", "2"], project)
+    table = (project / "reports/ablation.md").read_text()
+    assert "Baseline" in table and "PIR (VIR + LCA + affiliation)" in table
+    assert (project / "reports/figures/ablation.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| Baseline" in proc.stdout

@@ -1,0 +1,163 @@
+"""The evaluate and analyze stage scripts, run as DVC runs them, on a tiny hand-built project.
+
+The project holds the real stage scripts and params.yaml, a small prepared dataset,
+a trained-vocabulary tokenizer and a tiny (untrained) PIR checkpoint: the upstream
+stages are not run here (the e2e tests do that), so this stays a few seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import runpy
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from pir.data.prepared import ImageRecord, write_prepared
+from pir.data.text import load_tokenizer, train_wordpiece
+from pir.evaluation import retrieval_metrics
+from pir.models import create_model
+from pir.models.checkpoint import save_checkpoint
+from pir.models.official import export_official_config, export_official_state_dict
+from pir.models.presets import model_config
+from pir.tracking import stage_run
+
+PROJECT = Path(__file__).resolve().parents[2]
+CLASSES = ["airport", "beach", "forest"]
+STANDARD = ("txt_r1", "txt_r5", "txt_r10", "img_r1", "img_r5", "img_r10", "r_mean")
+
+
+def make_dataset(fetch_dir: Path) -> None:
+    rng = np.random.default_rng(0)
+    records, pixels = [], []
+    for i in range(18):
+        label = i % 3
+        scene = CLASSES[label] if i != 17 else "unknown"
+        captions = tuple(f"a {CLASSES[label]} with {w} things number {i % 4}" for w in ("many", "few", "some"))
+        captions += ("a view from above",)  # identical across images: the duplicate-aware metric's case
+        records.append(ImageRecord(f"{scene}_{i}.jpg", "train" if i < 6 else "test", scene,
+                                   label if i != 17 else -1, captions))
+        pixels.append(np.full((32, 32, 3), 60 * label, np.uint8) + rng.integers(0, 40, (32, 32, 3), dtype=np.uint8))
+    write_prepared(fetch_dir, "synthetic", CLASSES, records, np.stack(pixels))
+    train_wordpiece([c for r in records for c in r.captions], 120, fetch_dir / "tokenizer")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("project")
+    (root / "stages").mkdir()
+    for script in ("common.py", "evaluate.py", "analyze.py"):
+        shutil.copy2(PROJECT / "stages" / script, root / "stages" / script)
+    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    params["evaluate"].update(batch_size=8, gallery_queries=2, device="cpu")
+    params["analyze"].update(max_points=10, perplexity=5.0, knn=3)
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    make_dataset(root / "data" / "fetch")
+    vocab = len(load_tokenizer(root / "data" / "fetch" / "tokenizer"))
+    torch.manual_seed(0)
+    cfg = model_config("tiny", vocab_size=vocab, image_size=32, filter_size=2)
+    with stage_run(root, "train", {"train": {"epochs": 0}}, system_metrics=False) as run:
+        run_id = run.run_id
+    save_checkpoint(root / "data" / "train" / "best.pt", create_model(cfg), cfg, epoch=0, mlflow_run_id=run_id)
+    return root
+
+
+def run_stage(root: Path, name: str) -> str | None:
+    """Run stages/<name>.py of ``root`` as __main__ in this process (saves ~10 s of imports per run).
+
+    Returns None on success, else the stage's exit message. ``common`` is re-imported from
+    ``root`` so that the stage's paths point into the tiny project.
+    """
+    saved_path, saved_root = list(sys.path), os.environ.get("DVC_ROOT")
+    sys.modules.pop("common", None)
+    sys.path.insert(0, str(root / "stages"))
+    os.environ["DVC_ROOT"] = str(root)
+    try:
+        runpy.run_path(str(root / "stages" / f"{name}.py"), run_name="__main__")
+        return None
+    except SystemExit as exc:
+        return str(exc.code)
+    finally:
+        sys.path[:] = saved_path
+        sys.modules.pop("common", None)
+        if saved_root is None:
+            os.environ.pop("DVC_ROOT", None)
+        else:
+            os.environ["DVC_ROOT"] = saved_root
+
+
+@pytest.fixture(scope="module")
+def evaluated(project) -> Path:
+    assert run_stage(project, "evaluate") is None
+    return project
+
+
+def test_metrics_json_equals_metrics_recomputed_from_the_saved_matrix(evaluated):
+    saved = np.load(evaluated / "data/evaluate/similarity.npz")
+    assert saved["sims"].dtype == np.float32 and saved["sims"].shape == (12, 48)
+    stored = json.loads((evaluated / "reports/metrics.json").read_text())
+    recomputed = retrieval_metrics(saved["sims"], saved["txt2img"])
+    assert {k: stored[k] for k in recomputed} == recomputed  # exact: JSON round-trips floats
+    assert stored["n_images"] == 12 and stored["n_texts"] == 48
+    assert stored["duplicates"]["captions_shared_across_images"] == 12
+    assert stored["img_r1_dup"] >= stored["img_r1"]
+    assert stored["checkpoint"]["format"] == "pir"
+
+
+def test_evaluate_writes_embeddings_gallery_and_per_class_table(evaluated):
+    embeddings = np.load(evaluated / "data/evaluate/embeddings.npz")
+    saved = np.load(evaluated / "data/evaluate/similarity.npz")
+    np.testing.assert_allclose(embeddings["image_emb"] @ embeddings["text_emb"].T, saved["sims"], atol=1e-6)
+    assert embeddings["class_names"].tolist() == CLASSES
+    assert (evaluated / "reports/figures/gallery.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = (evaluated / "reports/per_class.csv").read_text().splitlines()
+    assert rows[0].startswith("scene,n_images,n_texts,txt_r1") and len(rows) == 1 + 3
+
+
+def test_evaluate_logs_into_the_trained_models_run(evaluated):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{evaluated / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("pir").experiment_id])
+    assert len(runs) == 1
+    assert "test_r_mean" in runs[0].data.metrics and runs[0].data.tags["dvc_stage"] == "train,evaluate"
+
+
+def test_analyze_reports_statistics_and_figures(evaluated):
+    assert run_stage(evaluated, "analyze") is None
+    analysis = json.loads((evaluated / "reports/analysis.json").read_text())
+    assert analysis["unknown_scene_images"] == 1 and analysis["unknown_scene_texts"] == 4
+    assert set(analysis["knn_purity"]) == {"k", "image", "text", "image_to_text", "text_to_image"}
+    rows = (evaluated / "reports/tsne.csv").read_text().splitlines()
+    assert rows[0] == "x,y,modality,scene" and len(rows) == 1 + 10 + 10
+    for figure in ("tsne.png", "class_similarity.png"):
+        assert (evaluated / "reports/figures" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluate_accepts_an_official_checkpoint(evaluated, tmp_path):
+    # The official format: {"model": their key layout, "config": their config dict}.
+    from pir.models.checkpoint import load_model
+
+    model, cfg, _ = load_model(evaluated / "data/train/best.pt")
+    official = tmp_path / "checkpoint_best.pth"
+    torch.save({"model": export_official_state_dict(model), "config": export_official_config(cfg)}, official)
+    params = yaml.safe_load((evaluated / "params.yaml").read_text())
+    params["evaluate"]["checkpoint"] = str(official)
+    (evaluated / "params.yaml").write_text(yaml.safe_dump(params))
+    assert run_stage(evaluated, "evaluate") is None
+    stored = json.loads((evaluated / "reports/metrics.json").read_text())
+    assert stored["checkpoint"]["format"] == "official" and set(STANDARD) <= set(stored)
+
+
+def test_missing_checkpoint_is_a_one_line_error(project):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["evaluate"]["checkpoint"] = "no/such/checkpoint.pt"
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    message = run_stage(project, "evaluate")
+    assert message.startswith("evaluate:") and "no/such/checkpoint.pt" in message and "\n" not in message

@@ -1,0 +1,69 @@
+"""MLflow tracking: runs land in a SQLite store with tags and params; a broken store only warns."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pir import tracking
+
+
+@pytest.fixture(autouse=True)
+def _fast_retries(monkeypatch):
+    monkeypatch.setattr(tracking, "RETRY_DELAY_S", 0.01)
+    monkeypatch.delenv("DVC_EXP_BASELINE_REV", raising=False)
+
+
+def test_stage_runs_land_in_sqlite_store_with_tags_params_metrics(tmp_path, monkeypatch):
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-lr")
+    experiment_id = tracking.ensure_experiment(tmp_path)
+    assert tracking.ensure_experiment(tmp_path) == experiment_id          # idempotent
+    client = MlflowClient(tracking.tracking_uri(tmp_path))
+    experiment = client.get_experiment(experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert experiment.artifact_location == (tmp_path / "mlartifacts").resolve().as_uri()
+
+    artifact = tmp_path / "report.json"
+    artifact.write_text("{}")
+    params = {"seed": 0, "train": {"lr": 5e-4, "betas": [0.9, 0.98]}, "note": "x" * 7000}
+    with tracking.stage_run(tmp_path, "train", params, system_metrics=False) as tracker:
+        for epoch in (1, 2):
+            tracker.log_metrics({"loss": 1.0 / epoch, "val_r_mean": 10.0 * epoch}, step=epoch)
+        tracker.log_artifact(artifact)
+    run = client.get_run(tracker.run_id)
+    assert run.info.status == "FINISHED" and (tmp_path / "mlflow.db").is_file()
+    assert run.data.tags["dvc_exp_name"] == "exp-lr" and run.data.tags["dvc_stage"] == "train"
+    assert run.data.tags["git_commit"] == "unknown"                       # tmp_path is not a git repo
+    assert run.data.params["train.lr"] == "0.0005" and run.data.params["seed"] == "0"
+    assert len(run.data.params["note"]) == tracking.MAX_PARAM_VALUE
+    assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "val_r_mean")] == [(1, 10.0), (2, 20.0)]
+    assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["report.json"]
+
+    # evaluate reopens the train run: same row, stage tag accumulates, new params added
+    monkeypatch.setenv("DVC_EXP_BASELINE_REV", "abc123")
+    with tracking.stage_run(tmp_path, "evaluate", {"evaluate": {"batch_size": 8}}, run_id=tracker.run_id,
+                            system_metrics=False) as reopened:
+        reopened.log_metrics({"test_r_mean": 1.0})
+    run = client.get_run(tracker.run_id)
+    assert reopened.run_id == tracker.run_id and run.data.tags["dvc_stage"] == "train,evaluate"
+    assert run.data.tags["git_commit"] == "abc123" and run.data.params["evaluate.batch_size"] == "8"
+
+
+def test_failed_block_marks_run_failed_and_reraises(tmp_path):
+    with pytest.raises(RuntimeError):
+        with tracking.stage_run(tmp_path, "train", {}, system_metrics=False) as tracker:
+            raise RuntimeError("boom")
+    assert MlflowClient(tracking.tracking_uri(tmp_path)).get_run(tracker.run_id).info.status == "FAILED"
+
+
+def test_broken_store_warns_and_continues(tmp_path, capsys):
+    (tmp_path / "mlflow.db").mkdir()                                      # a directory where the DB should be
+    assert tracking.ensure_experiment(tmp_path) is None
+    with tracking.stage_run(tmp_path, "train", {"seed": 0}) as tracker:
+        tracker.log_metrics({"loss": 1.0}, step=1)
+        tracker.log_artifact(tmp_path)
+        output_written = tmp_path / "kept.txt"
+        output_written.write_text("stage files survive")
+    assert not tracker.active and output_written.read_text() == "stage files survive"
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: MLflow")]
+    assert warnings and all("\n" not in w for w in warnings)

@@ -1,0 +1,40 @@
+"""Shared fixtures for the training tests: a tiny real prepared dataset, its tokenizer, a tiny PIR config."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pir.config import SyntheticConfig
+from pir.data.prepared import load_prepared, write_prepared
+from pir.data.synthetic import generate
+from pir.data.text import load_tokenizer, train_wordpiece
+from pir.models.presets import model_config
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """(prepared dataset, tokenizer): 40 generated images at 64 px, 4 classes, 2 captions each."""
+    root = tmp_path_factory.mktemp("prepared")
+    classes, records, pixels = generate(SyntheticConfig(images=40, image_size=64, classes=4, captions_per_image=2,
+                                                        split=(0.6, 0.2, 0.2)), seed=0, progress=False)
+    write_prepared(root, "synthetic", classes, records, pixels)
+    train_wordpiece([c for r in records for c in r.captions], 300, root / "tokenizer")
+    return load_prepared(root), load_tokenizer(root / "tokenizer")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_cfg(tiny_data):
+    """PIR's tiny preset shrunk further: 56 px, two Swin stages (7x7 = 49 tokens + global, as the paper)."""
+    _, tokenizer = tiny_data
+    return model_config("tiny", image_size=56, swin_depths=(1, 1), swin_heads=(1, 2), text_layers=1,
+                        embed_dim=64, heads=2, vocab_size=len(tokenizer), max_tokens=24)
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    # the test machine is shared: keep intra-op parallelism modest and results reproducible
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
