@@ -51,7 +51,7 @@ def main() -> None:
     with tracking.stage_run(root, "scene_prior", params) as tracker:
         start = time.perf_counter()
         result = train_scene_prior(model, sets, cfgs.scene_prior, cfgs.model, cfgs.seed, device,
-                                   num_workers=min(cfgs.train.num_workers, 2))
+                                   num_workers=cfgs.train.num_workers)
         for row in result.history:
             tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
         scores = {}

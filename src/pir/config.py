@@ -146,7 +146,7 @@ class TrainConfig:
     cpu_bf16: bool = False
     max_gpus: int = 0               # 0 = every visible GPU
     eval_interval: int = 1          # validate (and maybe select) every N epochs
-    num_workers: int = 2
+    num_workers: int = -1           # DataLoader worker processes; -1 = auto (0 on CPU, up to 8 beside a GPU)
     compile: bool = False           # torch.compile the model
     log_interval: int = 20          # steps between host syncs for logging
 

@@ -34,6 +34,9 @@ def embed_split(model: nn.Module, prepared: PreparedDataset, split_view: SplitVi
     (the official behaviour) padding changes embeddings, and we keep that comparable.
     """
     from pir.data.text import tokenize
+    if split_view.n_images == 0 or split_view.n_texts == 0:
+        raise ValueError(f"split {split_view.name!r} has {split_view.n_images} images and "
+                         f"{split_view.n_texts} captions: nothing to embed")
     device = torch.device(device)
     was_training = model.training
     model.eval()
