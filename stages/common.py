@@ -26,6 +26,9 @@ FIGURES = REPORTS / "figures"
 
 # Each stage owns one output folder under data/ (DVC outs).
 FETCH_DIR = DATA / "fetch"
+# fetch always writes the tokenizer here (trained, or a copy of data.tokenizer), so training and
+# evaluation tokenize with exactly the same vocabulary.
+TOKENIZER_DIR = FETCH_DIR / "tokenizer"
 PRIOR_DIR = DATA / "scene_prior"
 TRAIN_DIR = DATA / "train"
 TRAIN_STATE_DIR = DATA / "train_state"   # persist: true, resumable state (see stages/train.py)

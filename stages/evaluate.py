@@ -40,11 +40,6 @@ def checkpoint_path(setting: str) -> Path:
     return path if path.is_absolute() else common.ROOT / path
 
 
-def tokenizer_source(cfgs: common.Configs) -> str:
-    """The tokenizer training used: a configured (pretrained) one, else the one fetch trained."""
-    return cfgs.data.tokenizer or str(common.FETCH_DIR / "tokenizer")
-
-
 def check_vocabulary(tokenizer, vocab_size: int, where: Path) -> None:
     if len(tokenizer) > vocab_size:
         raise ValueError(f"{where}: model vocabulary has {vocab_size} ids but the tokenizer has {len(tokenizer)}; "
@@ -77,7 +72,7 @@ def evaluate(cfgs: common.Configs) -> None:
     test = prepared.split("test")
     if test.n_images == 0 or test.n_texts == 0:
         raise ValueError(f"{common.FETCH_DIR / 'dataset.json'}: the test split has no images or no captions")
-    tokenizer = load_tokenizer(tokenizer_source(cfgs))
+    tokenizer = load_tokenizer(common.TOKENIZER_DIR)
     check_vocabulary(tokenizer, model_cfg.vocab_size, checkpoint)
 
     params = {"evaluate": {**to_dict(settings), "checkpoint_path": str(checkpoint), "dataset": prepared.name}}
@@ -119,7 +114,6 @@ def evaluate(cfgs: common.Configs) -> None:
 def main() -> None:
     cfgs = common.configs()
     common.seed_everything(cfgs.seed)
-    torch.set_grad_enabled(False)
     try:
         evaluate(cfgs)
     except (ValueError, FileNotFoundError) as exc:

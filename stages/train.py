@@ -32,12 +32,6 @@ REPORT_PATH = REPORTS / "train.json"
 NOT_IN_RUN_KEY = ("num_workers", "log_interval")
 
 
-def tokenizer_source(cfgs: common.Configs):
-    """fetch's tokenizer folder when it wrote one, else the configured name/dir."""
-    folder = FETCH_DIR / "tokenizer"
-    return folder if folder.is_dir() else cfgs.data.tokenizer
-
-
 def training_params(cfgs: common.Configs, model_cfg) -> dict:
     """Everything that decides the trained weights (also logged to MLflow and stored in checkpoints)."""
     train = {k: v for k, v in to_dict(cfgs.train).items() if k not in NOT_IN_RUN_KEY}
@@ -46,7 +40,7 @@ def training_params(cfgs: common.Configs, model_cfg) -> dict:
 
 def input_digests(model_cfg) -> dict[str, str]:
     digests = {"dataset": file_digest(FETCH_DIR / "dataset.json"),
-               "tokenizer": file_digest(FETCH_DIR / "tokenizer" / "tokenizer.json")}
+               "tokenizer": file_digest(common.TOKENIZER_DIR / "tokenizer.json")}
     if model_cfg.use_vir:
         digests["scene_prior"] = file_digest(PRIOR_PATH)
     return digests
@@ -67,7 +61,7 @@ def main() -> None:
     ctx = distributed.setup(cfgs.train.device)
     common.seed_everything(cfgs.seed)
     prepared = load_prepared(FETCH_DIR)
-    tokenizer = load_tokenizer(tokenizer_source(cfgs))
+    tokenizer = load_tokenizer(common.TOKENIZER_DIR)
     model_cfg = dataclasses.replace(cfgs.model, vocab_size=len(tokenizer), max_tokens=cfgs.data.max_tokens)
     model = create_model(model_cfg)
     if model_cfg.use_vir:

@@ -45,7 +45,8 @@ def test_stage_runs_land_in_sqlite_store_with_tags_params_metrics(tmp_path, monk
                             system_metrics=False) as reopened:
         reopened.log_metrics({"test_r_mean": 1.0})
     run = client.get_run(tracker.run_id)
-    assert reopened.run_id == tracker.run_id and run.data.tags["dvc_stage"] == "train,evaluate"
+    assert reopened.run_id == tracker.run_id and run.data.tags["dvc_stage"] == "train"
+    assert run.data.tags["dvc_stages"] == "train,evaluate"
     assert run.data.tags["git_commit"] == "abc123" and run.data.params["evaluate.batch_size"] == "8"
 
 

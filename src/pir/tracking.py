@@ -196,7 +196,7 @@ class Tracker:
             _retry("closing run", lambda: _client(self.root).set_terminated(self.run_id, status))
 
 
-def _dvc_stage_tag(existing: str | None, stage: str) -> str:
+def _stages_tag(existing: str | None, stage: str) -> str:
     """Stages that logged into one run, in order: a train run reopened by evaluate reads 'train,evaluate'."""
     stages = [s for s in (existing or "").split(",") if s]
     return ",".join(stages if stage in stages else stages + [stage])
@@ -230,10 +230,12 @@ def stage_run(root: str | os.PathLike, stage: str, params: Mapping[str, Any], ru
     tracker = Tracker(root, opened_id)
     if tracker.active:
         ok, run = _retry("reading run tags", lambda: _client(root).get_run(opened_id))
-        existing_stage = run.data.tags.get("dvc_stage") if ok else None
+        tags = run.data.tags if ok else {}
         tracker.set_tags({
             "dvc_exp_name": os.environ.get("DVC_EXP_NAME") or "workspace",
-            "dvc_stage": _dvc_stage_tag(existing_stage, stage),
+            # the stage that made the run (filterable: tags.dvc_stage = 'train'); every stage that logged into it
+            "dvc_stage": tags.get("dvc_stage") or stage,
+            "dvc_stages": _stages_tag(tags.get("dvc_stages"), stage),
             "git_commit": git_commit(root),
         })
         tracker.log_params(params)

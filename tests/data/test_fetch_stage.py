@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import write_finetune, write_images
+from data_fixtures import write_finetune, write_images
 from pir.data.prepared import load_prepared
 from pir.data.text import load_tokenizer
 

@@ -126,7 +126,8 @@ def test_evaluate_logs_into_the_trained_models_run(evaluated):
     client = MlflowClient(tracking_uri=f"sqlite:///{evaluated / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("pir").experiment_id])
     assert len(runs) == 1
-    assert "test_r_mean" in runs[0].data.metrics and runs[0].data.tags["dvc_stage"] == "train,evaluate"
+    assert "test_r_mean" in runs[0].data.metrics and runs[0].data.tags["dvc_stage"] == "train"
+    assert runs[0].data.tags["dvc_stages"] == "train,evaluate"
 
 
 def test_analyze_reports_statistics_and_figures(evaluated):

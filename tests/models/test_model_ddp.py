@@ -6,7 +6,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from conftest import build_tiny, random_batch
+from model_helpers import build_tiny, random_batch
 
 WORLD = 2
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import build_tiny, random_batch
+from model_helpers import build_tiny, random_batch
 from pir.models import backbones
 from pir_official_reference import (RefHead, ref_affil_loss, ref_contr_loss, ref_triplet_loss)
 

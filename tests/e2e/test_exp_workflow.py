@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import make_project, run
+from e2e_project import make_project, run
 
 pytestmark = pytest.mark.e2e
 

@@ -9,10 +9,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -67,7 +65,3 @@ def make_project(dest: Path, overrides: dict | None = None) -> Path:
     run(["git", "commit", "-qm", "tiny project"], dest)
     return dest
 
-
-@pytest.fixture(scope="session")
-def python_bin() -> str:
-    return sys.executable

@@ -1,0 +1,92 @@
+"""Small on-disk datasets in every annotation layout the importers read (built in tmp_path)."""
+
+from __future__ import annotations
+
+import io
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+# image file -> split; two classes per split plus one numeric (class-less) name, RSICD style
+FILES = {
+    "train": ["airport_1.tif", "airport_2.tif", "beach_3.tif", "beach_4.tif", "00017.tif", "beach_5.tif"],
+    "val": ["airport_6.tif", "beach_7.tif"],
+    "test": ["airport_8.tif", "beach_9.tif", "00018.tif"],
+}
+
+
+def captions_of(file: str) -> list[str]:
+    stem = Path(file).stem
+    return [f"Caption {k} of {stem}, with Punctuation!" for k in range(5)]
+
+
+def save_image(path: Path, seed: int, size: int = 24, fmt: str | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, format=fmt or ("TIFF" if path.suffix == ".tif" else None))
+
+
+def write_images(root: Path, in_split_folders: bool) -> None:
+    for split, files in FILES.items():
+        for i, file in enumerate(files):
+            save_image(root / (split if in_split_folders else "images") / file, seed=zlib.crc32(file.encode()))
+
+
+def write_finetune(root: Path, dataset: str = "rsitmd", with_train: bool = True) -> None:
+    for split, files in FILES.items():
+        if split == "train":
+            if not with_train:
+                continue
+            rows = [{"caption": c, "image": f"train/{f}", "image_id": i}
+                    | ({"label_name": f.split("_")[0], "label": 0} if "_" in f else {})
+                    for i, f in enumerate(files) for c in captions_of(f)]
+        else:
+            rows = [{"image": f"{split}/{f}", "caption": captions_of(f)} for f in files]
+        (root / f"{dataset}_{split}.json").write_text(json.dumps(rows))
+
+
+def write_precomp(root: Path, splits=("train", "test")) -> None:
+    folder = root / "precomp"
+    folder.mkdir(parents=True, exist_ok=True)
+    for split in splits:
+        files = FILES[split]
+        if split == "train":   # one line per image, five consecutive captions each
+            names = files
+            caps = [c for f in files for c in captions_of(f)]
+        else:                  # test: the file repeated once per caption line
+            names = [f for f in files for _ in range(5)]
+            caps = [c for f in files for c in captions_of(f)]
+        (folder / f"{split}_filename.txt").write_text("\n".join(names) + "\n")
+        (folder / f"{split}_caps.txt").write_text("\n".join(caps) + "\n")
+
+
+def write_karpathy(root: Path, dataset: str = "rsitmd") -> None:
+    images = [{"filename": f, "split": split, "sentences": [{"raw": c, "tokens": c.split()} for c in captions_of(f)]}
+              for split, files in FILES.items() for f in files]
+    (root / f"dataset_{dataset}.json").write_text(json.dumps({"images": images}))
+
+
+def write_parquet(root: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    for split, shard in (("train", "train"), ("val", "valid"), ("test", "test")):
+        rows = []
+        for i, f in enumerate(FILES[split]):
+            buffer = io.BytesIO()
+            Image.fromarray(np.full((20, 20, 3), 10 * i, np.uint8)).save(buffer, format="JPEG")
+            rows.append({"filename": f.replace(".tif", ".jpg"), "captions": captions_of(f),
+                         "image": {"bytes": buffer.getvalue(), "path": None}})
+        pq.write_table(pa.Table.from_pylist(rows), root / "data" / f"{shard}-00000-of-00001.parquet")
+
+
+@pytest.fixture
+def finetune_root(tmp_path: Path) -> Path:
+    write_finetune(tmp_path)
+    write_images(tmp_path, in_split_folders=True)
+    return tmp_path
