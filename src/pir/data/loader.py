@@ -44,17 +44,42 @@ TRANSLATE_FRACTION = 10 / 224        # BLIP translates by up to 10 px on 224 px 
 
 # --------------------------------------------------------------------------- transforms
 
-def _uniform(generator: torch.Generator, low: float, high: float) -> float:
-    return low + (high - low) * float(torch.rand((), generator=generator))
+# Uniform draws one item's augmentation can need: 10 crop attempts x 4, a flip, 3 per RandAugment op.
+DRAWS_PER_ITEM = 48
 
 
-def _randint(generator: torch.Generator, high: int) -> int:
-    return int(torch.randint(high, (), generator=generator))
+class Uniforms:
+    """Uniform [0, 1) numbers drawn from ``generator`` a block at a time.
+
+    One torch call per item instead of one per decision: at ~15 decisions an item, the
+    per-call overhead of tiny ``torch.rand`` calls was a tenth of the loader's time.
+    """
+
+    def __init__(self, generator: torch.Generator | None, block: int = DRAWS_PER_ITEM):
+        self.generator = generator
+        self.block = block
+        self.values: list[float] = []
+
+    def next(self) -> float:
+        if not self.values:   # refilled, never cut short: a rare extra crop attempt just draws more
+            self.values = torch.rand(self.block, generator=self.generator, dtype=torch.float64).tolist()[::-1]
+        return self.values.pop()
+
+    def uniform(self, low: float, high: float) -> float:
+        return low + (high - low) * self.next()
+
+    def below(self, high: int) -> int:
+        """An integer in [0, high)."""
+        return min(int(self.next() * high), high - 1)
+
+
+def _uniforms(source: torch.Generator | Uniforms | None) -> Uniforms:
+    return source if isinstance(source, Uniforms) else Uniforms(source)
 
 
 @functools.lru_cache(maxsize=64)
-def _warp_index(op: str, negative: bool, size: int, level: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(take indices [3,S,S], fill mask [1,S,S]): the source pixel of every output pixel for one op.
+def _warp_source(op: str, negative: bool, size: int, level: float) -> np.ndarray:
+    """int64 [S*S]: the flat source pixel of every output pixel for one geometric op; S*S = fill.
 
     RandAugment's geometric ops use a fixed magnitude, so for a given (op, sign, size)
     the nearest-neighbour warp is a constant permutation: computing it once by warping an
@@ -74,16 +99,63 @@ def _warp_index(op: str, negative: bool, size: int, level: float) -> tuple[torch
             pixels = round(sign * level * TRANSLATE_FRACTION * size)
             shear, shift = [0.0, 0.0], ([pixels, 0] if op == "translate_x" else [0, pixels])
         warped = F.affine(index, angle=0.0, translate=shift, scale=1.0, shear=shear, fill=[-1.0])
-    source = warped.flatten().long()
-    fill = source < 0
-    # flat indices into the whole [3, H, W] image, so one torch.take serves every channel
-    take = source.clamp(min=0).unsqueeze(0) + torch.arange(3).unsqueeze(1) * (size * size)
-    return take.view(3, size, size), fill.view(1, size, size)
+    source = warped.flatten().long().numpy()
+    source[source < 0] = size * size          # points at the grey column appended by _warp
+    return source
 
 
-def _warp(image: torch.Tensor, warp: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    take, fill = warp
-    return torch.take(image, take).masked_fill_(fill, RANDAUG_FILL)
+def _warp(image: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """Nearest-neighbour warp of a [3,S,S] uint8 array by a precomputed source index.
+
+    numpy's take along the pixel axis of a [3, S*S+1] array (last column grey) is ~3x
+    faster than torch.take + masked_fill, and needs no mask.
+    """
+    channels, height, width = image.shape
+    flat = np.empty((channels, height * width + 1), dtype=np.uint8)
+    flat[:, :-1] = image.reshape(channels, -1)
+    flat[:, -1] = RANDAUG_FILL
+    return np.take(flat, source, axis=1).reshape(channels, height, width)
+
+
+def _per_channel_lut(image: np.ndarray, luts: np.ndarray) -> np.ndarray:
+    """out[c] = luts[c][image[c]]: any per-pixel uint8 map as a table lookup."""
+    out = np.empty_like(image)
+    for channel in range(image.shape[0]):     # 3 table lookups, not a loop over pixels
+        np.take(luts[channel], image[channel], out=out[channel])
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _brightness_lut(factor: float) -> np.ndarray:
+    # the very expression F.adjust_brightness evaluates per pixel, evaluated once per value
+    return torch.arange(256, dtype=torch.uint8).mul(factor).clamp_(0, 255).to(torch.uint8).numpy()
+
+
+def _autocontrast(image: np.ndarray) -> np.ndarray:
+    """F.autocontrast as a per-channel lookup table (same float32 arithmetic, so the same bytes)."""
+    flat = image.reshape(image.shape[0], -1)
+    minimum = torch.from_numpy(flat.min(axis=1).astype(np.float32)).view(-1, 1)
+    maximum = torch.from_numpy(flat.max(axis=1).astype(np.float32)).view(-1, 1)
+    constant = maximum == minimum
+    inv_scale = (maximum - minimum).mul_(1.0 / 255)
+    minimum[constant] = 0.0
+    inv_scale[constant] = 1.0
+    values = torch.arange(256, dtype=torch.float32).view(1, -1)
+    return _per_channel_lut(image, values.sub(minimum).div_(inv_scale).clamp_(0, 255).to(torch.uint8).numpy())
+
+
+def _equalize(image: np.ndarray) -> np.ndarray:
+    """F.equalize (torchvision's integer algorithm) with numpy histograms and a lookup table."""
+    channels = image.shape[0]
+    pixels = image[0].size
+    hist = np.stack([np.bincount(image[c].ravel(), minlength=256) for c in range(channels)])
+    cum_hist = hist.cumsum(axis=1)
+    last_bin = cum_hist.argmax(axis=1)
+    step = (pixels - hist[np.arange(channels), last_bin]) // 255
+    luts = np.zeros((channels, 256), dtype=np.uint8)
+    luts[:, 1:] = np.clip((cum_hist[:, :-1] + step[:, None] // 2) // np.maximum(step, 1)[:, None], 0, 255)
+    luts[step == 0] = np.arange(256, dtype=np.uint8)     # a (nearly) constant channel is left as is
+    return _per_channel_lut(image, luts)
 
 
 def _sharpen(image: torch.Tensor, factor: float) -> torch.Tensor:
@@ -105,7 +177,8 @@ class RestrictedRandAugment(nn.Module):
     """RandAugment over GUIDE §4's op list (v2.RandAugment cannot restrict its ops).
 
     Draws ``num_ops`` ops with replacement from RANDAUG_OPS, applies each with probability
-    1/2 and a random sign for signed ops, all from the given ``generator``.
+    1/2 and a random sign for signed ops, all from the given ``generator``. Every op equals
+    its torchvision v2 counterpart on uint8 CHW tensors (tests/data/test_loader.py).
     """
 
     def __init__(self, num_ops: int = 2, magnitude: int = 7):
@@ -114,47 +187,61 @@ class RestrictedRandAugment(nn.Module):
         self.level = magnitude / RANDAUG_MAX_LEVEL
 
     def _apply(self, op: str, image: torch.Tensor, negative: bool = False) -> torch.Tensor:
+        # pixel maps and warps run on the tensor's numpy view (no copy): table lookups and
+        # np.take beat torch's per-call overhead and its int64 gathers at these sizes
         if op == "identity":
             return image
-        if op == "autocontrast":
-            return F.autocontrast(image)
-        if op == "equalize":
-            return F.equalize(image)
-        if op == "brightness":
-            return F.adjust_brightness(image, self.level * 1.8 + 0.1)
         if op == "sharpness":
             return _sharpen(image, self.level * 1.8 + 0.1)
-        if op in ("shear_x", "shear_y", "translate_x", "translate_y", "rotate"):
-            return _warp(image, _warp_index(op, negative, image.shape[-1], self.level))
-        raise ValueError(f"unknown RandAugment op {op!r}")
+        pixels = image.numpy()
+        if op == "autocontrast":
+            out = _autocontrast(pixels)
+        elif op == "equalize":
+            out = _equalize(pixels)
+        elif op == "brightness":
+            out = np.take(_brightness_lut(self.level * 1.8 + 0.1), pixels)
+        elif op in ("shear_x", "shear_y", "translate_x", "translate_y", "rotate"):
+            out = _warp(pixels, _warp_source(op, negative, image.shape[-1], self.level))
+        else:
+            raise ValueError(f"unknown RandAugment op {op!r}")
+        return torch.from_numpy(out)
 
-    def forward(self, image: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        choices = torch.randint(len(RANDAUG_OPS), (self.num_ops,), generator=generator).tolist()
-        applied = (torch.rand(self.num_ops, generator=generator) < RANDAUG_APPLY_PROB).tolist()
-        negative = (torch.rand(self.num_ops, generator=generator) < 0.5).tolist()
-        for choice, apply, sign in zip(choices, applied, negative):
+    def forward(self, image: torch.Tensor, generator: torch.Generator | Uniforms | None = None) -> torch.Tensor:
+        draws = _uniforms(generator)
+        for _ in range(self.num_ops):
+            op = RANDAUG_OPS[draws.below(len(RANDAUG_OPS))]
+            apply = draws.next() < RANDAUG_APPLY_PROB
+            negative = draws.next() < 0.5
             if apply:
-                image = self._apply(RANDAUG_OPS[choice], image, sign)
+                image = self._apply(op, image, negative)
         return image
 
 
-def crop_box(height: int, width: int, scale: Sequence[float], generator: torch.Generator | None,
+def crop_box(height: int, width: int, scale: Sequence[float], generator: torch.Generator | Uniforms | None,
              ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
     """(top, left, h, w) of a RandomResizedCrop: torchvision's algorithm, drawn from ``generator``."""
+    draws = _uniforms(generator)
     area = height * width
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
     for _ in range(10):
-        target_area = area * _uniform(generator, scale[0], scale[1])
-        aspect = math.exp(_uniform(generator, *log_ratio))
+        target_area = area * draws.uniform(scale[0], scale[1])
+        aspect = math.exp(draws.uniform(*log_ratio))
         w = round(math.sqrt(target_area * aspect))
         h = round(math.sqrt(target_area / aspect))
         if 0 < w <= width and 0 < h <= height:
-            return _randint(generator, height - h + 1), _randint(generator, width - w + 1), h, w
+            return draws.below(height - h + 1), draws.below(width - w + 1), h, w
     # fallback: the largest centred crop within the ratio bounds
     in_ratio = width / height
     w, h = ((width, round(width / ratio[0])) if in_ratio < ratio[0] else
             (round(height * ratio[1]), height) if in_ratio > ratio[1] else (width, height))
     return (height - h) // 2, (width - w) // 2, h, w
+
+
+def resized_crop(image: torch.Tensor, top: int, left: int, height: int, width: int, size: int) -> torch.Tensor:
+    """F.resized_crop(bicubic, antialias) on uint8 CHW, calling the same kernel without v2's wrappers."""
+    crop = image[:, top:top + height, left:left + width].unsqueeze(0)
+    return torch.nn.functional.interpolate(crop, size=(size, size), mode="bicubic", antialias=True,
+                                           align_corners=False)[0]
 
 
 class TrainAugment(nn.Module):
@@ -169,13 +256,13 @@ class TrainAugment(nn.Module):
         self.hflip = hflip
         self.randaug = RestrictedRandAugment(randaug_ops, randaug_magnitude) if randaug_ops > 0 else None
 
-    def forward(self, image: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        top, left, h, w = crop_box(image.shape[-2], image.shape[-1], self.crop_scale, generator)
-        image = F.resized_crop(image, top, left, h, w, [self.image_size, self.image_size],
-                               interpolation=InterpolationMode.BICUBIC, antialias=True)
-        if self.hflip and float(torch.rand((), generator=generator)) < 0.5:
-            image = F.horizontal_flip(image)
-        return self.randaug(image, generator) if self.randaug is not None else image
+    def forward(self, image: torch.Tensor, generator: torch.Generator | Uniforms | None = None) -> torch.Tensor:
+        draws = _uniforms(generator)
+        top, left, h, w = crop_box(image.shape[-2], image.shape[-1], self.crop_scale, draws)
+        image = resized_crop(image, top, left, h, w, self.image_size)
+        if self.hflip and draws.next() < 0.5:
+            image = image.flip(-1)
+        return self.randaug(image, draws) if self.randaug is not None else image
 
 
 class EvalResize(nn.Module):

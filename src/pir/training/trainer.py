@@ -172,7 +172,7 @@ def train(model: nn.Module, prepared: PreparedDataset, tokenizer: Any, model_cfg
         raise ValueError(f"train split has {len(loader.dataset)} pairs per rank-set, fewer than one batch of "
                          f"{train_cfg.batch_size}: lower train.batch_size")
     model.to(ctx.device)
-    optimizer = make_optimizer(model, train_cfg, ctx.device)
+    optimizer = make_optimizer(model, train_cfg)
     scheduler = make_scheduler(optimizer, train_cfg.epochs * len(loader), train_cfg.warmup_fraction)
 
     saved = state.load()

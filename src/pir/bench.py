@@ -1,0 +1,471 @@
+"""Performance measurements behind ``stages/bench.py`` (reports/bench.json).
+
+Every number comes from the library's real code paths: the training loader, the model
+built by ``create_model``, the optimiser from ``make_optimizer``, ``embed_split`` and
+``retrieval_metrics``. Timings exclude warm-up and report medians (steps) or totals over
+a fixed amount of work (loader, embedding), so that re-running gives comparable numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import platform
+import statistics
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+from pir.config import ModelConfig, SyntheticConfig, TrainConfig
+from pir.data.prepared import PreparedDataset, load_prepared, write_prepared
+
+# RSITMD's train split: 3,435 images x 5 captions, one pair per caption per epoch (released recipe).
+RSITMD_TRAIN_PAIRS = 17_175
+
+
+@dataclass(frozen=True)
+class LoaderCase:
+    """One loader measurement: a model input size cropped from a pixel cache of ``cache_res``."""
+    name: str
+    image_size: int
+    cache_res: int
+
+
+LOADER_CASES = (LoaderCase("tiny", 112, 128), LoaderCase("paper", 224, 256))
+
+
+# --------------------------------------------------------------------------- machine
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    info = {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version(),
+            "cpu": platform.processor() or platform.machine(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "device": str(device)}
+    if device.type == "cuda":
+        info["device_name"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 5,
+                  dtype: torch.dtype = torch.float32) -> float:
+    """Best-of-``repeats`` GFLOP/s of one ``size``-square matmul: the machine's practical peak."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    torch.matmul(a, b)
+    _sync(device)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+# --------------------------------------------------------------------------- data
+
+def make_bench_dataset(root: Path, images: int, cache_res: int, seed: int = 0) -> tuple[PreparedDataset, Any]:
+    """A synthetic prepared dataset (all images in train) and a WordPiece tokenizer trained on it."""
+    from pir.data.synthetic import generate
+    from pir.data.text import load_tokenizer, train_wordpiece
+    classes, records, pixels = generate(
+        SyntheticConfig(images=images, image_size=cache_res, classes=min(16, images), split=(1.0, 0.0, 0.0)), seed=seed, progress=False)
+    write_prepared(root, "bench", classes, records, pixels)
+    train_wordpiece([c for r in records for c in r.captions], 2000, root / "tokenizer")
+    return load_prepared(root), load_tokenizer(root / "tokenizer")
+
+
+def ours_loader_samples_per_s(prepared: PreparedDataset, tokenizer: Any, image_size: int, batch_size: int,
+                              batches: int, seed: int = 0) -> float:
+    """Samples/s of the real training loader (memory map -> augmentation -> collate) plus the
+    CLIP normalisation the trainer applies to each batch: the same work the PIL baseline does."""
+    from pir.data.loader import normalize_images, set_epoch, train_pairs_loader
+    loader = train_pairs_loader(prepared, prepared.split("train"), tokenizer, image_size=image_size,
+                                max_tokens=47, batch_size=batch_size, seed=seed, num_workers=0)
+    set_epoch(loader, 0)
+    iterator = iter(loader)
+    normalize_images(next(iterator)["images"])            # warm-up: caches, lazy imports
+    done = 0
+    start = time.perf_counter()
+    for _ in range(batches):
+        try:
+            batch = next(iterator)
+        except StopIteration:                              # small datasets: wrap into the next epoch
+            set_epoch(loader, 1)
+            iterator = iter(loader)
+            batch = next(iterator)
+        normalize_images(batch["images"])
+        done += len(batch["image_ids"])
+    return done / (time.perf_counter() - start)
+
+
+def pil_baseline_transform(image_size: int):
+    """The usual PIL pipeline (torchvision v1): what the authors' loader does per sample."""
+    from torchvision import transforms as T
+
+    from pir.data.loader import CLIP_MEAN, CLIP_STD
+    return T.Compose([
+        T.RandomResizedCrop(image_size, scale=(0.5, 1.0), interpolation=T.InterpolationMode.BICUBIC),
+        T.RandomHorizontalFlip(),
+        T.RandAugment(2, 7),
+        T.ToTensor(),
+        T.Normalize(CLIP_MEAN, CLIP_STD),
+    ])
+
+
+def write_image_files(pixels: np.ndarray, folder: Path, count: int, fmt: str = "tiff") -> list[Path]:
+    from PIL import Image
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = folder / f"{i:05d}.{fmt}"
+        Image.fromarray(np.asarray(pixels[i])).save(path)
+        paths.append(path)
+    return paths
+
+
+def pil_baseline_samples_per_s(paths: list[Path], image_size: int, batch_size: int, samples: int,
+                               seed: int = 0) -> float:
+    """Samples/s of PIL decode + per-sample PIL augmentation + ToTensor/Normalize + stacking."""
+    from PIL import Image
+    transform = pil_baseline_transform(image_size)
+    torch.manual_seed(seed)
+
+    def load(path: Path) -> torch.Tensor:
+        with Image.open(path) as image:
+            return transform(image.convert("RGB"))
+
+    load(paths[0])                                         # warm-up
+    start = time.perf_counter()
+    done = 0
+    while done < samples:
+        batch = [load(paths[(done + k) % len(paths)]) for k in range(batch_size)]
+        torch.stack(batch)
+        done += batch_size
+    return done / (time.perf_counter() - start)
+
+
+def loader_benchmark(case: LoaderCase, workdir: Path, images: int, batch_size: int, batches: int,
+                     image_format: str = "tiff") -> dict[str, float]:
+    """Ours vs the PIL baseline on the same images, same batch size, same number of samples."""
+    prepared, tokenizer = make_bench_dataset(workdir / f"prepared_{case.name}", images, case.cache_res)
+    paths = write_image_files(prepared.pixels, workdir / f"files_{case.name}", images, image_format)
+    ours = ours_loader_samples_per_s(prepared, tokenizer, case.image_size, batch_size, batches)
+    pil = pil_baseline_samples_per_s(paths, case.image_size, batch_size, batch_size * batches)
+    return {"image_size": case.image_size, "cache_res": case.cache_res, "batch_size": batch_size,
+            "samples": batch_size * batches, "ours_samples_per_s": ours, "pil_samples_per_s": pil,
+            "speedup": ours / pil}
+
+
+# --------------------------------------------------------------------------- memory
+
+class PeakMemory:
+    """Peak memory over a block. CUDA: the allocator's peak (``peak_mb``). CPU: the process's peak
+    resident set (``peak_mb``, sampled every 2 ms by a thread, so it includes the model, optimiser
+    and everything else alive) and its growth over the block (``growth_mb``); with freed memory
+    retained (pir.runtime) a later case reuses an earlier one's heap and may grow by ~0."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.peak_mb = 0.0
+        self.growth_mb = 0.0
+        self._stop = threading.Event()
+
+    @staticmethod
+    def _rss() -> int:
+        import psutil
+        return psutil.Process().memory_info().rss
+
+    def _sample(self, start: int) -> None:
+        peak = start
+        while not self._stop.wait(0.002):
+            peak = max(peak, self._rss())
+        peak = max(peak, self._rss())
+        self.peak_mb, self.growth_mb = peak / 2**20, (peak - start) / 2**20
+
+    @contextlib.contextmanager
+    def watch(self) -> Iterator["PeakMemory"]:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            yield self
+            self.peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+            return
+        self._stop.clear()
+        thread = threading.Thread(target=self._sample, args=(self._rss(),), daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            thread.join()
+
+
+# --------------------------------------------------------------------------- training step
+
+@dataclass(frozen=True)
+class StepCase:
+    """One train-step measurement: preset, batch, precision ("fp32" | "bf16" autocast)."""
+    name: str
+    preset: str
+    batch_size: int
+    precision: str
+    warmup: int
+    steps: int
+
+
+def random_batch(cfg: ModelConfig, batch_size: int, seed: int = 0, classes: int = 16) -> dict[str, torch.Tensor]:
+    """uint8 images, full-length random token ids (the worst case: 47 tokens), distinct image ids."""
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        "images": torch.randint(0, 256, (batch_size, 3, cfg.image_size, cfg.image_size), dtype=torch.uint8,
+                                generator=generator),
+        "input_ids": torch.randint(1000, cfg.vocab_size, (batch_size, cfg.max_tokens), generator=generator),
+        "attention_mask": torch.ones(batch_size, cfg.max_tokens, dtype=torch.long),
+        "image_ids": torch.arange(batch_size),
+        "labels": torch.randint(0, classes, (batch_size,), generator=generator),
+    }
+
+
+def make_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor],
+              device: torch.device, precision: str) -> Callable[[], torch.Tensor]:
+    """The trainer's step (pir.training.trainer.train_epoch) on a fixed batch: normalise, forward
+    under the precision context, backward, AdamW step. Returns the loss tensor (no host sync)."""
+    from pir.data.loader import normalize_images
+    from pir.evaluation.embed import precision_context
+    on_device = {k: v.to(device) for k, v in batch.items() if k != "images"}
+
+    def step() -> torch.Tensor:
+        with precision_context(device, precision, cpu_bf16=True):
+            out = model(normalize_images(batch["images"], device), on_device["input_ids"],
+                        on_device["attention_mask"], on_device["image_ids"], on_device["labels"])
+        optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        optimizer.step()
+        return out["loss"]
+    return step
+
+
+def flops_per_sample(model: torch.nn.Module, cfg: ModelConfig, device: torch.device, batch_size: int = 2) -> float:
+    """Forward + backward FLOPs of one training sample (torch's FlopCounterMode: matmuls/convs/attention)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    batch = random_batch(cfg, batch_size, seed=1)
+    params = [p for p in model.parameters() if p.requires_grad]
+    with FlopCounterMode(display=False) as counter:
+        from pir.data.loader import normalize_images
+        out = model(normalize_images(batch["images"], device), batch["input_ids"].to(device),
+                    batch["attention_mask"].to(device), batch["image_ids"].to(device), batch["labels"].to(device))
+        torch.autograd.grad(out["loss"], params)
+    return counter.get_total_flops() / batch_size
+
+
+def train_step_benchmark(model: torch.nn.Module, cfg: ModelConfig, case: StepCase, device: torch.device,
+                         flops: float, seed: int = 0) -> dict[str, float]:
+    """Median step time after ``case.warmup`` steps, samples/s, peak memory, achieved GFLOP/s."""
+    from pir.training.optim import make_optimizer
+    model.train()
+    optimizer = make_optimizer(model, TrainConfig())
+    step = make_step(model, optimizer, random_batch(cfg, case.batch_size, seed), device, case.precision)
+    times = []
+    with PeakMemory(device).watch() as memory:    # from the first step: optimiser state appears there
+        for _ in range(case.warmup):
+            step()
+        _sync(device)
+        for _ in range(case.steps):
+            start = time.perf_counter()
+            loss = step()
+            _sync(device)
+            times.append(time.perf_counter() - start)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"{case.name}: loss is {float(loss)}")
+    median = statistics.median(times)
+    samples_per_s = case.batch_size / median
+    return {"preset": case.preset, "batch_size": case.batch_size, "precision": case.precision,
+            "warmup_steps": case.warmup, "timed_steps": case.steps, "median_step_s": median,
+            "samples_per_s": samples_per_s, "peak_memory_mb": memory.peak_mb,
+            "memory_measure": "cuda max_memory_allocated" if device.type == "cuda" else "process peak RSS",
+            "rss_growth_mb": memory.growth_mb,
+            "flops_per_sample": flops, "achieved_gflops": flops * samples_per_s / 1e9}
+
+
+# --------------------------------------------------------------------------- evaluation
+
+def embed_benchmark(model: torch.nn.Module, cfg: ModelConfig, prepared: PreparedDataset, tokenizer: Any,
+                    images: int, batch_size: int, device: torch.device) -> dict[str, float]:
+    """images/s and texts/s of embed_split (fp32, no grad) on the first ``images`` train images and
+    their captions: each side timed on its own by embedding an image-only / text-only view."""
+    from pir.data.prepared import SplitView
+    from pir.evaluation.embed import embed_split
+    full = prepared.split("train")
+    n = min(images, full.n_images)
+    texts = int(np.searchsorted(full.txt2img, n))               # captions are grouped by image
+    split = SplitView("bench", full.image_rows[:n], full.labels[:n], full.captions[:texts], full.txt2img[:texts])
+    one_caption = SplitView("bench", split.image_rows, split.labels, split.captions[:n], np.arange(n))
+    one_image = SplitView("bench", split.image_rows[:1], split.labels[:1], split.captions,
+                          np.zeros(texts, dtype=np.int64))
+    model.eval()
+    common = dict(tokenizer=tokenizer, image_size=cfg.image_size, max_tokens=cfg.max_tokens,
+                  batch_size=batch_size, device=device, precision="fp32", progress=False)
+    embed_split(model, prepared, one_image, **{**common, "batch_size": min(batch_size, texts)})  # warm-up
+
+    def seconds(view: SplitView) -> float:
+        start = time.perf_counter()
+        embed_split(model, prepared, view, **common)
+        _sync(device)
+        return time.perf_counter() - start
+    # each view also embeds a little of the other side (n captions / one image): subtract it
+    image_side = seconds(one_caption)
+    text_side = seconds(one_image)
+    per_text = text_side / texts
+    return {"images": n, "texts": texts, "batch_size": batch_size,
+            "images_per_s": n / max(image_side - n * per_text, 1e-9), "texts_per_s": 1 / per_text}
+
+
+# --------------------------------------------------------------------------- the whole run
+
+@dataclass(frozen=True)
+class BenchOptions:
+    quick: bool = False             # tiny sizes everywhere (the smoke test): numbers are not meaningful
+    skip_paper: bool = False        # skip the paper preset (Swin-T/BERT-base/ResNet-50) measurements
+    device: str = "auto"            # GPU measurements run when this resolves to cuda
+    seed: int = 0
+
+
+def _sizes(options: BenchOptions) -> dict[str, int]:
+    if options.quick:
+        return dict(loader_images=16, loader_batch=8, loader_batches=2, tiny_batch=4, paper_batch=2, warmup=1,
+                    steps=1, embed_images=8, gpu_batch=8, metric_images=50, metric_repeats=1, matmul=256)
+    return dict(loader_images=128, loader_batch=64, loader_batches=6, tiny_batch=64, paper_batch=8, warmup=2,
+                steps=3, embed_images=64, gpu_batch=128, metric_images=1093, metric_repeats=3, matmul=2048)
+
+
+def _skipped(reason: str) -> dict[str, Any]:
+    return {"skipped": reason}
+
+
+def _preset_model(preset: str, device: torch.device, seed: int) -> tuple[torch.nn.Module, ModelConfig]:
+    from pir.models import create_model
+    from pir.models.presets import model_config
+    torch.manual_seed(seed)
+    cfg = model_config(preset)            # random weights: presets never download (pretrained is opt-in)
+    return create_model(cfg).to(device), cfg
+
+
+def run_benchmarks(options: BenchOptions, workdir: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Every measurement of reports/bench.json; ``workdir`` holds the temporary datasets and files."""
+    from pir.evaluation.metrics import benchmark_retrieval_metrics
+    sizes = _sizes(options)
+    cpu = torch.device("cpu")
+    want_cuda = options.device in ("auto", "cuda") and torch.cuda.is_available()
+    gpu = torch.device("cuda") if want_cuda else None
+    report: dict[str, Any] = {"machine": machine_info(gpu or cpu), "options": dataclasses.asdict(options)}
+
+    log("matmul peak")
+    peak = matmul_gflops(cpu, sizes["matmul"])
+    report["matmul_fp32_gflops"] = {"cpu": peak, "gpu": matmul_gflops(gpu, 4096) if gpu else None}
+
+    report["loader"] = {}
+    for case in LOADER_CASES:
+        if case.name == "paper" and options.skip_paper:
+            report["loader"][case.name] = _skipped("--skip-paper")
+            continue
+        log(f"loader {case.name}")
+        report["loader"][case.name] = loader_benchmark(case, workdir, sizes["loader_images"], sizes["loader_batch"],
+                                                       sizes["loader_batches"])
+
+    report["train_cpu"], report["train_cpu_bf16"], report["embed"] = {}, {}, {}
+    prepared, tokenizer = make_bench_dataset(workdir / "prepared_embed", sizes["embed_images"], 128, options.seed)
+    for preset in ("tiny", "paper"):
+        if preset == "paper" and options.skip_paper:
+            for section in ("train_cpu", "train_cpu_bf16", "embed"):
+                report[section][preset] = _skipped("--skip-paper")
+            continue
+        log(f"model {preset}")
+        model, cfg = _preset_model(preset, cpu, options.seed)
+        flops = flops_per_sample(model, cfg, cpu)
+        batch = sizes["tiny_batch" if preset == "tiny" else "paper_batch"]
+        for section, precision in (("train_cpu", "fp32"), ("train_cpu_bf16", "bf16")):
+            log(f"{section} {preset}")
+            case = StepCase(f"{section}/{preset}", preset, batch, precision, sizes["warmup"], sizes["steps"])
+            row = train_step_benchmark(model, cfg, case, cpu, flops, options.seed)
+            row["fraction_of_matmul_peak"] = row["achieved_gflops"] / peak
+            report[section][preset] = row
+        log(f"embed {preset}")
+        report["embed"][preset] = embed_benchmark(model, cfg, prepared, tokenizer, sizes["embed_images"], 32, cpu)
+        del model
+
+    report["train_gpu_bf16"] = {"paper": _skipped("no CUDA device") if gpu is None else
+                                _gpu_benchmark(options, sizes, gpu, report["matmul_fp32_gflops"]["gpu"])}
+
+    log("retrieval_metrics")
+    images = sizes["metric_images"]
+    report["retrieval_metrics"] = benchmark_retrieval_metrics(images, images * 5, options.seed,
+                                                              repeats=sizes["metric_repeats"])
+    return report
+
+
+def _gpu_benchmark(options: BenchOptions, sizes: dict[str, int], gpu: torch.device,
+                   fp32_peak: float) -> dict[str, Any]:
+    """Paper preset, bf16 autocast, batch 128 on one GPU; and the 50-epoch RSITMD estimate."""
+    if options.skip_paper:
+        return _skipped("--skip-paper")
+    model, cfg = _preset_model("paper", gpu, options.seed)
+    flops = flops_per_sample(model, cfg, gpu)
+    case = StepCase("train_gpu_bf16/paper", "paper", sizes["gpu_batch"], "bf16", 3, 10 if not options.quick else 1)
+    row = train_step_benchmark(model, cfg, case, gpu, flops, options.seed)
+    row["fraction_of_fp32_matmul_peak"] = row["achieved_gflops"] / fp32_peak
+    # one GPU at this batch, model step only (the loader runs in workers beside it), no validation
+    row["rsitmd_50_epochs_hours"] = 50 * RSITMD_TRAIN_PAIRS / row["samples_per_s"] / 3600
+    row["rsitmd_assumption"] = (f"{RSITMD_TRAIN_PAIRS} pairs/epoch (every caption), one GPU at batch "
+                                f"{case.batch_size}, step time only: no loader stalls, no validation")
+    return row
+
+
+def table(report: dict[str, Any]) -> str:
+    """The human-readable summary printed by the stage."""
+    lines = [f"{'measurement':<34} {'value':>14}  unit"]
+
+    def add(name: str, value: Any, unit: str) -> None:
+        text = f"{value:14.2f}" if isinstance(value, (int, float)) else f"{str(value):>14}"
+        lines.append(f"{name:<34} {text}  {unit}")
+
+    def measured(section: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        for name, row in report[section].items():
+            if "skipped" in row:
+                add(f"{section} {name}", "skipped", row["skipped"])
+            else:
+                yield name, row
+
+    add("matmul fp32 (cpu)", report["matmul_fp32_gflops"]["cpu"], "GFLOP/s")
+    for name, row in measured("loader"):
+        add(f"loader {name} ours", row["ours_samples_per_s"], "samples/s")
+        add(f"loader {name} PIL baseline", row["pil_samples_per_s"], "samples/s")
+        add(f"loader {name} speedup", row["speedup"], "x (target >= 3)")
+    for section in ("train_cpu", "train_cpu_bf16", "train_gpu_bf16"):
+        for name, row in measured(section):
+            add(f"{section} {name} (batch {row['batch_size']})", row["samples_per_s"], "samples/s")
+            add("  median step", row["median_step_s"], "s")
+            add("  peak memory", row["peak_memory_mb"], f"MiB ({row['memory_measure']})")
+            add("  achieved", row["achieved_gflops"], "GFLOP/s")
+            if "fraction_of_matmul_peak" in row:
+                add("  of matmul peak", 100 * row["fraction_of_matmul_peak"], "%")
+            if "rsitmd_50_epochs_hours" in row:
+                add("  50 RSITMD epochs", row["rsitmd_50_epochs_hours"], "h (estimate)")
+    for name, row in measured("embed"):
+        add(f"embed {name} images", row["images_per_s"], "images/s")
+        add(f"embed {name} texts", row["texts_per_s"], "texts/s")
+    metrics = report["retrieval_metrics"]
+    add(f"retrieval_metrics {metrics['n_images']}x{metrics['n_texts']}", metrics["vectorised_s"] * 1000, "ms")
+    add("  per-query argsort loop", metrics["loop_s"] * 1000, "ms")
+    add("  speedup", metrics["speedup"], f"x (identical: {metrics['identical']})")
+    return "\n".join(lines)

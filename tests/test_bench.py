@@ -1,0 +1,71 @@
+"""Smoke test of the benchmark harness: tiny sizes, every section present, every number positive.
+
+Timings are not asserted (they depend on the machine); shapes of the report and sanity are.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from pir import bench, runtime
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    options = bench.BenchOptions(quick=True, skip_paper=True, device="cpu")
+    return bench.run_benchmarks(options, tmp_path_factory.mktemp("bench"), log=lambda _: None)
+
+
+SECTIONS = ("machine", "options", "matmul_fp32_gflops", "loader", "train_cpu", "train_cpu_bf16",
+            "train_gpu_bf16", "embed", "retrieval_metrics")
+
+
+def test_report_has_every_section_and_preset(report):
+    assert set(report) == set(SECTIONS)
+    for section in ("loader", "train_cpu", "train_cpu_bf16", "embed"):
+        assert set(report[section]) == {"tiny", "paper"}
+        assert report[section]["paper"] == {"skipped": "--skip-paper"}
+    assert report["train_gpu_bf16"] == {"paper": {"skipped": "no CUDA device"}}
+    assert report["machine"]["cpu_count"] >= 1 and report["machine"]["device"] == "cpu"
+
+
+def test_measurements_are_positive_and_finite(report):
+    loader = report["loader"]["tiny"]
+    assert loader["ours_samples_per_s"] > 0 and loader["pil_samples_per_s"] > 0
+    assert loader["speedup"] == pytest.approx(loader["ours_samples_per_s"] / loader["pil_samples_per_s"])
+    for section in ("train_cpu", "train_cpu_bf16"):
+        row = report[section]["tiny"]
+        assert row["batch_size"] == 4 and row["precision"] == ("fp32" if section == "train_cpu" else "bf16")
+        for key in ("median_step_s", "samples_per_s", "flops_per_sample", "achieved_gflops"):
+            assert math.isfinite(row[key]) and row[key] > 0, (section, key)
+        assert row["peak_memory_mb"] > 0 and row["rss_growth_mb"] >= 0
+    embed = report["embed"]["tiny"]
+    assert embed["images_per_s"] > 0 and embed["texts_per_s"] > 0 and embed["texts"] == 5 * embed["images"]
+    assert report["matmul_fp32_gflops"]["cpu"] > 0
+    assert report["retrieval_metrics"]["identical"] is True
+
+
+def test_table_lists_every_measurement(report):
+    text = bench.table(report)
+    for label in ("loader tiny speedup", "train_cpu tiny", "train_cpu_bf16 tiny", "embed tiny images",
+                  "retrieval_metrics", "train_cpu paper"):
+        assert label in text
+
+
+def test_flops_per_sample_scale_with_the_model():
+    from pir.models.presets import model_config
+    small = model_config("tiny")
+    wider = model_config("tiny", swin_embed_dim=64, swin_heads=(2, 4, 8))
+    counts = []
+    for cfg in (small, wider):
+        torch.manual_seed(0)
+        from pir.models import create_model
+        counts.append(bench.flops_per_sample(create_model(cfg), cfg, torch.device("cpu")))
+    assert 0 < counts[0] < counts[1]
+
+
+def test_retain_freed_memory_is_idempotent():
+    assert runtime.retain_freed_memory() == runtime.retain_freed_memory()
