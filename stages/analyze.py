@@ -37,9 +37,10 @@ def load_embeddings() -> dict[str, np.ndarray]:
         raise FileNotFoundError(f"{EMBEDDINGS_PATH}: embeddings not found (run the evaluate stage)") from None
 
 
-def evaluated_run_id() -> str | None:
+def evaluated_model_key() -> str | None:
+    """The evaluated model's key (evaluate wrote it), by which its MLflow run is found."""
     try:
-        return json.loads(EVALUATION_PATH.read_text()).get("mlflow_run_id")
+        return json.loads(EVALUATION_PATH.read_text()).get("model_key")
     except (FileNotFoundError, json.JSONDecodeError):
         return None
 
@@ -61,8 +62,10 @@ def analyze(cfgs: common.Configs) -> None:
     if len(image_emb) != len(image_labels) or len(text_emb) != len(txt2img):
         raise ValueError(f"{EMBEDDINGS_PATH}: embedding and label counts disagree")
 
-    with tracking.stage_run(common.repo_root(), "analyze", {"analyze": to_dict(settings)},
-                            run_id=evaluated_run_id(), run_name="analyze") as tracker:
+    root, model_key = common.repo_root(), evaluated_model_key()
+    run_id = tracking.find_run(root, model_key) if model_key else None
+    with tracking.stage_run(root, "analyze", {"analyze": to_dict(settings)}, run_id=run_id,
+                            model_key=model_key, run_name="analyze") as tracker:
         stats, class_matrix = cluster_statistics(image_emb, image_labels, text_emb, txt2img, class_names,
                                                  settings.knn)
         # t-SNE on a seeded per-modality sample: O(n^2) memory and minutes beyond a few thousand points.

@@ -40,6 +40,14 @@ def checkpoint_path(setting: str) -> Path:
     return path if path.is_absolute() else common.ROOT / path
 
 
+def display_path(path: Path) -> str:
+    """Repo-relative when inside the repo: reports must read the same in every clone."""
+    try:
+        return str(path.resolve().relative_to(common.ROOT))
+    except ValueError:
+        return str(path)
+
+
 def check_vocabulary(tokenizer, vocab_size: int, where: Path) -> None:
     if len(tokenizer) > vocab_size:
         raise ValueError(f"{where}: model vocabulary has {vocab_size} ids but the tokenizer has {len(tokenizer)}; "
@@ -76,8 +84,11 @@ def evaluate(cfgs: common.Configs) -> None:
     check_vocabulary(tokenizer, model_cfg.vocab_size, checkpoint)
 
     params = {"evaluate": {**to_dict(settings), "checkpoint_path": str(checkpoint), "dataset": prepared.name}}
-    run_id = extra.get("mlflow_run_id") or None
-    with tracking.stage_run(common.repo_root(), "evaluate", params, run_id=run_id,
+    # Our checkpoints name their training run's key; any other file is identified by its bytes.
+    model_key = extra.get("model_key") or f"sha256:{io.sha256_file(checkpoint)}"
+    root = common.repo_root()
+    run_id = tracking.find_run(root, model_key)
+    with tracking.stage_run(root, "evaluate", params, run_id=run_id, model_key=model_key,
                             run_name=None if run_id else "evaluate") as tracker:
         image_emb, text_emb = embed_split(model, prepared, test, tokenizer, model_cfg.image_size,
                                           model_cfg.max_tokens, settings.batch_size, device, settings.precision)
@@ -86,8 +97,8 @@ def evaluate(cfgs: common.Configs) -> None:
         sims = (image_emb @ text_emb.T).astype(np.float32)
         class_names = list(prepared.classes)
         report = evaluation_report(sims, test.txt2img, test.labels, class_names, test.captions)
-        report["checkpoint"] = {"path": str(checkpoint), "format": "official" if official else "pir",
-                                "epoch": extra.get("epoch"), "mlflow_run_id": tracker.run_id}
+        report["checkpoint"] = {"path": display_path(checkpoint), "format": "official" if official else "pir",
+                                "epoch": extra.get("epoch"), "model_key": model_key}
         report["dataset"] = prepared.name
         per_class = report.pop("per_class")
 
@@ -96,8 +107,7 @@ def evaluate(cfgs: common.Configs) -> None:
         io.save_npz(common.EVAL_DIR / "embeddings.npz", image_emb=image_emb, text_emb=text_emb,
                     image_labels=test.labels, txt2img=test.txt2img, class_names=np.array(class_names, dtype=str))
         io.write_json(common.EVAL_DIR / "evaluation.json", {"checkpoint": report["checkpoint"],
-                                                           "dataset": prepared.name,
-                                                           "mlflow_run_id": tracker.run_id})
+                                                           "dataset": prepared.name, "model_key": model_key})
         io.write_json(METRICS_PATH, report)
         io.write_text(PER_CLASS_PATH, per_class_csv(per_class))
         scenes = [prepared.classes[label] if label >= 0 else "unknown" for label in test.labels]

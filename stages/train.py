@@ -77,14 +77,14 @@ def main() -> None:
         tracking.ensure_experiment(root)
     distributed.barrier(ctx)
     run = (tracking.stage_run(root, "train", {**params, "train": to_dict(cfgs.train)},
-                              run_id=state.mlflow_run_id()) if ctx.is_main else contextlib.nullcontext())
+                              run_id=state.mlflow_run_id(), model_key=state.key) if ctx.is_main else contextlib.nullcontext())
     with run as tracker:
         summary = train(model, prepared, tokenizer, model_cfg, cfgs.train, seed=cfgs.seed, state=state,
                         outputs=TrainOutputs(TRAIN_DIR / "best.pt", TRAIN_DIR / "last.pt"), ctx=ctx,
                         params=params, tracker=tracker)
         if ctx.is_main:
             write_reports(summary, ctx)
-            tracker.log_metrics({f"best_val_{k}": v for k, v in summary.best_val.items()})
+            tracker.log_metrics({**{f"best_val_{k}": v for k, v in summary.best_val.items()}, **summary.timing()})
             for path in (CURVES_PATH, REPORT_PATH, TRAIN_DIR / "best.pt"):
                 tracker.log_artifact(path)
             state.clear()

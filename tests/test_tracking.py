@@ -68,3 +68,15 @@ def test_broken_store_warns_and_continues(tmp_path, capsys):
     assert not tracker.active and output_written.read_text() == "stage files survive"
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: MLflow")]
     assert warnings and all("\n" not in w for w in warnings)
+
+
+def test_find_run_returns_the_newest_run_of_a_model(tmp_path):
+    assert tracking.find_run(tmp_path, "key-a") is None
+    with tracking.stage_run(tmp_path, "train", {}, model_key="key-a", system_metrics=False) as first:
+        pass
+    with tracking.stage_run(tmp_path, "train", {}, model_key="key-b", system_metrics=False):
+        pass
+    with tracking.stage_run(tmp_path, "train", {}, model_key="key-a", system_metrics=False) as newest:
+        pass
+    assert newest.run_id != first.run_id
+    assert tracking.find_run(tmp_path, "key-a") == newest.run_id

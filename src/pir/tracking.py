@@ -196,6 +196,24 @@ class Tracker:
             _retry("closing run", lambda: _client(self.root).set_terminated(self.run_id, status))
 
 
+MODEL_KEY_TAG = "pir_model_key"
+
+
+def find_run(root: str | os.PathLike, model_key: str) -> str | None:
+    """The newest run of the model identified by ``model_key`` (train's run key, or a checkpoint's sha256).
+
+    Checkpoints and reports stay free of run ids (they would differ on every rerun and dirty dvc.lock);
+    evaluate/analyze find the trained model's run through this tag instead.
+    """
+    experiment_id = ensure_experiment(root)
+    if experiment_id is None:
+        return None
+    ok, runs = _retry("searching runs", lambda: _client(root).search_runs(
+        [experiment_id], filter_string=f"tags.{MODEL_KEY_TAG} = '{model_key}'",
+        order_by=["attributes.start_time DESC"], max_results=1))
+    return runs[0].info.run_id if ok and runs else None
+
+
 def _stages_tag(existing: str | None, stage: str) -> str:
     """Stages that logged into one run, in order: a train run reopened by evaluate reads 'train,evaluate'."""
     stages = [s for s in (existing or "").split(",") if s]
@@ -220,8 +238,11 @@ def _open_run(root: Path, stage: str, run_id: str | None, run_name: str | None) 
 
 @contextlib.contextmanager
 def stage_run(root: str | os.PathLike, stage: str, params: Mapping[str, Any], run_id: str | None = None,
-              run_name: str | None = None, system_metrics: bool = True) -> Iterator[Tracker]:
+              run_name: str | None = None, model_key: str | None = None,
+              system_metrics: bool = True) -> Iterator[Tracker]:
     """Context manager: a (new or reopened) MLflow run for one stage, tagged and with its params.
+
+    ``model_key`` tags the run with the model it belongs to (see find_run).
 
     The run ends FINISHED, or FAILED when the block raises; the exception always propagates.
     """
@@ -237,6 +258,7 @@ def stage_run(root: str | os.PathLike, stage: str, params: Mapping[str, Any], ru
             "dvc_stage": tags.get("dvc_stage") or stage,
             "dvc_stages": _stages_tag(tags.get("dvc_stages"), stage),
             "git_commit": git_commit(root),
+            **({MODEL_KEY_TAG: model_key} if model_key else {}),
         })
         tracker.log_params(params)
         if system_metrics:

@@ -72,7 +72,7 @@ def test_checkpoints_curves_and_val_only_selection(tmp_path, tiny_data, tiny_mod
     best = load_torch(outputs.best)
     assert best["epoch"] == summary.best_epoch in (2, 3)
     assert best["val_metrics"]["r_mean"] == max(r["val_r_mean"] for r in summary.curves if "val_r_mean" in r)
-    assert best["model_config"]["image_size"] == tiny_model_cfg.image_size and "mlflow_run_id" in best
+    assert best["model_config"]["image_size"] == tiny_model_cfg.image_size and best["model_key"]
     assert load_torch(outputs.last)["epoch"] == 3
     report = summary.report()
     assert not any("test" in key for key in report) and report["best_val"] == summary.best_val

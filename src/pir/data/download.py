@@ -10,7 +10,6 @@ so a hostile or broken archive leaves nothing behind.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tarfile
@@ -22,6 +21,8 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
+
+from pir import io
 
 CHUNK = 1 << 20
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
@@ -36,17 +37,9 @@ def is_url(source: str) -> bool:
     return urllib.parse.urlparse(source).scheme in ("http", "https")
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify_sha256(path: Path, expected: str) -> None:
     """Raise DownloadError when ``expected`` is set and differs from the file's sha256."""
-    if expected and (actual := sha256_of(path)) != expected.lower():
+    if expected and (actual := io.sha256_file(path)) != expected.lower():
         raise DownloadError(f"{path.name}: sha256 mismatch (expected {expected.lower()}, got {actual}); "
                             "check data.sha256 or the source")
 
@@ -58,7 +51,7 @@ def _offline_hint(url: str) -> str:
 
 def download(url: str, dest: Path, sha256: str = "", progress: bool = True, timeout: float = 30.0) -> Path:
     """Download ``url`` to ``dest`` (resuming ``dest.part``), verify sha256, rename into place."""
-    if dest.is_file() and (not sha256 or sha256_of(dest) == sha256.lower()):
+    if dest.is_file() and (not sha256 or io.sha256_file(dest) == sha256.lower()):
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")

@@ -28,13 +28,7 @@ BEST_FILE = "best.pt"
 def file_digest(path: str | Path) -> str:
     """sha256 of a file's bytes, or "absent" (so a missing optional input is part of the key too)."""
     path = Path(path)
-    if not path.is_file():
-        return "absent"
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return io.sha256_file(path) if path.is_file() else "absent"
 
 
 def run_key(params: Mapping[str, Any], inputs: Mapping[str, str]) -> str:

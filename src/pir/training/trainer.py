@@ -55,11 +55,17 @@ class TrainSummary:
         return float(sum(row["samples"] for row in self.curves) / seconds) if seconds else 0.0
 
     def report(self) -> dict[str, Any]:
-        """reports/train.json: best epoch and its val metrics, time, throughput (no test numbers)."""
+        """reports/train.json: best epoch and its val metrics (no test numbers).
+
+        Only numbers that the seed determines: a rerun (or a resumed run) with the same params
+        rewrites the same file, so git and `dvc metrics diff` stay quiet. Timings go to MLflow.
+        """
         return {"best_epoch": self.best_epoch, "selection": f"val_{SELECTION_METRIC}",
-                "best_val": self.best_val, "epochs": len(self.curves), "resumed_from": self.resumed_from,
-                "train_seconds": round(self.train_seconds, 2), "samples_per_s": round(self.samples_per_s, 2),
-                "epoch_seconds": [round(row["epoch_seconds"], 2) for row in self.curves], **self.extra}
+                "best_val": self.best_val, "epochs": len(self.curves), **self.extra}
+
+    def timing(self) -> dict[str, float]:
+        return {"train_seconds": round(self.train_seconds, 2), "samples_per_s": round(self.samples_per_s, 2),
+                "resumed_from_epoch": self.resumed_from}
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -137,8 +143,10 @@ def train_epoch(model: nn.Module, loader, optimizer, scheduler, train_cfg: Train
 
 
 def _checkpoint_extra(epoch: int, params: Mapping[str, Any], val: Mapping[str, float],
-                      run_id: str | None) -> dict[str, Any]:
-    return {"epoch": epoch, "params": dict(params), "val_metrics": dict(val), "mlflow_run_id": run_id}
+                      model_key: str) -> dict[str, Any]:
+    # No MLflow run id here: checkpoints must be byte-identical across reruns (dvc.lock); evaluate
+    # finds the run through model_key (pir.tracking.find_run).
+    return {"epoch": epoch, "params": dict(params), "val_metrics": dict(val), "model_key": model_key}
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
@@ -204,7 +212,7 @@ def train(model: nn.Module, prepared: PreparedDataset, tokenizer: Any, model_cfg
                 if not best["val"] or val[SELECTION_METRIC] > best["val"][SELECTION_METRIC]:
                     best = {"epoch": epoch + 1, "val": val}
                     save_checkpoint(state.best_path, unwrap(model), model_cfg,
-                                    **_checkpoint_extra(epoch + 1, params, val, run_id))
+                                    **_checkpoint_extra(epoch + 1, params, val, state.key))
             curves.append(row)
             log(_epoch_line(row, best["epoch"]))
             if tracker is not None:
@@ -217,7 +225,8 @@ def train(model: nn.Module, prepared: PreparedDataset, tokenizer: Any, model_cfg
 
     if ctx.is_main:
         save_checkpoint(outputs.last, unwrap(model), model_cfg,
-                        **_checkpoint_extra(train_cfg.epochs, params, _val_of(curves[-1]) if curves else {}, run_id))
+                        **_checkpoint_extra(train_cfg.epochs, params, _val_of(curves[-1]) if curves else {},
+                                          state.key))
         _copy_atomic(state.best_path, outputs.best)
     barrier(ctx)
     return TrainSummary(best_epoch=int(best["epoch"]), best_val=dict(best["val"]), curves=curves,
@@ -234,11 +243,15 @@ def _epoch_line(row: Mapping[str, Any], best_epoch: int) -> str:
             f"({row['epoch_seconds']:.1f}s, {row['samples_per_s']:.1f} samples/s; best epoch {best_epoch})")
 
 
+# Wall-clock columns vary run to run: logged to MLflow per epoch, kept out of the DVC-tracked CSV.
+TIMING_KEYS = ("epoch_seconds", "samples_per_s")
+
+
 def write_curves_csv(path: str | Path, curves: list[Mapping[str, Any]]) -> None:
     """reports/train_curves.csv: one row per epoch, a column per key seen in any epoch (blank if absent)."""
     columns: list[str] = []
     for row in curves:
-        columns += [k for k in row if k not in columns]
+        columns += [k for k in row if k not in columns and k not in TIMING_KEYS]
     lines = [",".join(columns)]
     for row in curves:
         lines.append(",".join("" if k not in row else _csv_value(row[k]) for k in columns))
