@@ -57,3 +57,14 @@ def test_save_copy_and_bad_name(tokenizer, tmp_path):
     with pytest.raises(ValueError) as exc:
         text.load_tokenizer(tmp_path / "does-not-exist")
     assert "does-not-exist" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_trained_vocabulary_is_reproducible_and_covers_every_character(tmp_path):
+    captions = ["Two planes park near the terminal", "a plane parks", "the terminal is long", "zebra crossing"] * 3
+    first = text.load_tokenizer(text.train_wordpiece(captions, 60, tmp_path / "a"))
+    second = text.load_tokenizer(text.train_wordpiece(list(reversed(captions)), 60, tmp_path / "b"))
+    assert first.get_vocab() == second.get_vocab()
+    assert (tmp_path / "a" / "tokenizer.json").read_bytes() == (tmp_path / "b" / "tokenizer.json").read_bytes()
+    assert first.convert_tokens_to_ids("[PAD]") == 0
+    ids = first("parent terminals")["input_ids"]
+    assert first.unk_token_id not in ids   # unseen words of seen letters fall back to pieces

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -27,16 +28,34 @@ def normalize_caption(text: str, max_words: int = 30) -> str:
     return " ".join(_NOT_WORD.sub(" ", text.lower()).split()[:max_words])
 
 
+def wordpiece_vocab(words: Iterable[str], vocab_size: int) -> dict[str, int]:
+    """A deterministic WordPiece vocabulary: special tokens, every character (word-initial and
+    ``##`` continuation, so nothing is ever [UNK]), then whole words by frequency (ties by spelling).
+
+    tokenizers' WordPieceTrainer breaks frequency ties through a randomly seeded hash map, so its
+    vocabulary (and the ids of every token) changes from run to run; this one depends on the
+    captions alone, which keeps fetch's output, and everything downstream, reproducible.
+    """
+    counts = Counter(words)
+    chars = sorted({c for word in counts for c in word})
+    pieces = list(SPECIAL_TOKENS) + chars + [f"##{c}" for c in chars]
+    by_frequency = sorted((w for w in counts if len(w) > 1), key=lambda w: (-counts[w], w))
+    pieces += by_frequency[:max(0, vocab_size - len(pieces))]
+    return {piece: i for i, piece in enumerate(pieces)}
+
+
 def train_wordpiece(captions: Iterable[str], vocab_size: int, out_dir: str | os.PathLike) -> Path:
-    """Train a WordPiece vocabulary on ``captions`` and save it as a BertTokenizerFast folder at ``out_dir``."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    """Build a WordPiece vocabulary from ``captions`` and save it as a BertTokenizerFast folder at ``out_dir``."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import BertTokenizerFast
 
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True, clean_text=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), min_frequency=1)
-    tokenizer.train_from_iterator(list(captions), trainer=trainer)
+    normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True, clean_text=True)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    words = (word for caption in captions
+             for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(caption)))
+    tokenizer = Tokenizer(models.WordPiece(wordpiece_vocab(words, vocab_size), unk_token="[UNK]"))
+    tokenizer.normalizer = normalizer
+    tokenizer.pre_tokenizer = pre_tokenizer
     cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
