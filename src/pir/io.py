@@ -48,8 +48,10 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def save_torch(path: str | os.PathLike, obj: Any) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    # Save through a file object: given a name, torch.save names the zip's inner folder after the
+    # (random) temp file, and equal checkpoints would differ byte for byte (and in dvc.lock).
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
 
 
 def load_torch(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
