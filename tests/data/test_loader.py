@@ -10,22 +10,16 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as F
 
-from pir.config import SyntheticConfig
+from prepared_fixture import make_prepared
+
 from pir.data.loader import (CLIP_MEAN, CLIP_STD, RANDAUG_OPS, PixelSource, RestrictedRandAugment, TrainPairs,
                              eval_images, normalize_images, set_epoch, train_pairs_loader, train_transform)
-from pir.data.prepared import load_prepared, write_prepared
-from pir.data.synthetic import generate
-from pir.data.text import load_tokenizer, train_wordpiece
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("prepared")
-    classes, records, pixels = generate(SyntheticConfig(images=20, image_size=48, classes=3, captions_per_image=3,
-                                                        split=(0.6, 0.2, 0.2)), seed=0, progress=False)
-    write_prepared(root, "synthetic", classes, records, pixels)
-    train_wordpiece([c for r in records for c in r.captions], 200, root / "tokenizer")
-    return load_prepared(root), load_tokenizer(root / "tokenizer")
+    return make_prepared(tmp_path_factory.mktemp("prepared"), images=20, image_size=48, classes=3,
+                         captions_per_image=3, split=(0.6, 0.2, 0.2), vocab_size=200)
 
 
 def loader(data, **overrides):

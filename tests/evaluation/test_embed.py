@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from pir.config import SyntheticConfig
+from prepared_fixture import make_prepared
+
 from pir.data.loader import normalize_images
-from pir.data.prepared import load_prepared, write_prepared
-from pir.data.synthetic import generate
-from pir.data.text import load_tokenizer, tokenize, train_wordpiece
+from pir.data.text import tokenize
 from pir.evaluation.embed import embed_split, precision_context
 from pir.models import create_model
 from pir.models.presets import model_config
@@ -20,16 +19,12 @@ from pir.models.presets import model_config
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("prepared")
-    classes, records, pixels = generate(SyntheticConfig(images=20, image_size=56, classes=3, captions_per_image=2,
-                                                        split=(0.5, 0.25, 0.25)), seed=0, progress=False)
-    write_prepared(root, "synthetic", classes, records, pixels)
-    train_wordpiece([c for r in records for c in r.captions], 200, root / "tokenizer")
-    tokenizer = load_tokenizer(root / "tokenizer")
+    prepared, tokenizer = make_prepared(tmp_path_factory.mktemp("prepared"), images=20, image_size=56, classes=3,
+                                        captions_per_image=2, split=(0.5, 0.25, 0.25), vocab_size=200)
     cfg = model_config("tiny", image_size=56, swin_depths=(1, 1), swin_heads=(1, 2), text_layers=1, embed_dim=32,
                        heads=2, vocab_size=len(tokenizer), max_tokens=20)
     torch.manual_seed(0)
-    return load_prepared(root), tokenizer, create_model(cfg), cfg
+    return prepared, tokenizer, create_model(cfg), cfg
 
 
 def test_embeddings_are_normalised_float32_cpu_in_split_order(setup):

@@ -5,22 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pir.config import SyntheticConfig
-from pir.data.prepared import load_prepared, write_prepared
-from pir.data.synthetic import generate
-from pir.data.text import load_tokenizer, train_wordpiece
+from prepared_fixture import make_prepared
+
 from pir.models.presets import model_config
 
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
     """(prepared dataset, tokenizer): 40 generated images at 64 px, 4 classes, 2 captions each."""
-    root = tmp_path_factory.mktemp("prepared")
-    classes, records, pixels = generate(SyntheticConfig(images=40, image_size=64, classes=4, captions_per_image=2,
-                                                        split=(0.6, 0.2, 0.2)), seed=0, progress=False)
-    write_prepared(root, "synthetic", classes, records, pixels)
-    train_wordpiece([c for r in records for c in r.captions], 300, root / "tokenizer")
-    return load_prepared(root), load_tokenizer(root / "tokenizer")
+    return make_prepared(tmp_path_factory.mktemp("prepared"), images=40, image_size=64, classes=4,
+                         captions_per_image=2, split=(0.6, 0.2, 0.2), vocab_size=300)
 
 
 @pytest.fixture(scope="session")
