@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io as text_io
 import json
-import sys
 
 import numpy as np
 
@@ -114,12 +113,7 @@ def flat_numbers(tree: dict, prefix: str = "") -> dict[str, float]:
 
 
 def main() -> None:
-    cfgs = common.configs()
-    common.seed_everything(cfgs.seed)
-    try:
-        analyze(cfgs)
-    except (ValueError, FileNotFoundError) as exc:
-        sys.exit(f"analyze: {exc}")
+    common.run_stage("analyze", analyze)
 
 
 if __name__ == "__main__":

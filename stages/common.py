@@ -10,7 +10,7 @@ import os
 import random
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -80,6 +80,16 @@ class Configs:
 
 def configs() -> Configs:
     return Configs(load_params())
+
+
+def run_stage(name: str, body: Callable[[Configs], None]) -> None:
+    """Entry point of a stage script: params -> seed -> body; bad input ends in one line naming the stage."""
+    cfgs = configs()
+    seed_everything(cfgs.seed)
+    try:
+        body(cfgs)
+    except (ValueError, FileNotFoundError) as exc:
+        sys.exit(f"{name}: {exc}")
 
 
 def seed_everything(seed: int) -> None:

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import csv
 import io as text_io
-import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 import common
 from pir import io, tracking
@@ -122,12 +120,7 @@ def evaluate(cfgs: common.Configs) -> None:
 
 
 def main() -> None:
-    cfgs = common.configs()
-    common.seed_everything(cfgs.seed)
-    try:
-        evaluate(cfgs)
-    except (ValueError, FileNotFoundError) as exc:
-        sys.exit(f"evaluate: {exc}")
+    common.run_stage("evaluate", evaluate)
 
 
 if __name__ == "__main__":

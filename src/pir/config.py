@@ -9,7 +9,7 @@ raw dict. Field comments say what each option does and which value the paper
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, Mapping, TypeVar
 
 T = TypeVar("T")

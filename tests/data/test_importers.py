@@ -123,11 +123,18 @@ def test_bad_json_names_the_file(finetune_root):
     assert "rsitmd_val.json" in one_line(exc) and "invalid JSON" in str(exc.value)
 
 
-def test_empty_caption_is_an_error_unless_dropped(finetune_root):
-    path = finetune_root / "rsitmd_test.json"
-    rows = json.loads(path.read_text())
+def rewrite_rows(path, edit) -> None:
+    """Replace the JSON list in ``path`` by ``edit(rows)``."""
+    path.write_text(json.dumps(edit(json.loads(path.read_text()))))
+
+
+def blank_third_caption(rows):
     rows[0]["caption"][2] = "   "
-    path.write_text(json.dumps(rows))
+    return rows
+
+
+def test_empty_caption_is_an_error_unless_dropped(finetune_root):
+    rewrite_rows(finetune_root / "rsitmd_test.json", blank_third_caption)
     with pytest.raises(ImportProblems) as exc:
         load(finetune_root)
     assert "rsitmd_test.json" in one_line(exc) and "airport_8.tif" in str(exc.value) and "empty" in str(exc.value)
@@ -136,19 +143,15 @@ def test_empty_caption_is_an_error_unless_dropped(finetune_root):
 
 
 def test_duplicate_image_id(finetune_root):
-    path = finetune_root / "rsitmd_val.json"
-    rows = json.loads(path.read_text())
-    path.write_text(json.dumps(rows + rows[:1]))
+    rewrite_rows(finetune_root / "rsitmd_val.json", lambda rows: rows + rows[:1])
     with pytest.raises(ImportProblems) as exc:
         load(finetune_root)
     assert "duplicate" in one_line(exc) and "airport_6.tif" in str(exc.value)
 
 
 def test_image_in_two_splits(finetune_root):
-    path = finetune_root / "rsitmd_test.json"
-    rows = json.loads(path.read_text())
-    rows.append({"image": "test/airport_1.tif", "caption": captions_of("airport_1.tif")})
-    path.write_text(json.dumps(rows))
+    rewrite_rows(finetune_root / "rsitmd_test.json",
+                 lambda rows: rows + [{"image": "test/airport_1.tif", "caption": captions_of("airport_1.tif")}])
     save_image(finetune_root / "test" / "airport_1.tif", 1)
     with pytest.raises(ImportProblems) as exc:
         load(finetune_root)

@@ -42,7 +42,6 @@ class TrainSummary:
     best_val: dict[str, float]
     curves: list[dict[str, float]]
     resumed_from: int                    # completed epochs found in the state (0 = fresh run)
-    mlflow_run_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -230,7 +229,7 @@ def train(model: nn.Module, prepared: PreparedDataset, tokenizer: Any, model_cfg
         _copy_atomic(state.best_path, outputs.best)
     barrier(ctx)
     return TrainSummary(best_epoch=int(best["epoch"]), best_val=dict(best["val"]), curves=curves,
-                        resumed_from=start_epoch, mlflow_run_id=run_id)
+                        resumed_from=start_epoch)
 
 
 def _val_of(row: Mapping[str, Any]) -> dict[str, float]:
