@@ -20,14 +20,15 @@ def report(tmp_path_factory):
 
 
 SECTIONS = ("machine", "options", "matmul_fp32_gflops", "loader", "train_cpu", "train_cpu_bf16",
-            "train_gpu_bf16", "embed", "retrieval_metrics")
+            "train_cpu_compiled", "train_gpu_bf16", "embed", "retrieval_metrics")
 
 
 def test_report_has_every_section_and_preset(report):
     assert set(report) == set(SECTIONS)
-    for section in ("loader", "train_cpu", "train_cpu_bf16", "embed"):
+    for section in ("loader", "train_cpu", "train_cpu_bf16", "train_cpu_compiled", "embed"):
         assert set(report[section]) == {"tiny", "paper"}
         assert report[section]["paper"] == {"skipped": "--skip-paper"}
+    assert report["train_cpu_compiled"]["tiny"] == {"skipped": "pass --compile"}
     assert report["train_gpu_bf16"] == {"paper": {"skipped": "no CUDA device"}}
     assert report["machine"]["cpu_count"] >= 1 and report["machine"]["device"] == "cpu"
 
@@ -39,6 +40,7 @@ def test_measurements_are_positive_and_finite(report):
     for section in ("train_cpu", "train_cpu_bf16"):
         row = report[section]["tiny"]
         assert row["batch_size"] == 4 and row["precision"] == ("fp32" if section == "train_cpu" else "bf16")
+        assert row["tokens"] == 47       # batch 4 has no typical length listed: the worst case
         for key in ("median_step_s", "samples_per_s", "flops_per_sample", "achieved_gflops"):
             assert math.isfinite(row[key]) and row[key] > 0, (section, key)
         assert row["peak_memory_mb"] > 0 and row["rss_growth_mb"] >= 0
@@ -69,3 +71,23 @@ def test_flops_per_sample_scale_with_the_model():
 
 def test_retain_freed_memory_is_idempotent():
     assert runtime.retain_freed_memory() == runtime.retain_freed_memory()
+
+
+def test_typical_tokens_follow_batch_size_and_cap_at_max_tokens():
+    from pir.models.presets import model_config
+    cfg = model_config("paper")
+    assert bench.typical_tokens(cfg, 8) == bench.TYPICAL_TOKENS[8] < cfg.max_tokens
+    assert bench.typical_tokens(cfg, 3) == cfg.max_tokens
+    assert bench.typical_tokens(model_config("paper", max_tokens=16), 128) == 16
+    batch = bench.random_batch(cfg, 2, tokens=21)
+    assert batch["input_ids"].shape == batch["attention_mask"].shape == (2, 21)
+
+
+def test_flops_grow_with_caption_length():
+    from pir.models import create_model
+    from pir.models.presets import model_config
+    cfg = model_config("tiny")
+    torch.manual_seed(0)
+    model = create_model(cfg)
+    short, long = (bench.flops_per_sample(model, cfg, torch.device("cpu"), tokens=t) for t in (12, 40))
+    assert 0 < short < long

@@ -28,6 +28,12 @@ from pir.data.prepared import PreparedDataset, load_prepared, write_prepared
 # RSITMD's train split: 3,435 images x 5 captions, one pair per caption per epoch (released recipe).
 RSITMD_TRAIN_PAIRS = 17_175
 
+# Caption length (tokens) of a typical RSITMD train batch, by batch size. The loader pads each
+# batch to its longest caption; in rsitmd_train.json (median caption 12 words) the longest of
+# 8 / 64 / 128 random captions has a median of 18 / 24 / 25 words, plus [CLS], [SEP] and about
+# one WordPiece split. Other batch sizes use the worst case, model.max_tokens (47).
+TYPICAL_TOKENS = {8: 21, 64: 27, 128: 28}
+
 
 @dataclass(frozen=True)
 class LoaderCase:
@@ -80,7 +86,8 @@ def make_bench_dataset(root: Path, images: int, cache_res: int, seed: int = 0) -
     from pir.data.synthetic import generate
     from pir.data.text import load_tokenizer, train_wordpiece
     classes, records, pixels = generate(
-        SyntheticConfig(images=images, image_size=cache_res, classes=min(16, images), split=(1.0, 0.0, 0.0)), seed=seed, progress=False)
+        SyntheticConfig(images=images, image_size=cache_res, classes=min(16, images), split=(1.0, 0.0, 0.0)),
+        seed=seed, progress=False)
     write_prepared(root, "bench", classes, records, pixels)
     train_wordpiece([c for r in records for c in r.captions], 2000, root / "tokenizer")
     return load_prepared(root), load_tokenizer(root / "tokenizer")
@@ -157,15 +164,21 @@ def pil_baseline_samples_per_s(paths: list[Path], image_size: int, batch_size: i
 
 
 def loader_benchmark(case: LoaderCase, workdir: Path, images: int, batch_size: int, batches: int,
-                     image_format: str = "tiff") -> dict[str, float]:
-    """Ours vs the PIL baseline on the same images, same batch size, same number of samples."""
+                     repeats: int = 3, image_format: str = "tiff") -> dict[str, float]:
+    """Ours vs the PIL baseline on the same images, same batch size, same number of samples.
+
+    Each side's best of ``repeats`` alternating runs: a run is a fraction of a second on the
+    fast side, so one background hiccup would otherwise swing the ratio by tens of percent.
+    """
     prepared, tokenizer = make_bench_dataset(workdir / f"prepared_{case.name}", images, case.cache_res)
     paths = write_image_files(prepared.pixels, workdir / f"files_{case.name}", images, image_format)
-    ours = ours_loader_samples_per_s(prepared, tokenizer, case.image_size, batch_size, batches)
-    pil = pil_baseline_samples_per_s(paths, case.image_size, batch_size, batch_size * batches)
+    ours, pil = 0.0, 0.0
+    for _ in range(repeats):
+        ours = max(ours, ours_loader_samples_per_s(prepared, tokenizer, case.image_size, batch_size, batches))
+        pil = max(pil, pil_baseline_samples_per_s(paths, case.image_size, batch_size, batch_size * batches))
     return {"image_size": case.image_size, "cache_res": case.cache_res, "batch_size": batch_size,
-            "samples": batch_size * batches, "ours_samples_per_s": ours, "pil_samples_per_s": pil,
-            "speedup": ours / pil}
+            "samples": batch_size * batches, "repeats": repeats, "ours_samples_per_s": ours,
+            "pil_samples_per_s": pil, "speedup": ours / pil}
 
 
 # --------------------------------------------------------------------------- memory
@@ -215,23 +228,32 @@ class PeakMemory:
 
 @dataclass(frozen=True)
 class StepCase:
-    """One train-step measurement: preset, batch, precision ("fp32" | "bf16" autocast)."""
+    """One train-step measurement: preset, batch, caption tokens, precision ("fp32" | "bf16" autocast)."""
     name: str
     preset: str
     batch_size: int
+    tokens: int
     precision: str
     warmup: int
     steps: int
+    compile: bool = False
 
 
-def random_batch(cfg: ModelConfig, batch_size: int, seed: int = 0, classes: int = 16) -> dict[str, torch.Tensor]:
-    """uint8 images, full-length random token ids (the worst case: 47 tokens), distinct image ids."""
+def typical_tokens(cfg: ModelConfig, batch_size: int) -> int:
+    return min(cfg.max_tokens, TYPICAL_TOKENS.get(batch_size, cfg.max_tokens))
+
+
+def random_batch(cfg: ModelConfig, batch_size: int, seed: int = 0, classes: int = 16,
+                 tokens: int | None = None) -> dict[str, torch.Tensor]:
+    """uint8 images, random token ids padded to ``tokens`` (default the worst case, max_tokens),
+    distinct image ids. Every position is a real token: with masks on, padding costs the same."""
+    tokens = tokens or cfg.max_tokens
     generator = torch.Generator().manual_seed(seed)
     return {
         "images": torch.randint(0, 256, (batch_size, 3, cfg.image_size, cfg.image_size), dtype=torch.uint8,
                                 generator=generator),
-        "input_ids": torch.randint(1000, cfg.vocab_size, (batch_size, cfg.max_tokens), generator=generator),
-        "attention_mask": torch.ones(batch_size, cfg.max_tokens, dtype=torch.long),
+        "input_ids": torch.randint(1000, cfg.vocab_size, (batch_size, tokens), generator=generator),
+        "attention_mask": torch.ones(batch_size, tokens, dtype=torch.long),
         "image_ids": torch.arange(batch_size),
         "labels": torch.randint(0, classes, (batch_size,), generator=generator),
     }
@@ -256,10 +278,11 @@ def make_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: d
     return step
 
 
-def flops_per_sample(model: torch.nn.Module, cfg: ModelConfig, device: torch.device, batch_size: int = 2) -> float:
+def flops_per_sample(model: torch.nn.Module, cfg: ModelConfig, device: torch.device, batch_size: int = 2,
+                     tokens: int | None = None) -> float:
     """Forward + backward FLOPs of one training sample (torch's FlopCounterMode: matmuls/convs/attention)."""
     from torch.utils.flop_counter import FlopCounterMode
-    batch = random_batch(cfg, batch_size, seed=1)
+    batch = random_batch(cfg, batch_size, seed=1, tokens=tokens)
     params = [p for p in model.parameters() if p.requires_grad]
     with FlopCounterMode(display=False) as counter:
         from pir.data.loader import normalize_images
@@ -270,17 +293,26 @@ def flops_per_sample(model: torch.nn.Module, cfg: ModelConfig, device: torch.dev
 
 
 def train_step_benchmark(model: torch.nn.Module, cfg: ModelConfig, case: StepCase, device: torch.device,
-                         flops: float, seed: int = 0) -> dict[str, float]:
-    """Median step time after ``case.warmup`` steps, samples/s, peak memory, achieved GFLOP/s."""
+                         seed: int = 0) -> dict[str, float]:
+    """Median step time after ``case.warmup`` steps, samples/s, peak memory, achieved GFLOP/s.
+
+    With ``case.compile`` the model runs through ``torch.compile`` (as train.compile=true does);
+    the first step, which compiles, is timed on its own as ``compile_s``.
+    """
     from pir.training.optim import make_optimizer
+    flops = flops_per_sample(model, cfg, device, tokens=case.tokens)
     model.train()
     optimizer = make_optimizer(model, TrainConfig())
-    step = make_step(model, optimizer, random_batch(cfg, case.batch_size, seed), device, case.precision)
+    step_model = torch.compile(model) if case.compile else model
+    step = make_step(step_model, optimizer, random_batch(cfg, case.batch_size, seed, tokens=case.tokens), device,
+                     case.precision)
     times = []
     with PeakMemory(device).watch() as memory:    # from the first step: optimiser state appears there
+        start = time.perf_counter()
         for _ in range(case.warmup):
             step()
         _sync(device)
+        warmup_s = time.perf_counter() - start
         for _ in range(case.steps):
             start = time.perf_counter()
             loss = step()
@@ -290,12 +322,15 @@ def train_step_benchmark(model: torch.nn.Module, cfg: ModelConfig, case: StepCas
         raise FloatingPointError(f"{case.name}: loss is {float(loss)}")
     median = statistics.median(times)
     samples_per_s = case.batch_size / median
-    return {"preset": case.preset, "batch_size": case.batch_size, "precision": case.precision,
-            "warmup_steps": case.warmup, "timed_steps": case.steps, "median_step_s": median,
-            "samples_per_s": samples_per_s, "peak_memory_mb": memory.peak_mb,
-            "memory_measure": "cuda max_memory_allocated" if device.type == "cuda" else "process peak RSS",
-            "rss_growth_mb": memory.growth_mb,
-            "flops_per_sample": flops, "achieved_gflops": flops * samples_per_s / 1e9}
+    row = {"preset": case.preset, "batch_size": case.batch_size, "tokens": case.tokens, "precision": case.precision,
+           "warmup_steps": case.warmup, "timed_steps": case.steps, "median_step_s": median,
+           "samples_per_s": samples_per_s, "peak_memory_mb": memory.peak_mb,
+           "memory_measure": "cuda max_memory_allocated" if device.type == "cuda" else "process peak RSS",
+           "rss_growth_mb": memory.growth_mb,
+           "flops_per_sample": flops, "achieved_gflops": flops * samples_per_s / 1e9}
+    if case.compile:
+        row["compile_s"] = warmup_s - (case.warmup - 1) * median   # the first step minus an ordinary one
+    return row
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -338,15 +373,18 @@ class BenchOptions:
     quick: bool = False             # tiny sizes everywhere (the smoke test): numbers are not meaningful
     skip_paper: bool = False        # skip the paper preset (Swin-T/BERT-base/ResNet-50) measurements
     device: str = "auto"            # GPU measurements run when this resolves to cuda
+    compile: bool = False           # also time torch.compile'd CPU steps (compiling the paper model takes minutes)
     seed: int = 0
 
 
 def _sizes(options: BenchOptions) -> dict[str, int]:
     if options.quick:
-        return dict(loader_images=16, loader_batch=8, loader_batches=2, tiny_batch=4, paper_batch=2, warmup=1,
-                    steps=1, embed_images=8, gpu_batch=8, metric_images=50, metric_repeats=1, matmul=256)
-    return dict(loader_images=128, loader_batch=64, loader_batches=6, tiny_batch=64, paper_batch=8, warmup=2,
-                steps=3, embed_images=64, gpu_batch=128, metric_images=1093, metric_repeats=3, matmul=2048)
+        return dict(loader_images=16, loader_batch=8, loader_batches=2, loader_repeats=1, tiny_batch=4,
+                    paper_batch=2, warmup=1, steps=1, embed_images=8, gpu_batch=8, metric_images=50,
+                    metric_repeats=1, matmul=256)
+    return dict(loader_images=128, loader_batch=64, loader_batches=10, loader_repeats=3, tiny_batch=64,
+                paper_batch=8, warmup=2, steps=3, embed_images=64, gpu_batch=128, metric_images=1093,
+                metric_repeats=3, matmul=2048)
 
 
 def _skipped(reason: str) -> dict[str, Any]:
@@ -359,6 +397,24 @@ def _preset_model(preset: str, device: torch.device, seed: int) -> tuple[torch.n
     torch.manual_seed(seed)
     cfg = model_config(preset)            # random weights: presets never download (pretrained is opt-in)
     return create_model(cfg).to(device), cfg
+
+
+def _cpu_step_cases(preset: str, cfg: ModelConfig, sizes: dict[str, int],
+                    options: BenchOptions) -> Iterator[tuple[str, str, StepCase | None]]:
+    """(section, key, case) of every CPU train-step measurement of a preset; case None = skipped.
+
+    Captions are a typical RSITMD batch's length (TYPICAL_TOKENS); the paper preset is also
+    timed at the worst case, every caption at max_tokens (``paper_max_tokens``).
+    """
+    batch = sizes["tiny_batch" if preset == "tiny" else "paper_batch"]
+    tokens = typical_tokens(cfg, batch)
+    case = StepCase(preset, preset, batch, tokens, "fp32", sizes["warmup"], sizes["steps"])
+    yield "train_cpu", preset, case
+    if preset == "paper":
+        yield "train_cpu", "paper_max_tokens", dataclasses.replace(case, name="paper_max_tokens",
+                                                                   tokens=cfg.max_tokens)
+    yield "train_cpu_bf16", preset, dataclasses.replace(case, precision="bf16")
+    yield "train_cpu_compiled", preset, dataclasses.replace(case, compile=True) if options.compile else None
 
 
 def run_benchmarks(options: BenchOptions, workdir: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -381,25 +437,26 @@ def run_benchmarks(options: BenchOptions, workdir: Path, log: Callable[[str], No
             continue
         log(f"loader {case.name}")
         report["loader"][case.name] = loader_benchmark(case, workdir, sizes["loader_images"], sizes["loader_batch"],
-                                                       sizes["loader_batches"])
+                                                       sizes["loader_batches"], sizes["loader_repeats"])
 
-    report["train_cpu"], report["train_cpu_bf16"], report["embed"] = {}, {}, {}
+    sections = ("train_cpu", "train_cpu_bf16", "train_cpu_compiled", "embed")
+    report.update({section: {} for section in sections})
     prepared, tokenizer = make_bench_dataset(workdir / "prepared_embed", sizes["embed_images"], 128, options.seed)
     for preset in ("tiny", "paper"):
         if preset == "paper" and options.skip_paper:
-            for section in ("train_cpu", "train_cpu_bf16", "embed"):
+            for section in sections:
                 report[section][preset] = _skipped("--skip-paper")
             continue
         log(f"model {preset}")
         model, cfg = _preset_model(preset, cpu, options.seed)
-        flops = flops_per_sample(model, cfg, cpu)
-        batch = sizes["tiny_batch" if preset == "tiny" else "paper_batch"]
-        for section, precision in (("train_cpu", "fp32"), ("train_cpu_bf16", "bf16")):
-            log(f"{section} {preset}")
-            case = StepCase(f"{section}/{preset}", preset, batch, precision, sizes["warmup"], sizes["steps"])
-            row = train_step_benchmark(model, cfg, case, cpu, flops, options.seed)
+        for section, key, case in _cpu_step_cases(preset, cfg, sizes, options):
+            log(f"{section} {key}")
+            if case is None:
+                report[section][key] = _skipped("pass --compile")
+                continue
+            row = train_step_benchmark(model, cfg, case, cpu, options.seed)
             row["fraction_of_matmul_peak"] = row["achieved_gflops"] / peak
-            report[section][preset] = row
+            report[section][key] = row
         log(f"embed {preset}")
         report["embed"][preset] = embed_benchmark(model, cfg, prepared, tokenizer, sizes["embed_images"], 32, cpu)
         del model
@@ -420,9 +477,10 @@ def _gpu_benchmark(options: BenchOptions, sizes: dict[str, int], gpu: torch.devi
     if options.skip_paper:
         return _skipped("--skip-paper")
     model, cfg = _preset_model("paper", gpu, options.seed)
-    flops = flops_per_sample(model, cfg, gpu)
-    case = StepCase("train_gpu_bf16/paper", "paper", sizes["gpu_batch"], "bf16", 3, 10 if not options.quick else 1)
-    row = train_step_benchmark(model, cfg, case, gpu, flops, options.seed)
+    batch = sizes["gpu_batch"]
+    case = StepCase("train_gpu_bf16/paper", "paper", batch, typical_tokens(cfg, batch), "bf16", 3,
+                    10 if not options.quick else 1)
+    row = train_step_benchmark(model, cfg, case, gpu, options.seed)
     row["fraction_of_fp32_matmul_peak"] = row["achieved_gflops"] / fp32_peak
     # one GPU at this batch, model step only (the loader runs in workers beside it), no validation
     row["rsitmd_50_epochs_hours"] = 50 * RSITMD_TRAIN_PAIRS / row["samples_per_s"] / 3600
@@ -451,10 +509,13 @@ def table(report: dict[str, Any]) -> str:
         add(f"loader {name} ours", row["ours_samples_per_s"], "samples/s")
         add(f"loader {name} PIL baseline", row["pil_samples_per_s"], "samples/s")
         add(f"loader {name} speedup", row["speedup"], "x (target >= 3)")
-    for section in ("train_cpu", "train_cpu_bf16", "train_gpu_bf16"):
+    for section in ("train_cpu", "train_cpu_bf16", "train_cpu_compiled", "train_gpu_bf16"):
         for name, row in measured(section):
-            add(f"{section} {name} (batch {row['batch_size']})", row["samples_per_s"], "samples/s")
+            add(f"{section} {name} (batch {row['batch_size']}, {row['tokens']} tok)", row["samples_per_s"],
+                "samples/s")
             add("  median step", row["median_step_s"], "s")
+            if "compile_s" in row:
+                add("  compile (first step)", row["compile_s"], "s")
             add("  peak memory", row["peak_memory_mb"], f"MiB ({row['memory_measure']})")
             add("  achieved", row["achieved_gflops"], "GFLOP/s")
             if "fraction_of_matmul_peak" in row:

@@ -16,6 +16,22 @@ def test_block_shapes():
     assert MultiHeadAttention(32, 4, 0.0)(x, x, torch.randn(3, 1, 32)).shape == (3, 1, 32)
 
 
+def test_cross_attention_first_only_is_row_zero_of_the_full_block():
+    """Row 0 alone (the last VIR/LCA block) equals row 0 of the full block, values and gradients."""
+    torch.manual_seed(0)
+    block = CrossAttentionBlock(32, 4, 0.0)
+    query, context = torch.randn(3, 10, 32), torch.randn(3, 10, 32, requires_grad=True)
+    mask = torch.ones(3, 10, dtype=torch.bool)
+    mask[0, 7:] = False
+    full = block(query, context, mask)[:, :1]
+    first = block(query, context, mask, first_only=True)
+    assert first.shape == (3, 1, 32)
+    torch.testing.assert_close(first, full, atol=1e-6, rtol=0)
+    grads = [torch.autograd.grad(out.square().sum(), [context, *block.parameters()]) for out in (full, first)]
+    for got, want in zip(grads[1], grads[0]):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
 def test_state_dict_uses_official_names():
     keys = set(CrossAttentionBlock(8, 2, 0.0).state_dict())
     assert {"mhatt_cross.linear_q.weight", "mhatt_cross.linear_merge.bias", "ffn.0.weight", "ffn.1.weight",

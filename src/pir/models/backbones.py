@@ -35,9 +35,22 @@ def _pretrained_kwargs(pretrained: str, what: str) -> dict[str, Any]:
     return {"pretrained": True, "pretrained_cfg_overlay": {"file": str(pretrained)}}
 
 
+def use_fused_attention(module: nn.Module) -> int:
+    """Switch every timm attention layer under ``module`` to F.scaled_dot_product_attention.
+
+    timm marks Swin's fused window attention "experimental" and leaves it off unless the
+    process-wide TIMM_FUSED_ATTN=2 is set; it computes the same softmax(qk^T + bias) v
+    (to ~1e-6) and lets CUDA use its fused kernels. Returns the number of layers switched.
+    """
+    layers = [m for m in module.modules() if hasattr(m, "fused_attn")]
+    for layer in layers:
+        layer.fused_attn = True
+    return len(layers)
+
+
 def create_vision_encoder(cfg: ModelConfig) -> nn.Module:
-    """Headless timm Swin; ``forward_features`` gives NHWC [B, h, w, C] after the final norm."""
-    return timm.create_model(
+    """Headless timm Swin with fused attention; ``forward_features`` gives NHWC [B, h, w, C] after the final norm."""
+    encoder = timm.create_model(
         cfg.vision_model,
         num_classes=0,
         img_size=cfg.image_size,
@@ -49,6 +62,8 @@ def create_vision_encoder(cfg: ModelConfig) -> nn.Module:
         drop_path_rate=cfg.swin_drop_path,
         **_pretrained_kwargs(cfg.vision_pretrained, "model.vision_pretrained"),
     )
+    use_fused_attention(encoder)
+    return encoder
 
 
 def bert_config(cfg: ModelConfig) -> BertConfig:

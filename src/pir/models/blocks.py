@@ -95,8 +95,17 @@ class CrossAttentionBlock(_PostNormBlock):
         self.mhatt_cross = MultiHeadAttention(dim, heads, dropout)
 
     def forward(self, query: torch.Tensor, context: torch.Tensor,
-                key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        return self._residual(context, self.mhatt_cross(context, context, query, key_mask))
+                key_mask: torch.Tensor | None = None, first_only: bool = False) -> torch.Tensor:
+        """-> [B, L, D]; with ``first_only``, just row 0 ([B, 1, D]) from ``query[:, :1]``.
+
+        Every output row depends only on its own query and residual row (keys and values are
+        the whole context), so when a caller reads nothing but row 0 (the last VIR / LCA
+        block) the other rows' query projection, merge, FFN and norms are skipped: the same
+        row 0, for about a quarter of the block's work.
+        """
+        residual = context[:, :1] if first_only else context
+        return self._residual(residual, self.mhatt_cross(context, context, query[:, :1] if first_only else query,
+                                                         key_mask))
 
 
 def belief_filter(tokens: torch.Tensor, instruction: torch.Tensor, keep: int) -> tuple[torch.Tensor, torch.Tensor]:

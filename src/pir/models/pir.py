@@ -74,12 +74,13 @@ class PIR(nn.Module):
     def instruction(self, images: torch.Tensor) -> torch.Tensor:
         """[B, D]: the scene prior's pooled feature projected by conv_proj (the instruction c)."""
         images = images.contiguous(memory_format=torch.channels_last)
-        if self.prior_frozen:
-            with torch.no_grad():  # no_grad, not inference_mode: the output feeds a trained layer
-                pooled = self.scene_prior(images)
-        else:
+        if not self.prior_frozen:
+            return self.conv_proj(self.scene_prior(images))
+        with torch.inference_mode():  # no autograd bookkeeping at all for the frozen ResNet
             pooled = self.scene_prior(images)
-        return self.conv_proj(pooled)
+        # an inference tensor cannot be saved for backward; conv_proj saves its input for the
+        # weight gradient, so hand it a normal copy ([B, 2048]: negligible)
+        return self.conv_proj(pooled.clone())
 
     # ------------------------------------------------------------------ image side
     def image_tokens(self, images: torch.Tensor) -> torch.Tensor:
@@ -89,10 +90,12 @@ class PIR(nn.Module):
     def vir(self, tokens: torch.Tensor, instruction: torch.Tensor) -> torch.Tensor:
         """Vision Instruction Representation on projected tokens [B, 1+N, D] -> embedding [B, D]."""
         kept, _ = belief_filter(tokens, instruction, self.cfg.filter_size)
-        for sa, ca, mapping in zip(self.img_sa, self.img_ca, self.mapping_img):
+        last = len(self.img_ca) - 1
+        for i, (sa, ca, mapping) in enumerate(zip(self.img_sa, self.img_ca, self.mapping_img)):
             attended = sa(kept)
-            # every kept token is queried by the same mapped instruction (official broadcast)
-            kept = ca(mapping(instruction).unsqueeze(1).expand_as(attended), attended)
+            # every kept token is queried by the same mapped instruction (official broadcast);
+            # only row 0 of the last block is read, so only row 0 is computed there
+            kept = ca(mapping(instruction).unsqueeze(1).expand_as(attended), attended, first_only=i == last)
         return F.normalize(tokens[:, 0] + self.head_img(kept[:, 0]), dim=-1)
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
@@ -111,9 +114,12 @@ class PIR(nn.Module):
     def lca(self, tokens: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
         """Language Cycle Attention on projected tokens [B, L, D] -> embedding [B, D]."""
         cycled = tokens
-        for sa, ca, mapping in zip(self.txt_sa, self.txt_ca, self.mapping_txt):
+        last = len(self.txt_ca) - 1
+        for i, (sa, ca, mapping) in enumerate(zip(self.txt_sa, self.txt_ca, self.mapping_txt)):
             attended = sa(cycled, key_mask)
-            cycled = ca(mapping(cycled), attended, key_mask)
+            # only row 0 ([CLS]) of the last cycle is read: map and cross-attend just that row
+            query = cycled[:, :1] if i == last else cycled
+            cycled = ca(mapping(query), attended, key_mask, first_only=i == last)
         return F.normalize(tokens[:, 0] + self.head_txt(cycled[:, 0]), dim=-1)
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
