@@ -12,6 +12,7 @@ from torchvision.transforms.v2 import functional as F
 
 from prepared_fixture import make_prepared
 
+from pir.data import loader as loader_module
 from pir.data.loader import (CLIP_MEAN, CLIP_STD, RANDAUG_OPS, PixelSource, RestrictedRandAugment, TrainPairs,
                              eval_images, normalize_images, set_epoch, train_pairs_loader, train_transform)
 
@@ -121,6 +122,9 @@ def test_normalize_images_uses_clip_statistics():
     assert out.dtype == torch.float32 and out.abs().max() < 0.01
     white = normalize_images(torch.full((1, 3, 2, 2), 255, dtype=torch.uint8))
     assert torch.allclose(white[0, :, 0, 0], (1 - torch.tensor(CLIP_MEAN)) / torch.tensor(CLIP_STD))
+    # the constants are made once per device, not per batch (a blocking host-to-GPU copy each time)
+    cpu = torch.device("cpu")
+    assert loader_module._clip_scale_shift(cpu) is loader_module._clip_scale_shift(cpu)
 
 
 def test_memory_map_pickles_by_file_name(data):

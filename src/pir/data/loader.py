@@ -288,13 +288,21 @@ def eval_transform(image_size: int) -> EvalResize:
     return EvalResize(image_size)
 
 
+@functools.lru_cache(maxsize=8)
+def _clip_scale_shift(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """[1,3,1,1] scale and shift with x*scale + shift == (x/255 - mean)/std, made once per device:
+    building them per batch from Python lists is a blocking host-to-GPU copy every step."""
+    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
+    return (1 / (255.0 * std)).to(device), (-mean / std).to(device)
+
+
 def normalize_images(images: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
     """uint8 [B,3,S,S] -> float32 CLIP-normalised on ``device`` (non-blocking copy from pinned memory)."""
     images = images.to(device or images.device, non_blocking=True)
-    std = torch.tensor(CLIP_STD, device=images.device).view(1, 3, 1, 1)
-    mean = torch.tensor(CLIP_MEAN, device=images.device).view(1, 3, 1, 1)
+    scale, shift = _clip_scale_shift(images.device)
     # (x/255 - mean)/std as one in-place multiply-add on the fresh float copy (5x faster on CPU)
-    return images.float().mul_(1 / (255.0 * std)).add_(-mean / std)
+    return images.float().mul_(scale).add_(shift)
 
 
 # --------------------------------------------------------------------------- datasets
