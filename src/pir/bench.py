@@ -256,6 +256,7 @@ class StepCase:
 
 
 def typical_tokens(cfg: ModelConfig, batch_size: int) -> int:
+    """Padded caption length of a typical batch of ``batch_size`` (TYPICAL_TOKENS), capped at max_tokens."""
     return min(cfg.max_tokens, TYPICAL_TOKENS.get(batch_size, cfg.max_tokens))
 
 
