@@ -97,7 +97,7 @@ def test_peak_memory_covers_what_the_block_held():
     memory = bench.PeakMemory(torch.device("cpu"))
     with memory.watch():
         block = torch.ones(64 * 2**20 // 4)                     # 64 MiB, touched
-        held_mb = memory._status_kib("VmRSS") / 2**10 if memory._status_kib("VmRSS") else 0.0
+        held_mb = (memory._status_kib("VmRSS") or 0) / 2**10
         del block
     assert memory.peak_mb >= held_mb - 1 and memory.peak_mb > 0 and memory.growth_mb >= 0
     assert memory.measure in ("process peak RSS", "process lifetime peak RSS")

@@ -276,18 +276,28 @@ def random_batch(cfg: ModelConfig, batch_size: int, seed: int = 0, classes: int 
     }
 
 
+def _on_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """Every tensor but the uint8 images moved once; images are normalised on the device per step."""
+    return {k: v if k == "images" else v.to(device) for k, v in batch.items()}
+
+
+def _forward(model: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """The trainer's forward (pir.training.trainer.train_epoch) on an ``_on_device`` batch."""
+    from pir.data.loader import normalize_images
+    return model(normalize_images(batch["images"], device), batch["input_ids"], batch["attention_mask"],
+                 batch["image_ids"], batch["labels"])
+
+
 def make_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor],
               device: torch.device, precision: str) -> Callable[[], torch.Tensor]:
-    """The trainer's step (pir.training.trainer.train_epoch) on a fixed batch: normalise, forward
-    under the precision context, backward, AdamW step. Returns the loss tensor (no host sync)."""
-    from pir.data.loader import normalize_images
+    """The trainer's step on a fixed batch: normalise, forward under the precision context,
+    backward, AdamW step. Returns the loss tensor (no host sync)."""
     from pir.evaluation.embed import precision_context
-    on_device = {k: v.to(device) for k, v in batch.items() if k != "images"}
+    batch = _on_device(batch, device)
 
     def step() -> torch.Tensor:
         with precision_context(device, precision, cpu_bf16=True):
-            out = model(normalize_images(batch["images"], device), on_device["input_ids"],
-                        on_device["attention_mask"], on_device["image_ids"], on_device["labels"])
+            out = _forward(model, batch, device)
         optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
         optimizer.step()
@@ -299,13 +309,10 @@ def flops_per_sample(model: torch.nn.Module, cfg: ModelConfig, device: torch.dev
                      tokens: int | None = None) -> float:
     """Forward + backward FLOPs of one training sample (torch's FlopCounterMode: matmuls/convs/attention)."""
     from torch.utils.flop_counter import FlopCounterMode
-    batch = random_batch(cfg, batch_size, seed=1, tokens=tokens)
+    batch = _on_device(random_batch(cfg, batch_size, seed=1, tokens=tokens), device)
     params = [p for p in model.parameters() if p.requires_grad]
     with FlopCounterMode(display=False) as counter:
-        from pir.data.loader import normalize_images
-        out = model(normalize_images(batch["images"], device), batch["input_ids"].to(device),
-                    batch["attention_mask"].to(device), batch["image_ids"].to(device), batch["labels"].to(device))
-        torch.autograd.grad(out["loss"], params)
+        torch.autograd.grad(_forward(model, batch, device)["loss"], params)
     return counter.get_total_flops() / batch_size
 
 
