@@ -20,7 +20,7 @@ def report(tmp_path_factory):
 
 
 SECTIONS = ("machine", "options", "matmul_fp32_gflops", "loader", "train_cpu", "train_cpu_bf16",
-            "train_cpu_compiled", "train_gpu_bf16", "embed", "retrieval_metrics")
+            "train_cpu_compiled", "official_style", "train_gpu_bf16", "embed", "retrieval_metrics")
 
 
 def test_report_has_every_section_and_preset(report):
@@ -29,6 +29,7 @@ def test_report_has_every_section_and_preset(report):
         assert set(report[section]) == {"tiny", "paper"}
         assert report[section]["paper"] == {"skipped": "--skip-paper"}
     assert report["train_cpu_compiled"]["tiny"] == {"skipped": "pass --compile"}
+    assert report["official_style"] == {"paper": {"skipped": "--skip-paper"}}
     assert report["train_gpu_bf16"] == {"paper": {"skipped": "no CUDA device"}}
     assert report["machine"]["cpu_count"] >= 1 and report["machine"]["device"] == "cpu"
 
@@ -40,7 +41,7 @@ def test_measurements_are_positive_and_finite(report):
     for section in ("train_cpu", "train_cpu_bf16"):
         row = report[section]["tiny"]
         assert row["batch_size"] == 4 and row["precision"] == ("fp32" if section == "train_cpu" else "bf16")
-        assert row["tokens"] == 47       # batch 4 has no typical length listed: the worst case
+        assert row["tokens"] == bench.typical_lengths(4, 47).max() and row["fold_text"] is True
         for key in ("median_step_s", "samples_per_s", "flops_per_sample", "achieved_gflops"):
             assert math.isfinite(row[key]) and row[key] > 0, (section, key)
         assert row["peak_memory_mb"] > 0 and row["rss_growth_mb"] >= 0
@@ -73,14 +74,22 @@ def test_retain_freed_memory_is_idempotent():
     assert runtime.retain_freed_memory() == runtime.retain_freed_memory()
 
 
-def test_typical_tokens_follow_batch_size_and_cap_at_max_tokens():
+def test_typical_lengths_follow_rsitmd_and_cap_at_max_tokens():
+    lengths = bench.typical_lengths(8, 47)
+    assert lengths.tolist() == sorted(lengths.tolist(), reverse=True)
+    assert lengths.max() == 20 and 12 < lengths.float().mean() < 14      # measured on rsitmd_train.json
+    assert bench.typical_lengths(128, 47).max() == 27
+    assert bench.typical_lengths(128, 16).max() == 16
+
+
+def test_random_batch_pads_to_the_longest_caption():
     from pir.models.presets import model_config
     cfg = model_config("paper")
-    assert bench.typical_tokens(cfg, 8) == bench.TYPICAL_TOKENS[8] < cfg.max_tokens
-    assert bench.typical_tokens(cfg, 3) == cfg.max_tokens
-    assert bench.typical_tokens(model_config("paper", max_tokens=16), 128) == 16
-    batch = bench.random_batch(cfg, 2, tokens=21)
-    assert batch["input_ids"].shape == batch["attention_mask"].shape == (2, 21)
+    batch = bench.random_batch(cfg, 3, lengths=torch.tensor([9, 21, 5]))
+    assert batch["input_ids"].shape == batch["attention_mask"].shape == (3, 21)
+    assert batch["attention_mask"].sum(1).tolist() == [9, 21, 5]
+    assert (batch["input_ids"][batch["attention_mask"] == 0] == 0).all()
+    assert bench.random_batch(cfg, 2)["attention_mask"].all()            # default: the worst case
 
 
 def test_flops_grow_with_caption_length():
@@ -89,8 +98,22 @@ def test_flops_grow_with_caption_length():
     cfg = model_config("tiny")
     torch.manual_seed(0)
     model = create_model(cfg)
-    short, long = (bench.flops_per_sample(model, cfg, torch.device("cpu"), tokens=t) for t in (12, 40))
+    short, long = (bench.flops_per_sample(model, cfg, torch.device("cpu"), lengths=torch.full((2,), t))
+                   for t in (12, 40))
     assert 0 < short < long
+
+
+def test_folding_lowers_the_flops_of_a_ragged_batch():
+    from pir.models import create_model
+    from pir.models.presets import model_config
+    cfg = model_config("tiny")
+    torch.manual_seed(0)
+    model = create_model(cfg)
+    ragged = torch.tensor([40, 30, 12, 8])
+    folded = bench.flops_per_sample(model, cfg, torch.device("cpu"), lengths=ragged)
+    with bench._model_options(model, fold_text=False):
+        padded = bench.flops_per_sample(model, cfg, torch.device("cpu"), lengths=ragged)
+    assert model.cfg.fold_text and folded < padded
 
 
 def test_peak_memory_covers_what_the_block_held():
@@ -101,3 +124,33 @@ def test_peak_memory_covers_what_the_block_held():
         del block
     assert memory.peak_mb >= held_mb - 1 and memory.peak_mb > 0 and memory.growth_mb >= 0
     assert memory.measure in ("process peak RSS", "process lifetime peak RSS")
+
+
+def test_official_style_reference_is_the_same_model_run_the_official_way():
+    from pir.data.loader import normalize_images
+    from pir.models import create_model
+    from pir.models.presets import model_config
+    cfg = model_config("tiny")
+    torch.manual_seed(0)
+    ours = create_model(cfg)
+    torch.manual_seed(0)
+    official = bench._official_style_model(cfg)
+    assert not official.cfg.text_mask and official.text_encoder.config._attn_implementation == "eager"
+    assert not any(m.fused_attn for m in official.vision_encoder.modules() if hasattr(m, "fused_attn"))
+    assert not any(p.requires_grad for p in official.scene_prior.parameters())
+    assert official.train().scene_prior.training and not ours.train().scene_prior.training
+    batch = bench.random_batch(cfg, 4, lengths=torch.full((4,), 9))   # no padding: masks change nothing
+    ours.eval(), official.eval()
+    with torch.no_grad():
+        for encode in ("encode_image", "encode_text"):
+            args = (normalize_images(batch["images"]),) if encode == "encode_image" else \
+                (batch["input_ids"], batch["attention_mask"])
+            torch.testing.assert_close(getattr(official, encode)(*args), getattr(ours, encode)(*args),
+                                       atol=1e-5, rtol=0)
+
+
+def test_official_style_benchmark_runs_both_sides_in_fresh_processes():
+    row = bench.official_style_benchmark(batch_size=2, rounds=1, warmup=1, steps=1, preset="tiny")
+    assert row["preset"] == "tiny" and row["timed_steps_per_round"] == 1
+    assert row["ours_samples_per_s"] > 0 and row["official_style_samples_per_s"] > 0
+    assert row["speedup"] == pytest.approx(row["official_style_samples_per_s"] ** -1 * row["ours_samples_per_s"])

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +30,11 @@ from pir.data.prepared import PreparedDataset, load_prepared, write_prepared
 # RSITMD's train split: 3,435 images x 5 captions, one pair per caption per epoch (released recipe).
 RSITMD_TRAIN_PAIRS = 17_175
 
-# Caption length (tokens) of a typical RSITMD train batch, by batch size. The loader pads each
-# batch to its longest caption; in rsitmd_train.json (median caption 12 words) the longest of
-# 8 / 64 / 128 random captions has a median of 18 / 24 / 25 words, plus [CLS], [SEP] and about
-# one WordPiece split. Other batch sizes use the worst case, model.max_tokens (47).
-TYPICAL_TOKENS = {8: 21, 64: 27, 128: 28}
+# Caption lengths in tokens over rsitmd_train.json's 17,175 captions, {tokens: captions}: the
+# words left by normalize_caption (median 10) plus [CLS], [SEP] and about one WordPiece split.
+RSITMD_CAPTION_TOKENS = {6: 5, 7: 389, 8: 650, 9: 1084, 10: 1899, 11: 2183, 12: 2085, 13: 1827, 14: 1706,
+                         15: 1331, 16: 1013, 17: 760, 18: 611, 19: 505, 20: 336, 21: 258, 22: 157, 23: 102,
+                         24: 85, 25: 69, 26: 42, 27: 27, 28: 17, 29: 11, 30: 6, 31: 9, 32: 3, 33: 5}
 
 
 @dataclass(frozen=True)
@@ -244,33 +247,49 @@ class PeakMemory:
 
 @dataclass(frozen=True)
 class StepCase:
-    """One train-step measurement: preset, batch, caption tokens, precision ("fp32" | "bf16" autocast)."""
+    """One train-step measurement: preset, batch, precision ("fp32" | "bf16" autocast), captions
+    ("typical": RSITMD lengths, typical_lengths; "max": all at max_tokens), text folding."""
     name: str
     preset: str
     batch_size: int
-    tokens: int
     precision: str
     warmup: int
     steps: int
+    captions: str = "typical"
+    fold_text: bool = True
     compile: bool = False
 
+    def lengths(self, cfg: ModelConfig) -> torch.Tensor:
+        if self.captions == "max":
+            return torch.full((self.batch_size,), cfg.max_tokens)
+        return typical_lengths(self.batch_size, cfg.max_tokens)
 
-def typical_tokens(cfg: ModelConfig, batch_size: int) -> int:
-    """Padded caption length of a typical batch of ``batch_size`` (TYPICAL_TOKENS), capped at max_tokens."""
-    return min(cfg.max_tokens, TYPICAL_TOKENS.get(batch_size, cfg.max_tokens))
+
+def typical_lengths(batch_size: int, max_tokens: int) -> torch.Tensor:
+    """Caption lengths of a typical RSITMD batch, longest first, capped at ``max_tokens``.
+
+    The (i + 0.5) / batch_size quantiles of RSITMD_CAPTION_TOKENS: a batch of 8 pads to 20
+    tokens and averages 13, one of 128 pads to 27 (the median longest of random batches is 19
+    and 26).
+    """
+    tokens = torch.tensor(sorted(RSITMD_CAPTION_TOKENS))
+    captions = tokens.repeat_interleave(torch.tensor([RSITMD_CAPTION_TOKENS[t] for t in tokens.tolist()]))
+    picks = ((torch.arange(batch_size) + 0.5) / batch_size * len(captions)).long()
+    return captions[picks].flip(0).clamp(max=max_tokens)
 
 
 def random_batch(cfg: ModelConfig, batch_size: int, seed: int = 0, classes: int = 16,
-                 tokens: int | None = None) -> dict[str, torch.Tensor]:
-    """uint8 images, random token ids padded to ``tokens`` (default the worst case, max_tokens),
-    distinct image ids. Every position is a real token: with masks on, padding costs the same."""
-    tokens = tokens or cfg.max_tokens
+                 lengths: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """uint8 images, random token ids padded to the longest of ``lengths`` (default: every
+    caption at max_tokens, the worst case), distinct image ids."""
+    lengths = torch.full((batch_size,), cfg.max_tokens) if lengths is None else lengths
     generator = torch.Generator().manual_seed(seed)
+    mask = (torch.arange(int(lengths.max())) < lengths[:, None]).long()
     return {
         "images": torch.randint(0, 256, (batch_size, 3, cfg.image_size, cfg.image_size), dtype=torch.uint8,
                                 generator=generator),
-        "input_ids": torch.randint(1000, cfg.vocab_size, (batch_size, tokens), generator=generator),
-        "attention_mask": torch.ones(batch_size, tokens, dtype=torch.long),
+        "input_ids": torch.randint(1000, cfg.vocab_size, mask.shape, generator=generator) * mask,  # [PAD] = 0
+        "attention_mask": mask,
         "image_ids": torch.arange(batch_size),
         "labels": torch.randint(0, classes, (batch_size,), generator=generator),
     }
@@ -306,14 +325,27 @@ def make_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: d
 
 
 def flops_per_sample(model: torch.nn.Module, cfg: ModelConfig, device: torch.device, batch_size: int = 2,
-                     tokens: int | None = None) -> float:
-    """Forward + backward FLOPs of one training sample (torch's FlopCounterMode: matmuls/convs/attention)."""
+                     lengths: torch.Tensor | None = None) -> float:
+    """Forward + backward FLOPs of one training sample (torch's FlopCounterMode: matmuls/convs/attention),
+    on a batch of ``lengths`` captions when given (else ``batch_size`` at max_tokens)."""
     from torch.utils.flop_counter import FlopCounterMode
-    batch = _on_device(random_batch(cfg, batch_size, seed=1, tokens=tokens), device)
+    size = batch_size if lengths is None else len(lengths)
+    batch = _on_device(random_batch(cfg, size, seed=1, lengths=lengths), device)
     params = [p for p in model.parameters() if p.requires_grad]
     with FlopCounterMode(display=False) as counter:
         torch.autograd.grad(_forward(model, batch, device)["loss"], params)
-    return counter.get_total_flops() / batch_size
+    return counter.get_total_flops() / size
+
+
+@contextlib.contextmanager
+def _model_options(model: torch.nn.Module, **changes: Any) -> Iterator[None]:
+    """Run a PIR model with some ModelConfig flags read at forward time (fold_text) changed."""
+    original = model.cfg
+    model.cfg = dataclasses.replace(original, **changes)
+    try:
+        yield
+    finally:
+        model.cfg = original
 
 
 def train_step_benchmark(model: torch.nn.Module, cfg: ModelConfig, case: StepCase, device: torch.device,
@@ -323,12 +355,19 @@ def train_step_benchmark(model: torch.nn.Module, cfg: ModelConfig, case: StepCas
     With ``case.compile`` the model runs through ``torch.compile`` (as train.compile=true does);
     the first step, which compiles, is timed on its own as ``compile_s``.
     """
+    with _model_options(model, fold_text=case.fold_text):
+        return _train_step_benchmark(model, cfg, case, device, seed)
+
+
+def _train_step_benchmark(model: torch.nn.Module, cfg: ModelConfig, case: StepCase, device: torch.device,
+                          seed: int) -> dict[str, float]:
     from pir.training.optim import make_optimizer
-    flops = flops_per_sample(model, cfg, device, tokens=case.tokens)
+    lengths = case.lengths(cfg)
+    flops = flops_per_sample(model, cfg, device, lengths=lengths)      # on the timed batch itself
     model.train()
     optimizer = make_optimizer(model, TrainConfig())
     step_model = torch.compile(model) if case.compile else model
-    step = make_step(step_model, optimizer, random_batch(cfg, case.batch_size, seed, tokens=case.tokens), device,
+    step = make_step(step_model, optimizer, random_batch(cfg, case.batch_size, seed, lengths=lengths), device,
                      case.precision)
     times = []
     with PeakMemory(device).watch() as memory:    # from the first step: optimiser state appears there
@@ -346,7 +385,10 @@ def train_step_benchmark(model: torch.nn.Module, cfg: ModelConfig, case: StepCas
         raise FloatingPointError(f"{case.name}: loss is {float(loss)}")
     median = statistics.median(times)
     samples_per_s = case.batch_size / median
-    row = {"preset": case.preset, "batch_size": case.batch_size, "tokens": case.tokens, "precision": case.precision,
+    from pir.models.folding import can_fold
+    folded = case.fold_text and can_fold(model.text_encoder, torch.ones(1, 1, dtype=torch.long, device=device))
+    row = {"preset": case.preset, "batch_size": case.batch_size, "tokens": int(lengths.max()),
+           "mean_tokens": float(lengths.float().mean()), "fold_text": folded, "precision": case.precision,
            "warmup_steps": case.warmup, "timed_steps": case.steps, "median_step_s": median,
            "samples_per_s": samples_per_s, "peak_memory_mb": memory.peak_mb,
            "memory_measure": memory.measure,
@@ -355,6 +397,94 @@ def train_step_benchmark(model: torch.nn.Module, cfg: ModelConfig, case: StepCas
     if case.compile:
         row["compile_s"] = warmup_s - (case.warmup - 1) * median   # the first step minus an ordinary one
     return row
+
+
+# --------------------------------------------------------------------------- official-style reference
+
+def _official_style_model(cfg: ModelConfig) -> torch.nn.Module:
+    """Our paper model run with the authors' implementation choices, as a same-machine reference.
+
+    From their train loop and models/pir.py: no text masks (so no folding), eager attention in
+    Swin and BERT, the frozen ResNet left in train mode (BatchNorm on batch statistics) in NCHW
+    under autograd, and (in _official_style_optimizer) a per-parameter AdamW loop. Kept: our
+    row-0-only last cross-attention blocks and batched losses, which makes it a little faster
+    than their code, never slower.
+    """
+    from pir.models import PIR, backbones
+
+    class OfficialStylePIR(PIR):
+        def train(self, mode: bool = True) -> "OfficialStylePIR":
+            torch.nn.Module.train(self, mode)                  # the frozen prior's BN follows the model
+            return self
+
+        def instruction(self, images: torch.Tensor) -> torch.Tensor:
+            return self.conv_proj(self.scene_prior(images))
+
+    model = OfficialStylePIR(dataclasses.replace(cfg, text_mask=False))
+    model.scene_prior.to(memory_format=torch.contiguous_format)
+    backbones.use_fused_attention(model.vision_encoder, enabled=False)
+    model.text_encoder.set_attn_implementation("eager")
+    return model
+
+
+def _step_times(style: str, preset: str, lengths: list[int], warmup: int, steps: int, seed: int) -> list[float]:
+    """fp32 step times of a preset on a batch of ``lengths`` captions, in a fresh process (see
+    official_style_benchmark): "ours" as the stages run it, "official" as _official_style_model."""
+    from pir import runtime
+    from pir.models import create_model
+    from pir.models.presets import model_config
+    from pir.training.optim import make_optimizer, param_groups
+    cfg = model_config(preset)
+    train = TrainConfig()
+    torch.manual_seed(seed)
+    if style == "ours":
+        runtime.retain_freed_memory()                          # as stages/common.py does
+        model = create_model(cfg)
+        optimizer = make_optimizer(model, train)
+    else:
+        model = _official_style_model(cfg)
+        optimizer = torch.optim.AdamW(param_groups(model, train.weight_decay), lr=train.lr, betas=tuple(train.betas),
+                                      eps=train.eps, foreach=False)
+    model.train()
+    batch = random_batch(cfg, len(lengths), seed, lengths=torch.tensor(lengths))
+    step = make_step(model, optimizer, batch, torch.device("cpu"), "fp32")
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def official_style_benchmark(batch_size: int, rounds: int, warmup: int, steps: int, seed: int = 0,
+                             preset: str = "paper") -> dict[str, Any]:
+    """Train step, ours vs _official_style_model, each side in its own fresh process, alternating.
+
+    A fresh interpreter per run: the official code does not keep freed memory (pir.runtime),
+    and on a noisy host alternating runs compare like with like.
+    """
+    from pir.models.presets import model_config
+    lengths = typical_lengths(batch_size, model_config(preset).max_tokens).tolist()
+    times: dict[str, list[float]] = {"ours": [], "official": []}
+    for _ in range(rounds):
+        for style in times:
+            call = f"_step_times({style!r}, {preset!r}, {lengths}, {warmup}, {steps}, {seed})"
+            run = subprocess.run([sys.executable, "-c", f"import json, pir.bench as b; print(json.dumps(b.{call}))"],
+                                 capture_output=True, text=True)
+            if run.returncode != 0:
+                last = (run.stderr.strip().splitlines() or ["no output"])[-1]
+                raise RuntimeError(f"official-style benchmark ({style}) failed: {last}")
+            times[style].extend(json.loads(run.stdout.strip().splitlines()[-1]))
+    ours, official = (statistics.median(times[k]) for k in ("ours", "official"))
+    return {"preset": preset, "batch_size": batch_size, "tokens": max(lengths), "mean_tokens": sum(lengths) / len(lengths),
+            "rounds": rounds, "timed_steps_per_round": steps,
+            "ours_samples_per_s": batch_size / ours, "official_style_samples_per_s": batch_size / official,
+            "speedup": official / ours,
+            "official_style": "our model without text masks, eager attention, the frozen ResNet in train mode "
+                              "(NCHW, autograd on), per-parameter AdamW loop, default malloc; a reference, not "
+                              "the authors' code"}
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -405,10 +535,10 @@ def _sizes(options: BenchOptions) -> dict[str, int]:
     if options.quick:
         return dict(loader_images=16, loader_batch=8, loader_batches=2, loader_repeats=1, tiny_batch=4,
                     paper_batch=2, warmup=1, steps=1, embed_images=8, gpu_batch=8, metric_images=50,
-                    metric_repeats=1, matmul=256)
+                    metric_repeats=1, matmul=256, official_rounds=1)
     return dict(loader_images=128, loader_batch=64, loader_batches=10, loader_repeats=3, tiny_batch=64,
                 paper_batch=8, warmup=2, steps=3, embed_images=64, gpu_batch=128, metric_images=1093,
-                metric_repeats=3, matmul=2048)
+                metric_repeats=3, matmul=2048, official_rounds=2)
 
 
 def _skipped(reason: str) -> dict[str, Any]:
@@ -427,16 +557,16 @@ def _cpu_step_cases(preset: str, cfg: ModelConfig, sizes: dict[str, int],
                     options: BenchOptions) -> Iterator[tuple[str, str, StepCase | None]]:
     """(section, key, case) of every CPU train-step measurement of a preset; case None = skipped.
 
-    Captions are a typical RSITMD batch's length (TYPICAL_TOKENS); the paper preset is also
-    timed at the worst case, every caption at max_tokens (``paper_max_tokens``).
+    Captions have a typical RSITMD batch's lengths (typical_lengths). The paper preset is also
+    timed without text folding (``paper_unfolded``: the padded batch, as before folding) and at
+    the worst case, every caption at max_tokens (``paper_max_tokens``).
     """
     batch = sizes["tiny_batch" if preset == "tiny" else "paper_batch"]
-    tokens = typical_tokens(cfg, batch)
-    case = StepCase(preset, preset, batch, tokens, "fp32", sizes["warmup"], sizes["steps"])
+    case = StepCase(preset, preset, batch, "fp32", sizes["warmup"], sizes["steps"])
     yield "train_cpu", preset, case
     if preset == "paper":
-        yield "train_cpu", "paper_max_tokens", dataclasses.replace(case, name="paper_max_tokens",
-                                                                   tokens=cfg.max_tokens)
+        yield "train_cpu", "paper_unfolded", dataclasses.replace(case, name="paper_unfolded", fold_text=False)
+        yield "train_cpu", "paper_max_tokens", dataclasses.replace(case, name="paper_max_tokens", captions="max")
     yield "train_cpu_bf16", preset, dataclasses.replace(case, precision="bf16")
     yield "train_cpu_compiled", preset, dataclasses.replace(case, compile=True) if options.compile else None
 
@@ -485,6 +615,10 @@ def run_benchmarks(options: BenchOptions, workdir: Path, log: Callable[[str], No
         report["embed"][preset] = embed_benchmark(model, cfg, prepared, tokenizer, sizes["embed_images"], 32, cpu)
         del model
 
+    log("official_style paper")
+    report["official_style"] = {"paper": _skipped("--skip-paper") if options.skip_paper else official_style_benchmark(
+        sizes["paper_batch"], sizes["official_rounds"], sizes["warmup"], sizes["steps"], options.seed)}
+
     report["train_gpu_bf16"] = {"paper": _skipped("no CUDA device") if gpu is None else
                                 _gpu_benchmark(options, sizes, gpu, report["matmul_fp32_gflops"]["gpu"])}
 
@@ -502,8 +636,7 @@ def _gpu_benchmark(options: BenchOptions, sizes: dict[str, int], gpu: torch.devi
         return _skipped("--skip-paper")
     model, cfg = _preset_model("paper", gpu, options.seed)
     batch = sizes["gpu_batch"]
-    case = StepCase("train_gpu_bf16/paper", "paper", batch, typical_tokens(cfg, batch), "bf16", 3,
-                    10 if not options.quick else 1)
+    case = StepCase("train_gpu_bf16/paper", "paper", batch, "bf16", 3, 10 if not options.quick else 1)
     row = train_step_benchmark(model, cfg, case, gpu, options.seed)
     row["fraction_of_fp32_matmul_peak"] = row["achieved_gflops"] / fp32_peak
     # one GPU at this batch, model step only (the loader runs in workers beside it), no validation
@@ -536,7 +669,8 @@ def table(report: dict[str, Any]) -> str:
     for section in ("train_cpu", "train_cpu_bf16", "train_cpu_compiled", "train_gpu_bf16"):
         for name, row in measured(section):
             add(f"{section} {name} (batch {row['batch_size']}, {row['tokens']} tok)", row["samples_per_s"],
-                "samples/s")
+                f"samples/s (captions average {row['mean_tokens']:.1f} tokens; "
+                f"{'folded' if row['fold_text'] else 'padded'})")
             add("  median step", row["median_step_s"], "s")
             if "compile_s" in row:
                 add("  compile (first step)", row["compile_s"], "s")
@@ -546,6 +680,11 @@ def table(report: dict[str, Any]) -> str:
                 add("  of matmul peak", 100 * row["fraction_of_matmul_peak"], "%")
             if "rsitmd_50_epochs_hours" in row:
                 add("  50 RSITMD epochs", row["rsitmd_50_epochs_hours"], "h (estimate)")
+    for name, row in measured("official_style"):
+        add(f"official-style {name} (batch {row['batch_size']}, {row['tokens']} tok)",
+            row["official_style_samples_per_s"], "samples/s (reference: see report)")
+        add("  ours, same rounds", row["ours_samples_per_s"], "samples/s")
+        add("  speedup", row["speedup"], "x (target >= 1.25)")
     for name, row in measured("embed"):
         add(f"embed {name} images", row["images_per_s"], "images/s")
         add(f"embed {name} texts", row["texts_per_s"], "texts/s")

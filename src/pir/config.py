@@ -95,6 +95,7 @@ class ModelConfig:
     vocab_size: int = 30522         # set from the tokenizer by the stage
     max_tokens: int = 47
     text_mask: bool = True          # False reproduces the official code: no attention mask anywhere on text
+    fold_text: bool = True          # with text_mask, BERT runs on real tokens only, two captions a row (CPU; same outputs)
     # scene prior ("instruction encoder"): timm classifier, pooled features, frozen unless finetune_prior
     prior_model: str = "resnet50"
     prior_channels: tuple[int, ...] = ()  # timm ResNet stage widths; () = the model's own

@@ -35,8 +35,9 @@ def _pretrained_kwargs(pretrained: str, what: str) -> dict[str, Any]:
     return {"pretrained": True, "pretrained_cfg_overlay": {"file": str(pretrained)}}
 
 
-def use_fused_attention(module: nn.Module) -> int:
-    """Switch every timm attention layer under ``module`` to F.scaled_dot_product_attention.
+def use_fused_attention(module: nn.Module, enabled: bool = True) -> int:
+    """Switch every timm attention layer under ``module`` to F.scaled_dot_product_attention
+    (``enabled=False``: back to timm's eager softmax(qk^T) v).
 
     timm marks Swin's fused window attention "experimental" and leaves it off unless the
     process-wide TIMM_FUSED_ATTN=2 is set; it computes the same softmax(qk^T + bias) v
@@ -44,7 +45,7 @@ def use_fused_attention(module: nn.Module) -> int:
     """
     layers = [m for m in module.modules() if hasattr(m, "fused_attn")]
     for layer in layers:
-        layer.fused_attn = True
+        layer.fused_attn = enabled
     return len(layers)
 
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from pir import distributed
 from pir.config import ModelConfig
-from pir.models import backbones, losses
+from pir.models import backbones, folding, losses
 from pir.models.blocks import CrossAttentionBlock, SelfAttentionBlock, belief_filter
 
 
@@ -108,7 +108,10 @@ class PIR(nn.Module):
     # ------------------------------------------------------------------ text side
     def text_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         """[B, L, D]: projected BERT last hidden states ([CLS] first)."""
-        hidden = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if self.cfg.fold_text and folding.can_fold(self.text_encoder, attention_mask):
+            hidden = folding.folded_bert_states(self.text_encoder, input_ids, attention_mask)
+        else:
+            hidden = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return self.text_proj(hidden)
 
     def lca(self, tokens: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
