@@ -107,7 +107,11 @@ class PIR(nn.Module):
 
     # ------------------------------------------------------------------ text side
     def text_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-        """[B, L, D]: projected BERT last hidden states ([CLS] first)."""
+        """[B, L, D]: projected BERT last hidden states ([CLS] first).
+
+        Folded (``fold_text``, a masked CPU batch: pir.models.folding), BERT never sees the
+        padding and padded positions hold text_proj(0); either way they are masked out of LCA.
+        """
         if self.cfg.fold_text and folding.can_fold(self.text_encoder, attention_mask):
             hidden = folding.folded_bert_states(self.text_encoder, input_ids, attention_mask)
         else:
