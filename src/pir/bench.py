@@ -348,6 +348,23 @@ def _model_options(model: torch.nn.Module, **changes: Any) -> Iterator[None]:
         model.cfg = original
 
 
+def _time_steps(step: Callable[[], torch.Tensor], warmup: int, steps: int,
+                device: torch.device) -> tuple[float, list[float], torch.Tensor]:
+    """(seconds of the ``warmup`` steps, seconds of each timed step, the last loss)."""
+    start = time.perf_counter()
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    warmup_s = time.perf_counter() - start
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        loss = step()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return warmup_s, times, loss
+
+
 def train_step_benchmark(model: torch.nn.Module, cfg: ModelConfig, case: StepCase, device: torch.device,
                          seed: int = 0) -> dict[str, float]:
     """Median step time after ``case.warmup`` steps, samples/s, peak memory, achieved GFLOP/s.
@@ -369,18 +386,8 @@ def _train_step_benchmark(model: torch.nn.Module, cfg: ModelConfig, case: StepCa
     step_model = torch.compile(model) if case.compile else model
     step = make_step(step_model, optimizer, random_batch(cfg, case.batch_size, seed, lengths=lengths), device,
                      case.precision)
-    times = []
     with PeakMemory(device).watch() as memory:    # from the first step: optimiser state appears there
-        start = time.perf_counter()
-        for _ in range(case.warmup):
-            step()
-        _sync(device)
-        warmup_s = time.perf_counter() - start
-        for _ in range(case.steps):
-            start = time.perf_counter()
-            loss = step()
-            _sync(device)
-            times.append(time.perf_counter() - start)
+        warmup_s, times, loss = _time_steps(step, case.warmup, case.steps, device)
     if not torch.isfinite(loss):
         raise FloatingPointError(f"{case.name}: loss is {float(loss)}")
     median = statistics.median(times)
@@ -406,7 +413,7 @@ def _official_style_model(cfg: ModelConfig) -> torch.nn.Module:
 
     From their train loop and models/pir.py: no text masks (so no folding), eager attention in
     Swin and BERT, the frozen ResNet left in train mode (BatchNorm on batch statistics) in NCHW
-    under autograd, and (in _official_style_optimizer) a per-parameter AdamW loop. Kept: our
+    under autograd, and (in _step_times) a per-parameter AdamW loop. Kept: our
     row-0-only last cross-attention blocks and batched losses, which makes it a little faster
     than their code, never slower.
     """
@@ -447,15 +454,8 @@ def _step_times(style: str, preset: str, lengths: list[int], warmup: int, steps:
                                       eps=train.eps, foreach=False)
     model.train()
     batch = random_batch(cfg, len(lengths), seed, lengths=torch.tensor(lengths))
-    step = make_step(model, optimizer, batch, torch.device("cpu"), "fp32")
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return times
+    cpu = torch.device("cpu")
+    return _time_steps(make_step(model, optimizer, batch, cpu, "fp32"), warmup, steps, cpu)[1]
 
 
 def official_style_benchmark(batch_size: int, rounds: int, warmup: int, steps: int, seed: int = 0,

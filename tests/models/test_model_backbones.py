@@ -17,7 +17,6 @@ def test_swin_uses_fused_attention_with_the_eager_result():
     images = torch.randn(2, 3, cfg.image_size, cfg.image_size)
     with torch.no_grad():
         fused = backbones.swin_tokens(encoder, images)
-        for layer in layers:
-            layer.fused_attn = False
+        backbones.use_fused_attention(encoder, enabled=False)
         eager = backbones.swin_tokens(encoder, images)
     torch.testing.assert_close(fused, eager, atol=1e-5, rtol=1e-5)
