@@ -14,10 +14,8 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-import yaml
 
-from pir import config as C
-from pir.models.presets import model_config
+from pir.params import PipelineConfig, load_params
 from pir.runtime import retain_freed_memory
 
 # Stage processes are short-lived and allocate the same large batches every step: keeping freed
@@ -46,40 +44,20 @@ def repo_root() -> Path:
     return Path(os.environ.get("DVC_ROOT") or ROOT).resolve()
 
 
-def load_params(path: Path | None = None) -> dict[str, Any]:
-    path = path or ROOT / "params.yaml"
+# One typed, validated view of params.yaml with the recipe applied (pir.params).
+Configs = PipelineConfig
+
+
+def configs(path: Path | None = None) -> PipelineConfig:
+    """params.yaml resolved and checked before any work: a bad value ends the stage in one line."""
     try:
-        params = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        sys.exit(f"{path}: invalid YAML ({str(exc).splitlines()[0]})")
-    if not isinstance(params, dict):
-        sys.exit(f"{path}: expected a mapping of sections")
-    return params
-
-
-class Configs:
-    """Typed view of params.yaml, built once per stage."""
-
-    def __init__(self, params: dict[str, Any]):
-        self.params = params
-        self.seed: int = int(params.get("seed", 0))
-        try:
-            self.data = C.from_mapping(C.DataConfig, params.get("data"), "params.yaml: data")
-            self.synthetic = C.from_mapping(C.SyntheticConfig, params.get("synthetic"), "params.yaml: synthetic")
-            model_section = dict(params.get("model") or {})
-            preset = model_section.pop("preset", "tiny")
-            self.model_preset: str = preset
-            self.model = model_config(preset, **{k: v for k, v in model_section.items() if v is not None})
-            self.scene_prior = C.from_mapping(C.ScenePriorConfig, params.get("scene_prior"), "params.yaml: scene_prior")
-            self.train = C.from_mapping(C.TrainConfig, params.get("train"), "params.yaml: train")
-            self.evaluate = C.from_mapping(C.EvalConfig, params.get("evaluate"), "params.yaml: evaluate")
-            self.analyze = C.from_mapping(C.AnalyzeConfig, params.get("analyze"), "params.yaml: analyze")
-        except (TypeError, ValueError) as exc:
-            sys.exit(f"params.yaml: {exc}")
-
-
-def configs() -> Configs:
-    return Configs(load_params())
+        cfgs = PipelineConfig.from_params(load_params(path or ROOT / "params.yaml"))
+    except ValueError as exc:
+        sys.exit(str(exc))
+    problems = cfgs.problems()
+    if problems:
+        sys.exit(f"params.yaml: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+    return cfgs
 
 
 def run_stage(name: str, body: Callable[[Configs], None]) -> None:

@@ -89,7 +89,8 @@ def evaluate(cfgs: common.Configs) -> None:
     with tracking.stage_run(root, "evaluate", params, run_id=run_id, model_key=model_key,
                             run_name=None if run_id else "evaluate") as tracker:
         image_emb, text_emb = embed_split(model, prepared, test, tokenizer, model_cfg.image_size,
-                                          model_cfg.max_tokens, settings.batch_size, device, settings.precision)
+                                          model_cfg.max_tokens, settings.batch_size, device, settings.precision,
+                                          max_words=model_cfg.max_words)
         image_emb, text_emb = image_emb.numpy(), text_emb.numpy()
         # The one matrix: saved as is, and every number below is computed from it.
         sims = (image_emb @ text_emb.T).astype(np.float32)

@@ -41,8 +41,8 @@ def load_dataset(cfg: common.Configs) -> tuple[list[str], list[ImageRecord], obj
 def prepare_tokenizer(cfg: common.Configs, records: list[ImageRecord], out_dir: Path):
     """Train WordPiece on the train captions, or copy the configured pretrained tokenizer, into ``out_dir``."""
     data = cfg.data
-    if data.tokenizer:   # a copy beside the dataset, so later stages always load data/fetch/tokenizer
-        text.save_tokenizer(text.load_tokenizer(data.tokenizer), out_dir)
+    if cfg.tokenizer_source:   # a copy beside the dataset, so later stages always load data/fetch/tokenizer
+        text.save_tokenizer(text.load_tokenizer(cfg.tokenizer_source), out_dir)
     else:
         captions = [text.normalize_caption(c, data.max_words) for r in records if r.split == "train" for c in r.captions]
         text.train_wordpiece(captions, data.vocab_size, out_dir)

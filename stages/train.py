@@ -35,7 +35,8 @@ NOT_IN_RUN_KEY = ("num_workers", "log_interval")
 def training_params(cfgs: common.Configs, model_cfg) -> dict:
     """Everything that decides the trained weights (also logged to MLflow and stored in checkpoints)."""
     train = {k: v for k, v in to_dict(cfgs.train).items() if k not in NOT_IN_RUN_KEY}
-    return {"seed": cfgs.seed, "model_preset": cfgs.model_preset, "model": to_dict(model_cfg), "train": train}
+    return {"seed": cfgs.seed, "recipe": cfgs.recipe, "model_preset": cfgs.model_preset, "model": to_dict(model_cfg),
+            "train": train}
 
 
 def input_digests(model_cfg) -> dict[str, str]:
@@ -55,6 +56,7 @@ def write_reports(summary, ctx: distributed.DistContext) -> None:
 def main() -> None:
     cfgs = common.configs()
     gpus = distributed.gpus_to_use(cfgs.train.device, cfgs.train.max_gpus)
+    cfgs.train.per_process_batch(max(1, gpus))   # a global batch that does not split fails here, not later
     if gpus > 1 and not distributed.under_torchrun():
         print(f"train: {gpus} GPUs -> re-running under torchrun (DDP)", flush=True)
         os.execv(sys.executable, distributed.torchrun_command(__file__, gpus))
@@ -62,7 +64,7 @@ def main() -> None:
     common.seed_everything(cfgs.seed)
     prepared = load_prepared(FETCH_DIR)
     tokenizer = load_tokenizer(common.TOKENIZER_DIR)
-    model_cfg = dataclasses.replace(cfgs.model, vocab_size=len(tokenizer), max_tokens=cfgs.data.max_tokens)
+    model_cfg = dataclasses.replace(cfgs.model, vocab_size=len(tokenizer))
     model = create_model(model_cfg)
     if model_cfg.use_vir:
         load_scene_prior_weights(model, PRIOR_PATH)
@@ -76,7 +78,9 @@ def main() -> None:
             print(f"train: removed train state of other params ({', '.join(stale)})")
         tracking.ensure_experiment(root)
     distributed.barrier(ctx)
-    run = (tracking.stage_run(root, "train", {**params, "train": to_dict(cfgs.train)},
+    # MLflow shows every resolved value the run used (recipe applied), runtime knobs included.
+    logged = {**params, "train": to_dict(cfgs.train), "data": to_dict(cfgs.data)}
+    run = (tracking.stage_run(root, "train", logged,
                               run_id=state.mlflow_run_id(), model_key=state.key) if ctx.is_main else contextlib.nullcontext())
     with run as tracker:
         summary = train(model, prepared, tokenizer, model_cfg, cfgs.train, seed=cfgs.seed, state=state,

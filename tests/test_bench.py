@@ -59,7 +59,7 @@ def test_table_lists_every_measurement(report):
 
 
 def test_flops_per_sample_scale_with_the_model():
-    from pir.models.presets import model_config
+    from pir.config import model_config
     small = model_config("tiny")
     wider = model_config("tiny", swin_embed_dim=64, swin_heads=(2, 4, 8))
     counts = []
@@ -83,7 +83,7 @@ def test_typical_lengths_follow_rsitmd_and_cap_at_max_tokens():
 
 
 def test_random_batch_pads_to_the_longest_caption():
-    from pir.models.presets import model_config
+    from pir.config import model_config
     cfg = model_config("paper")
     batch = bench.random_batch(cfg, 3, lengths=torch.tensor([9, 21, 5]))
     assert batch["input_ids"].shape == batch["attention_mask"].shape == (3, 21)
@@ -94,7 +94,7 @@ def test_random_batch_pads_to_the_longest_caption():
 
 def test_flops_grow_with_caption_length():
     from pir.models import create_model
-    from pir.models.presets import model_config
+    from pir.config import model_config
     cfg = model_config("tiny")
     torch.manual_seed(0)
     model = create_model(cfg)
@@ -105,7 +105,7 @@ def test_flops_grow_with_caption_length():
 
 def test_folding_lowers_the_flops_of_a_ragged_batch():
     from pir.models import create_model
-    from pir.models.presets import model_config
+    from pir.config import model_config
     cfg = model_config("tiny")
     torch.manual_seed(0)
     model = create_model(cfg)
@@ -129,7 +129,7 @@ def test_peak_memory_covers_what_the_block_held():
 def test_official_style_reference_is_the_same_model_run_the_official_way():
     from pir.data.loader import normalize_images
     from pir.models import create_model
-    from pir.models.presets import model_config
+    from pir.config import model_config
     cfg = model_config("tiny")
     torch.manual_seed(0)
     ours = create_model(cfg)

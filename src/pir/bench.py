@@ -439,7 +439,7 @@ def _step_times(style: str, preset: str, lengths: list[int], warmup: int, steps:
     official_style_benchmark): "ours" as the stages run it, "official" as _official_style_model."""
     from pir import runtime
     from pir.models import create_model
-    from pir.models.presets import model_config
+    from pir.config import model_config
     from pir.training.optim import make_optimizer, param_groups
     cfg = model_config(preset)
     train = TrainConfig()
@@ -465,7 +465,7 @@ def official_style_benchmark(batch_size: int, rounds: int, warmup: int, steps: i
     A fresh interpreter per run: the official code does not keep freed memory (pir.runtime),
     and on a noisy host alternating runs compare like with like.
     """
-    from pir.models.presets import model_config
+    from pir.config import model_config
     lengths = typical_lengths(batch_size, model_config(preset).max_tokens).tolist()
     times: dict[str, list[float]] = {"ours": [], "official": []}
     for _ in range(rounds):
@@ -547,7 +547,7 @@ def _skipped(reason: str) -> dict[str, Any]:
 
 def _preset_model(preset: str, device: torch.device, seed: int) -> tuple[torch.nn.Module, ModelConfig]:
     from pir.models import create_model
-    from pir.models.presets import model_config
+    from pir.config import model_config
     torch.manual_seed(seed)
     cfg = model_config(preset)            # random weights: presets never download (pretrained is opt-in)
     return create_model(cfg).to(device), cfg

@@ -9,26 +9,101 @@ raw dict. Field comments say what each option does and which value the paper
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
+import typing
 from dataclasses import dataclass, fields
 from typing import Any, Mapping, TypeVar
 
 T = TypeVar("T")
 
+DATASETS = ("synthetic", "rsitmd", "rsicd")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("bf16", "fp32")
+
 
 def from_mapping(cls: type[T], values: Mapping[str, Any] | None, where: str = "") -> T:
-    """Build dataclass ``cls`` from a mapping, rejecting unknown keys by name.
+    """Build dataclass ``cls`` from a mapping: unknown keys, wrong types and out-of-range values
+    end in one ValueError that names the key, the value and what is allowed.
 
-    ``None`` values are dropped so that params.yaml can leave a field at its
-    (preset) default with ``key: null``. Lists become tuples for hashable,
-    frozen configs.
+    ``None`` values are dropped so that params.yaml can leave a field at its (recipe or
+    preset) default with ``key: null``. Values are coerced to the field's type in the forms
+    that YAML and DVC write: ``dvc exp run -S train.lr=6e-5`` stores ``lr: 6e-05``, which
+    PyYAML reads as a string, so numeric strings are numbers here. Booleans are strict:
+    a quoted ``"flase"`` is an error, not a truthy string. Lists become tuples for
+    hashable, frozen configs. Range checks live in each class's ``__post_init__``.
     """
+    where = where or cls.__name__
     values = dict(values or {})
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(f"{where or cls.__name__}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    clean = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items() if v is not None}
-    return cls(**clean)
+        raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    hints = typing.get_type_hints(cls)
+    clean = {k: coerce(v, hints[k], f"{where}.{k}") for k, v in values.items() if v is not None}
+    try:
+        return cls(**clean)
+    except ValueError as exc:
+        raise ValueError(f"{where}.{exc}") from None
+
+
+def coerce(value: Any, kind: Any, key: str) -> Any:
+    """``value`` as type ``kind`` (bool, int, float, str, tuple[...]) or a one-line ValueError naming ``key``."""
+    origin = typing.get_origin(kind)
+    if origin is tuple:
+        return _coerce_tuple(value, typing.get_args(kind), key)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise ValueError(f"{key} = {value!r}: expected true or false")
+    if kind in (int, float):
+        return _coerce_number(value, kind, key)
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        raise ValueError(f"{key} = {value!r}: expected a string")
+    return value
+
+
+def _coerce_number(value: Any, kind: type, key: str) -> int | float:
+    what = "an integer" if kind is int else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{key} = {value!r}: expected {what}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{key} = {value!r}: expected {what}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{key} = {value!r}: expected a finite number")
+    if kind is int:
+        if number != int(number) or (isinstance(value, str) and not re.fullmatch(r"[+-]?\d+", value.strip())):
+            raise ValueError(f"{key} = {value!r}: expected {what}")
+        return int(number)
+    return number
+
+
+def _coerce_tuple(value: Any, args: tuple, key: str) -> tuple:
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"{key} = {value!r}: expected a list")
+    if len(args) == 2 and args[1] is Ellipsis:
+        kinds = [args[0]] * len(value)
+    else:
+        if len(value) != len(args):
+            raise ValueError(f"{key} = {list(value)!r}: expected a list of {len(args)} values")
+        kinds = list(args)
+    return tuple(coerce(v, k, f"{key}[{i}]") for i, (v, k) in enumerate(zip(value, kinds)))
+
+
+def check(condition: bool, key: str, value: Any, allowed: str) -> None:
+    """Range/choice check for ``__post_init__``: one line naming the key, the value and what is allowed."""
+    if not condition:
+        raise ValueError(f"{key} = {value!r}: {allowed}")
+
+
+def check_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
+    check(value in choices, key, value, f"choose from {', '.join(choices)}")
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -53,6 +128,17 @@ class SyntheticConfig:
     generic_caption_rate: float = 0.2  # share of captions that mention only the scene, not the objects
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train/val/test fractions, by image
 
+    def __post_init__(self) -> None:
+        check(self.images >= 3, "images", self.images, "must be >= 3 (one per split)")
+        check(self.image_size >= 16, "image_size", self.image_size, "must be >= 16")
+        check(self.classes >= 2, "classes", self.classes, "must be >= 2")
+        check(self.captions_per_image >= 1, "captions_per_image", self.captions_per_image, "must be >= 1")
+        check(self.distractor_rate >= 0, "distractor_rate", self.distractor_rate, "must be >= 0")
+        check(0 <= self.generic_caption_rate <= 1, "generic_caption_rate", self.generic_caption_rate,
+              "must be in [0, 1]")
+        check(min(self.split) >= 0 and abs(sum(self.split) - 1) < 1e-6 and self.split[0] > 0, "split",
+              list(self.split), "three fractions >= 0 (train > 0) that sum to 1")
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -66,18 +152,30 @@ class DataConfig:
     cache_res: int = 128            # side of the uint8 pixel cache the loaders memory-map
     max_words: int = 30             # captions are cut to this many words (released configs)
     max_tokens: int = 47            # and to this many tokens, [CLS]/[SEP] included
-    tokenizer: str = ""             # "" = train a WordPiece vocab on train captions; else HF name or local dir
+    tokenizer: str = ""             # "" = the text model's own when model.text_pretrained, else train WordPiece
+                                    # on the train captions; or a HF tokenizer name / local dir
     vocab_size: int = 2000          # size of the trained WordPiece vocabulary
+
+    def __post_init__(self) -> None:
+        check_choice("dataset", self.dataset, DATASETS)
+        check(self.sha256 == "" or re.fullmatch(r"[0-9a-fA-F]{64}", self.sha256) is not None, "sha256",
+              self.sha256, "a 64-hex-digit sha256 or empty")
+        check(0 <= self.val_fraction < 1, "val_fraction", self.val_fraction, "must be in [0, 1)")
+        check(self.cache_res >= 16, "cache_res", self.cache_res, "must be >= 16")
+        check(self.max_words >= 1, "max_words", self.max_words, "must be >= 1")
+        check(self.max_tokens >= 3, "max_tokens", self.max_tokens, "must be >= 3 ([CLS], a word, [SEP])")
+        check(self.vocab_size >= 100, "vocab_size", self.vocab_size, "must be >= 100")
 
 
 # --------------------------------------------------------------------------- model
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """PIR architecture. ``pir.models.presets`` holds the ``paper`` and ``tiny`` defaults."""
+    """PIR architecture. The presets ``PAPER`` and ``TINY`` below hold its named defaults."""
     # vision backbone: timm Swin, built by name with these geometry overrides
     vision_model: str = "swin_tiny_patch4_window7_224"
-    vision_pretrained: str = ""     # "" random init, "timm" hub weights, or a local weights file
+    vision_pretrained: str = ""     # "" random init, "timm" hub weights, a timm tag (swin_tiny_patch4_window7_224
+                                    # .ms_in22k), or a local file (original Microsoft Swin layout accepted)
     image_size: int = 224
     swin_patch_size: int = 4
     swin_window_size: int = 7
@@ -93,7 +191,8 @@ class ModelConfig:
     text_heads: int = 12
     text_ffn: int = 3072
     vocab_size: int = 30522         # set from the tokenizer by the stage
-    max_tokens: int = 47
+    max_tokens: int = 47            # captions cut to this many tokens, [CLS]/[SEP] included (set from data)
+    max_words: int = 30             # and first to this many words (set from data.max_words by the stage)
     text_mask: bool = True          # False reproduces the official code: no attention mask anywhere on text
     fold_text: bool = True          # with text_mask, BERT runs on real tokens only, two captions a row (CPU; same outputs)
     # scene prior ("instruction encoder"): timm classifier, pooled features, frozen unless finetune_prior
@@ -119,6 +218,62 @@ class ModelConfig:
     triplet_margin: float = 0.2
     triplet_hardest: bool = False
 
+    def __post_init__(self) -> None:
+        for key in ("image_size", "swin_patch_size", "swin_window_size", "swin_embed_dim", "text_width",
+                    "text_layers", "text_heads", "text_ffn", "vocab_size", "max_words", "prior_width",
+                    "embed_dim", "heads", "filter_size", "instru_num", "cycle_num"):
+            check(getattr(self, key) >= 1, key, getattr(self, key), "must be >= 1")
+        check(self.max_tokens >= 3, "max_tokens", self.max_tokens, "must be >= 3 ([CLS], a word, [SEP])")
+        check(len(self.swin_depths) == len(self.swin_heads) and len(self.swin_depths) >= 1, "swin_depths",
+              list(self.swin_depths), f"one depth per stage, as many as swin_heads {list(self.swin_heads)}")
+        check(self.embed_dim % self.heads == 0, "embed_dim", self.embed_dim, f"must be a multiple of heads={self.heads}")
+        check(0 <= self.dropout < 1, "dropout", self.dropout, "must be in [0, 1)")
+        check(0 <= self.swin_drop_path < 1, "swin_drop_path", self.swin_drop_path, "must be in [0, 1)")
+        check(self.temp > 0, "temp", self.temp, "must be > 0")
+        check(self.temp2 > 0, "temp2", self.temp2, "must be > 0")
+        check(self.center_factor >= 0, "center_factor", self.center_factor, "must be >= 0")
+        check(self.triplet_margin >= 0, "triplet_margin", self.triplet_margin, "must be >= 0")
+
+
+# Named model presets (create-by-name, as litgpt's named configs): a preset is only a set of
+# defaults, every field stays overridable.
+# The paper / released configs: Swin-T 224, BERT-base uncased, ResNet-50 prior, D=512.
+PAPER = ModelConfig()
+
+# Same architecture with small widths and a 112 px input so that CPU runs finish in minutes.
+# Three Swin stages at 112 px with patch 4 end on a 7x7 grid: 49 tokens + global = 50, like the paper.
+TINY = dataclasses.replace(
+    PAPER,
+    image_size=112,
+    swin_embed_dim=32,
+    swin_depths=(1, 1, 2),
+    swin_heads=(1, 2, 4),
+    swin_drop_path=0.0,
+    text_model="",
+    text_width=128,
+    text_layers=2,
+    text_heads=2,
+    text_ffn=256,
+    vocab_size=2000,
+    prior_model="resnet18",
+    prior_channels=(16, 32, 64, 128),
+    prior_width=128,
+    embed_dim=128,
+    heads=4,
+    dropout=0.1,
+)
+
+PRESETS: dict[str, ModelConfig] = {"paper": PAPER, "tiny": TINY}
+
+
+def model_config(preset: str = "tiny", where: str = "", **overrides: Any) -> ModelConfig:
+    """The preset's config with ``overrides`` applied (unknown keys, bad types and ranges rejected by name)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown model preset {preset!r}; choose from {', '.join(PRESETS)}")
+    base = dataclasses.asdict(PRESETS[preset])
+    base.update(overrides)
+    return from_mapping(ModelConfig, base, where or f"model (preset {preset})")
+
 
 # --------------------------------------------------------------------------- training
 
@@ -132,11 +287,12 @@ class TrainConfig:
     eps: float = 1e-8
     warmup_fraction: float = 0.1    # of all steps, then linear decay to 0
     epochs: int = 50
-    batch_size: int = 128           # pairs per process (per GPU)
+    global_batch_size: int = 256    # pairs per optimizer step over all processes; split evenly over the
+                                    # GPUs in use, and the losses gather the whole of it (2 GPUs x 128 released)
     pairs_per_image: int = 0        # captions per image per epoch (0 = every caption, the released recipe;
                                     # k > 0 cycles through each image's captions, k per epoch: CPU budget runs)
     grad_clip: float = 0.0          # 0 = off
-    # train-time augmentation (GUIDE §4)
+    # train-time augmentation (docs/design.md, Data)
     crop_scale: tuple[float, float] = (0.5, 1.0)
     hflip: bool = True
     randaug_ops: int = 2
@@ -151,17 +307,54 @@ class TrainConfig:
     compile: bool = False           # torch.compile the model
     log_interval: int = 20          # steps between host syncs for logging
 
+    def __post_init__(self) -> None:
+        check(self.lr > 0, "lr", self.lr, "must be > 0")
+        check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "must be >= 0")
+        check(all(0 <= b < 1 for b in self.betas), "betas", list(self.betas), "two values in [0, 1)")
+        check(self.eps > 0, "eps", self.eps, "must be > 0")
+        check(0 <= self.warmup_fraction <= 1, "warmup_fraction", self.warmup_fraction, "must be in [0, 1]")
+        check(self.epochs >= 1, "epochs", self.epochs, "must be >= 1")
+        check(self.global_batch_size >= 1, "global_batch_size", self.global_batch_size, "must be >= 1")
+        check(self.pairs_per_image >= 0, "pairs_per_image", self.pairs_per_image,
+              "must be >= 0 (0 = every caption each epoch)")
+        check(self.grad_clip >= 0, "grad_clip", self.grad_clip, "must be >= 0 (0 = off)")
+        check(0 < self.crop_scale[0] <= self.crop_scale[1] <= 1, "crop_scale", list(self.crop_scale),
+              "two fractions with 0 < low <= high <= 1")
+        check(self.randaug_ops >= 0, "randaug_ops", self.randaug_ops, "must be >= 0")
+        check(0 <= self.randaug_magnitude <= 10, "randaug_magnitude", self.randaug_magnitude, "must be in [0, 10]")
+        check_choice("device", self.device, DEVICES)
+        check_choice("precision", self.precision, PRECISIONS)
+        check(self.max_gpus >= 0, "max_gpus", self.max_gpus, "must be >= 0 (0 = every visible GPU)")
+        check(self.eval_interval >= 1, "eval_interval", self.eval_interval, "must be >= 1")
+        check(self.num_workers >= -1, "num_workers", self.num_workers, "must be >= 0, or -1 for auto")
+        check(self.log_interval >= 1, "log_interval", self.log_interval, "must be >= 1")
+
+    def per_process_batch(self, world_size: int) -> int:
+        """Pairs each process steps on: the global batch split evenly over ``world_size`` processes."""
+        if self.global_batch_size % world_size:
+            raise ValueError(f"train.global_batch_size = {self.global_batch_size} does not split evenly over "
+                             f"{world_size} processes (GPUs); use a multiple of {world_size} or set train.max_gpus")
+        return self.global_batch_size // world_size
+
 
 @dataclass(frozen=True)
 class ScenePriorConfig:
     """The ``scene_prior`` stage. Architecture comes from ModelConfig.prior_* so PIR loads it as is."""
-    pretrained: str = ""            # "" random, "timm" hub weights, or a local weights file
+    pretrained: str = ""            # "" random, "timm" hub weights, a timm tag, or a local classifier file
+                                    # (torchvision keys; model/state_dict wrapper, module. prefix; head dropped)
     external: str = ""              # class-folder dataset (AID/UCM/NWPU style); "" = use train split labels
     epochs: int = 30
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-4
     patience: int = 5               # early stopping on val top-1
+
+    def __post_init__(self) -> None:
+        check(self.epochs >= 0, "epochs", self.epochs, "must be >= 1, or 0 to use scene_prior.pretrained as it is")
+        check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
+        check(self.lr > 0, "lr", self.lr, "must be > 0")
+        check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "must be >= 0")
+        check(self.patience >= 1, "patience", self.patience, "must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -173,6 +366,12 @@ class EvalConfig:
     device: str = "auto"            # auto | cpu | cuda
     precision: str = "bf16"         # bf16 autocast on CUDA (fp32 on CPU) | fp32
 
+    def __post_init__(self) -> None:
+        check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
+        check(self.gallery_queries >= 0, "gallery_queries", self.gallery_queries, "must be >= 0")
+        check_choice("device", self.device, DEVICES)
+        check_choice("precision", self.precision, PRECISIONS)
+
 
 @dataclass(frozen=True)
 class AnalyzeConfig:
@@ -180,3 +379,8 @@ class AnalyzeConfig:
     max_points: int = 1000          # cap on embeddings fed to t-SNE (per modality)
     perplexity: float = 30.0
     knn: int = 10
+
+    def __post_init__(self) -> None:
+        check(self.max_points >= 10, "max_points", self.max_points, "must be >= 10")
+        check(self.perplexity > 0, "perplexity", self.perplexity, "must be > 0")
+        check(self.knn >= 1, "knn", self.knn, "must be >= 1")

@@ -1,7 +1,7 @@
 """Atomic file output: every artifact is written to a temp file and renamed.
 
 A killed run therefore leaves either the previous file or none, never half a
-file (GUIDE §6). Use these helpers for every output the pipeline writes.
+file (docs/design.md, "Reproducibility"). Use these helpers for every output the pipeline writes.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """MLflow tracking for the pipeline stages: one SQLite store at the repository root.
 
 Every stage run is an MLflow run tagged ``dvc_exp_name``, ``dvc_stage`` and
-``git_commit`` (GUIDE §7-8). evaluate/analyze reopen the train stage's run (its id
-is stored in the checkpoint) so one row in ``mlflow ui`` holds a whole model.
+``git_commit`` (docs/design.md, "DVC and MLflow"). evaluate/analyze reopen the train stage's
+run, found by the model key the checkpoint carries (tag ``pir_model_key``), so one row in
+``mlflow ui`` holds a whole model.
 
 MLflow is a side channel: a locked or broken store must never cost the stage its
 files. Every call goes through ``_retry``; after the last attempt it warns in one
@@ -35,7 +36,7 @@ def tracking_uri(root: str | os.PathLike) -> str:
 
 
 def artifact_location(root: str | os.PathLike) -> str:
-    # Absolute so that runs from a queued experiment's temp clone land in the real repo (GUIDE §7).
+    # Absolute: runs from a queued experiment's temp clone land in the real repo (docs/design.md, "DVC and MLflow").
     return (Path(root).resolve() / "mlartifacts").as_uri()
 
 

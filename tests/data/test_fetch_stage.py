@@ -24,6 +24,7 @@ def run_fetch(root: Path, data: dict, synthetic: dict | None = None) -> subproce
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["data"].update(data)
     params["synthetic"].update(synthetic or {})
+    params["model"]["image_size"] = 32        # small caches below are only valid for a small model input
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     env = {k: v for k, v in os.environ.items() if not k.startswith("DVC_")}
     return subprocess.run([sys.executable, "stages/fetch.py"], cwd=root, env=env, capture_output=True, text=True,

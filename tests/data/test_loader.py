@@ -1,4 +1,4 @@
-"""The tensor data path: shapes/dtypes, GUIDE §4 ops, (seed, epoch)-determinism, memmap pickling."""
+"""The tensor data path: shapes/dtypes, the ops of docs/design.md "Data", (seed, epoch)-determinism, memmap pickling."""
 
 from __future__ import annotations
 
@@ -134,3 +134,21 @@ def test_memory_map_pickles_by_file_name(data):
     assert len(blob) < 1000
     restored = pickle.loads(blob)
     assert torch.equal(restored.chw(3), PixelSource(prepared.pixels).chw(3))
+
+
+def test_max_words_changes_the_tokens_in_training_and_evaluation(data):
+    # data.max_words reaches the train collate and the evaluation embedding (it used to stop at fetch)
+    from pir.data.loader import PairCollate
+    from pir.data.text import tokenize
+
+    prepared, tokenizer = data
+    long_caption = {"caption": "one two three four five six seven eight", "image": torch.zeros(3, 4, 4,
+                    dtype=torch.uint8), "image_id": 0, "label": 0}
+    full = PairCollate(tokenizer, max_tokens=16, max_words=30)([long_caption])["attention_mask"].sum()
+    cut = PairCollate(tokenizer, max_tokens=16, max_words=2)([long_caption])["attention_mask"].sum()
+    assert cut < full and cut <= 2 * 4 + 2          # two words (a few word pieces each) + [CLS]/[SEP]
+    short = first_batch(loader(data, max_words=2), 0)["attention_mask"].sum(1)
+    normal = first_batch(loader(data), 0)["attention_mask"].sum(1)
+    assert (short <= normal).all() and (short < normal).any()
+    ids, _ = tokenize(tokenizer, ["one two three"], 16, max_words=1)
+    assert ids.shape[1] < tokenize(tokenizer, ["one two three"], 16, max_words=30)[0].shape[1]

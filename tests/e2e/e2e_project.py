@@ -19,7 +19,7 @@ PROJECT = Path(__file__).resolve().parents[2]
 TINY_PARAMS = {
     "synthetic": {"images": 160, "classes": 4},
     "scene_prior": {"epochs": 2, "batch_size": 32, "patience": 2},
-    "train": {"epochs": 2, "batch_size": 32, "num_workers": 0},
+    "train": {"epochs": 2, "global_batch_size": 32, "num_workers": 0},
     "evaluate": {"batch_size": 64},
     "analyze": {"max_points": 120, "perplexity": 5.0},
 }

@@ -82,6 +82,22 @@ def test_git_sees_no_stray_files(repro):
     assert untracked == [], untracked
 
 
+@pytest.mark.parametrize("edited", ["src/pir/analysis/tsne.py", "src/pir/data/text.py", "src/pir/recipes/cpu.yaml"])
+def test_editing_library_code_reruns_the_stages_that_use_it(repro, edited):
+    from test_dvc_deps import ROOT, stages_importing
+
+    project, _ = repro
+    path = project / edited
+    original = path.read_bytes()
+    try:
+        path.write_bytes(original + b"\n# edited\n")
+        changed = set(json.loads(run(["dvc", "status", "--json"], project).stdout))
+    finally:
+        path.write_bytes(original)
+    assert changed == stages_importing(ROOT / edited) and changed
+    assert json.loads(run(["dvc", "status", "--json"], project).stdout) == {}
+
+
 def test_killed_training_resumes_to_the_same_result(repro, tmp_path):
     reference, _ = repro
     project = make_project(tmp_path / "resume")

@@ -14,7 +14,7 @@ from pir.data.loader import normalize_images
 from pir.data.text import tokenize
 from pir.evaluation.embed import embed_split, precision_context
 from pir.models import create_model
-from pir.models.presets import model_config
+from pir.config import model_config
 
 
 @pytest.fixture(scope="module")
@@ -57,3 +57,15 @@ def test_precision_context_only_autocasts_where_asked():
         assert isinstance(precision_context("cuda", "bf16"), torch.autocast)
     with pytest.raises(ValueError, match="precision"):
         precision_context("cpu", "fp16")
+
+
+def test_max_words_reaches_the_text_embeddings(setup):
+    prepared, tokenizer, model, cfg = setup
+    split = prepared.split("val")
+    options = dict(batch_size=4, device="cpu", precision="fp32", progress=False)
+    _, full = embed_split(model, prepared, split, tokenizer, cfg.image_size, cfg.max_tokens, **options)
+    _, cut = embed_split(model, prepared, split, tokenizer, cfg.image_size, cfg.max_tokens, max_words=1, **options)
+    ids, mask = tokenize(tokenizer, split.captions[:1], cfg.max_tokens, max_words=1)
+    with torch.no_grad():
+        assert torch.allclose(cut[0], model.eval().encode_text(ids, mask)[0], atol=1e-5)
+    assert not torch.allclose(full, cut, atol=1e-3)

@@ -25,7 +25,7 @@ from pir.evaluation import retrieval_metrics
 from pir.models import create_model
 from pir.models.checkpoint import save_checkpoint
 from pir.models.official import export_official_config, export_official_state_dict
-from pir.models.presets import model_config
+from pir.config import model_config
 from pir.tracking import stage_run
 
 PROJECT = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pir.models import create_model
-from pir.models.presets import model_config
+from pir.config import model_config
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from pir.models import backbones
-from pir.models.presets import model_config
+from pir.config import model_config
 
 
 def test_swin_uses_fused_attention_with_the_eager_result():

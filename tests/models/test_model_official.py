@@ -12,7 +12,7 @@ from pir.models import count_parameters, create_model
 from pir.models.checkpoint import load_model
 from pir.models.official import (convert_official_state_dict, export_official_config, export_official_state_dict,
                                  load_official_checkpoint, official_model_config)
-from pir.models.presets import model_config
+from pir.config import model_config
 
 PAPER_PARAMETERS = 184_642_492
 PAPER_PRIOR_PARAMETERS = 23_508_032

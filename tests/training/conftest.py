@@ -7,7 +7,7 @@ import torch
 
 from prepared_fixture import make_prepared
 
-from pir.models.presets import model_config
+from pir.config import model_config
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from pir.training.distributed import DistContext
 from pir.training.state import TrainState, run_key
 from pir.training.trainer import TrainOutputs, train, write_curves_csv
 
-TRAIN = TrainConfig(epochs=2, batch_size=8, lr=1e-3, num_workers=0, log_interval=2, precision="fp32")
+TRAIN = TrainConfig(epochs=2, global_batch_size=8, lr=1e-3, num_workers=0, log_interval=2, precision="fp32")
 CPU = DistContext(torch.device("cpu"))
 
 

@@ -1,6 +1,6 @@
 """Import RSITMD / RSICD from a local folder into the canonical prepared form.
 
-Annotation layouts read (see GUIDE §6 and the annotations README):
+Annotation layouts read (see docs/design.md, "Data"):
 - PIR/X-VLM finetune JSON ``<dataset>_{train,val,test}.json``: train has one row per
   caption (``caption`` str), val/test one row per image (``caption`` list);
 - Karpathy-style ``dataset_<dataset>.json`` (``images[].filename/split/sentences[].raw``);

@@ -174,7 +174,7 @@ def _sharpen(image: torch.Tensor, factor: float) -> torch.Tensor:
 
 
 class RestrictedRandAugment(nn.Module):
-    """RandAugment over GUIDE §4's op list (v2.RandAugment cannot restrict its ops).
+    """RandAugment over the op list in docs/design.md, "Data" (v2.RandAugment cannot restrict its ops).
 
     Draws ``num_ops`` ops with replacement from RANDAUG_OPS, applies each with probability
     1/2 and a random sign for signed ops, all from the given ``generator``. Every op equals
@@ -245,7 +245,7 @@ def resized_crop(image: torch.Tensor, top: int, left: int, height: int, width: i
 
 
 class TrainAugment(nn.Module):
-    """GUIDE §4 train augmentation on a uint8 CHW tensor: RandomResizedCrop (bicubic, antialias),
+    """Train augmentation (docs/design.md, "Data") on a uint8 CHW tensor: RandomResizedCrop (bicubic, antialias),
     horizontal flip, RandAugment — every random draw from the caller's generator."""
 
     def __init__(self, image_size: int, crop_scale: Sequence[float] = (0.5, 1.0), hflip: bool = True,
@@ -418,13 +418,15 @@ def eval_images(prepared: PreparedDataset, split: SplitView, image_size: int) ->
 class PairCollate:
     """Stack uint8 images and tokenize captions (pir.data.text.tokenize normalises them first)."""
 
-    def __init__(self, tokenizer: Any, max_tokens: int):
+    def __init__(self, tokenizer: Any, max_tokens: int, max_words: int = 30):
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens
+        self.max_words = max_words
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         from pir.data.text import tokenize
-        input_ids, attention_mask = tokenize(self.tokenizer, [it["caption"] for it in items], self.max_tokens)
+        input_ids, attention_mask = tokenize(self.tokenizer, [it["caption"] for it in items], self.max_tokens,
+                                             self.max_words)
         return {
             "images": torch.stack([it["image"] for it in items]),
             "input_ids": input_ids,
@@ -494,7 +496,8 @@ def set_epoch(loader: DataLoader, epoch: int) -> None:
 
 
 def train_pairs_loader(prepared: PreparedDataset, split: SplitView, tokenizer: Any, *, image_size: int,
-                       max_tokens: int, batch_size: int, seed: int, crop_scale: Sequence[float] = (0.5, 1.0),
+                       max_tokens: int, batch_size: int, seed: int, max_words: int = 30,
+                       crop_scale: Sequence[float] = (0.5, 1.0),
                        hflip: bool = True, randaug_ops: int = 2, randaug_magnitude: int = 7,
                        pairs_per_image: int = 0, num_workers: int = 0, device: torch.device | str = "cpu",
                        rank: int = 0, world_size: int = 1) -> DataLoader:
@@ -502,5 +505,5 @@ def train_pairs_loader(prepared: PreparedDataset, split: SplitView, tokenizer: A
     transform = train_transform(image_size, crop_scale, hflip, randaug_ops, randaug_magnitude)
     pairs = TrainPairs(prepared, split, transform, seed, pairs_per_image)
     return make_loader(pairs, batch_size, shuffle=True, seed=seed, num_workers=num_workers,
-                       collate_fn=PairCollate(tokenizer, max_tokens), device=device, drop_last=True,
+                       collate_fn=PairCollate(tokenizer, max_tokens, max_words), device=device, drop_last=True,
                        rank=rank, world_size=world_size)

@@ -1,7 +1,7 @@
 """Caption normalisation and tokenizers.
 
 Captions are lower-cased, stripped of punctuation and cut to ``max_words``
-words, as the released configs do (GUIDE §4). Without a pretrained tokenizer
+words, as the released configs do (docs/design.md, "Data"). Without a pretrained tokenizer
 the fetch stage trains a BERT-style WordPiece vocabulary on the train captions
 and saves it as a ``transformers`` fast tokenizer folder, so every later stage
 loads either kind the same way: ``AutoTokenizer.from_pretrained``.

@@ -27,7 +27,7 @@ def precision_context(device: torch.device | str, precision: str, cpu_bf16: bool
 def embed_split(model: nn.Module, prepared: PreparedDataset, split_view: SplitView, tokenizer: Any,
                 image_size: int, max_tokens: int, batch_size: int, device: torch.device | str = "cpu",
                 precision: str = "fp32", num_workers: int = 0, cpu_bf16: bool = False,
-                progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                progress: bool = True, max_words: int = 30) -> tuple[torch.Tensor, torch.Tensor]:
     """(image_emb float32 [n_images, D], text_emb float32 [n_texts, D]) on the CPU, in split order.
 
     Captions are embedded in split order without length sorting: with ``text_mask=False``
@@ -48,7 +48,7 @@ def embed_split(model: nn.Module, prepared: PreparedDataset, split_view: SplitVi
             image_chunks.append(model.encode_image(normalize_images(batch, device)).float().cpu())
         for start in tqdm(range(0, split_view.n_texts, batch_size), desc=f"embed {split_view.name} texts",
                           disable=not progress, leave=False):
-            ids, mask = tokenize(tokenizer, split_view.captions[start:start + batch_size], max_tokens)
+            ids, mask = tokenize(tokenizer, split_view.captions[start:start + batch_size], max_tokens, max_words)
             text_chunks.append(model.encode_text(ids.to(device, non_blocking=True),
                                                  mask.to(device, non_blocking=True)).float().cpu())
     model.train(was_training)

@@ -1,6 +1,6 @@
 """Image-text retrieval metrics: the published protocol, exactly, without a per-query sort.
 
-The protocol (GUIDE §5, the official ``itm_eval``): each query's candidates are
+The protocol (docs/design.md, "Evaluation protocol"; the official ``itm_eval``): each query's candidates are
 ordered by ``np.argsort(scores)[::-1]``; an image's rank is the position of its
 best-placed own caption, a caption's rank is the position of its image (both
 0-based); R@K is the percentage of queries with rank < K.

@@ -2,7 +2,7 @@
 
 Submodules: ``backbones`` (timm/transformers by name), ``blocks`` (PAE
 attention units), ``pir`` (the model), ``losses``, ``checkpoint`` (ours),
-``official`` (the authors' released checkpoints), ``presets``.
+``official`` (the authors' released checkpoints). Presets live in ``pir.config``.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from timm.models.swin_transformer import checkpoint_filter_fn
 from pir.config import ModelConfig
 from pir.io import load_torch
 from pir.models.pir import PIR
-from pir.models.presets import PAPER
+from pir.config import PAPER
 
 PRIOR_CHILDREN = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}
 _PRIOR_INDEX = {name: index for index, name in PRIOR_CHILDREN.items()}

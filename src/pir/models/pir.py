@@ -1,4 +1,4 @@
-"""The PIR model (GUIDE §4): VIR on the image side, LCA on the text side, two losses.
+"""The PIR model (docs/design.md, "The model"): VIR on the image side, LCA on the text side, two losses.
 
 Module names mirror the official state_dict (``vision_encoder``, ``text_encoder``,
 ``vision_proj``, ``text_proj``, ``conv_proj``, ``mapping_img``, ``mapping_txt``,

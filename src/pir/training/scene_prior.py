@@ -1,8 +1,15 @@
-"""Scene classifier training: the frozen "instruction encoder" PIR's VIR module relies on.
+"""Scene classifier: the frozen "instruction encoder" PIR's VIR module relies on.
 
 Labels come from the retrieval dataset's train split (images of unknown scene are
 excluded and counted) or from an external class-folder dataset (AID/UCM/NWPU style).
-Selection and early stopping use val top-1; test top-1 is reported once at the end.
+
+Two ways to get the prior (``build_scene_prior``):
+- ``scene_prior.epochs > 0``: train a classifier; selection and early stopping use val
+  top-1; test top-1 is reported once at the end;
+- ``scene_prior.epochs == 0``: the released recipe, a pretrained classifier file (the AID
+  RSP ResNet-50) used as it is. Its head knows other classes than the dataset's, so its
+  accuracy on the dataset's scenes is measured by a nearest-class-centroid probe on the
+  frozen pooled features (centroids from the labelled train images, cosine similarity).
 """
 
 from __future__ import annotations
@@ -10,16 +17,19 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from pir.config import ModelConfig, ScenePriorConfig
+from pir import io
+from pir.config import ModelConfig, ScenePriorConfig, to_dict
 from pir.data.loader import LabelledImages, eval_transform, make_loader, normalize_images, set_epoch, train_transform
 from pir.data.prepared import PreparedDataset
+from pir.models.backbones import create_scene_prior
 from pir.training.optim import param_groups
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
@@ -92,15 +102,42 @@ def _images_dataset(subset: SceneSet, transform: nn.Module, seed: int) -> Labell
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, subset: SceneSet, image_size: int, batch_size: int,
-            device: torch.device) -> np.ndarray:
-    """Predicted class per image (argmax of the logits), in subset order."""
+def _outputs(model: nn.Module, subset: SceneSet, image_size: int, batch_size: int, device: torch.device,
+             reduce: Callable[[torch.Tensor], torch.Tensor]) -> list[torch.Tensor]:
+    """``reduce(model(batch))`` on CPU for each eval-resized batch, in subset order."""
     model.eval()
     loader = make_loader(_images_dataset(subset, eval_transform(image_size), 0), batch_size, shuffle=False,
                          seed=0, device=device)
-    predictions = [model(normalize_images(images, device).contiguous(memory_format=torch.channels_last))
-                   .argmax(dim=1).cpu() for images, _ in loader]
+    return [reduce(model(normalize_images(images, device).contiguous(memory_format=torch.channels_last))).cpu()
+            for images, _ in loader]
+
+
+def predict(model: nn.Module, subset: SceneSet, image_size: int, batch_size: int,
+            device: torch.device) -> np.ndarray:
+    """Predicted class per image (argmax of the logits), in subset order."""
+    predictions = _outputs(model, subset, image_size, batch_size, device, lambda logits: logits.argmax(dim=1))
     return torch.cat(predictions).numpy() if predictions else np.zeros(0, dtype=np.int64)
+
+
+def pooled_features(model: nn.Module, subset: SceneSet, image_size: int, batch_size: int,
+                    device: torch.device) -> torch.Tensor:
+    """[n, C] float32 features of a headless prior (num_classes=0: its forward pools), in subset order."""
+    features = _outputs(model, subset, image_size, batch_size, device, lambda pooled: pooled.float())
+    return torch.cat(features) if features else torch.zeros(0, 0)
+
+
+def class_centroids(features: torch.Tensor, labels: np.ndarray, n_classes: int) -> torch.Tensor:
+    """[n_classes, C] unit mean of the unit features per class (one index_add); zero rows for absent classes."""
+    unit = F.normalize(features, dim=1)
+    sums = torch.zeros(n_classes, unit.shape[1]).index_add_(0, torch.as_tensor(labels, dtype=torch.long), unit)
+    return F.normalize(sums, dim=1)
+
+
+def centroid_predict(centroids: torch.Tensor, features: torch.Tensor) -> np.ndarray:
+    """Class of the most cosine-similar centroid per feature row; classes without a centroid never win."""
+    sims = F.normalize(features, dim=1) @ centroids.T
+    sims[:, centroids.norm(dim=1) == 0] = float("-inf")
+    return sims.argmax(dim=1).numpy()
 
 
 def top1(predictions: np.ndarray, labels: np.ndarray) -> float:
@@ -167,12 +204,120 @@ def train_scene_prior(model: nn.Module, sets: dict[str, SceneSet], cfg: ScenePri
     return best
 
 
+# --------------------------------------------------------------------------- the stage's work
+
+AS_RELEASED_NEEDS_FILE = "scene_prior.epochs=0 uses the prior as it is and needs scene_prior.pretrained=<file>"
+PROBE = "nearest-centroid probe on frozen features"
+
+
+def check_prior_config(cfg: ScenePriorConfig) -> None:
+    """Refuse, before any work, a prior that would be neither trained nor loaded."""
+    if cfg.epochs == 0 and not cfg.pretrained:
+        raise ValueError(AS_RELEASED_NEEDS_FILE)
+
+
+def scene_prior_model(cfg: ScenePriorConfig, model_cfg: ModelConfig, n_classes: int,
+                      log: Callable[[str], None] = print) -> nn.Module:
+    """The classifier to train (a head for the ``n_classes`` dataset classes; backbone from
+    ``cfg.pretrained`` if set) or, with ``epochs == 0``, the pretrained prior as it is, headless:
+    the file's head knows other classes and PIR only reads pooled features."""
+    check_prior_config(cfg)
+    classes = 0 if cfg.epochs == 0 else n_classes
+    return create_scene_prior(model_cfg, num_classes=classes, pretrained=cfg.pretrained, log=log)
+
+
+@dataclass
+class PriorRun:
+    """What the scene_prior stage writes: weights, and their accuracy on the dataset's scene labels."""
+    state_dict: dict[str, torch.Tensor]
+    best_epoch: int                       # 0: used as released, no training
+    history: list[dict[str, float]]       # per trained epoch (empty when used as released)
+    val_top1: float | None                # None: no labelled train images to probe with
+    test_top1: float | None
+    test_confusion: np.ndarray            # [true, predicted] counts on the test split
+    evaluation: str                       # how val/test top-1 were measured
+    as_released: bool = False             # the pretrained file's weights, untrained here
+
+
+def build_scene_prior(model: nn.Module, sets: dict[str, SceneSet], n_classes: int, cfg: ScenePriorConfig,
+                      model_cfg: ModelConfig, seed: int, device: torch.device, num_workers: int = 0,
+                      log: Callable[[str], None] = print) -> PriorRun:
+    """Train ``model`` (``cfg.epochs`` > 0) or probe it as it is (``cfg.epochs`` == 0); scores on val and test."""
+    check_prior_config(cfg)
+    if cfg.epochs == 0:
+        return _probe_as_released(model, sets, n_classes, cfg.batch_size, model_cfg.image_size, device, log)
+    result = train_scene_prior(model, sets, cfg, model_cfg, seed, device, num_workers=num_workers, log=log)
+    scores = {}
+    for split in ("val", "test"):
+        predictions = predict(model, sets[split], model_cfg.image_size, cfg.batch_size, device)
+        scores[split] = (top1(predictions, sets[split].labels),
+                         confusion_matrix(predictions, sets[split].labels, n_classes))
+    return PriorRun(result.state_dict, result.best_epoch, result.history, scores["val"][0], scores["test"][0],
+                    scores["test"][1], "trained classifier head")
+
+
+def _probe_as_released(model: nn.Module, sets: dict[str, SceneSet], n_classes: int, batch_size: int,
+                       image_size: int, device: torch.device, log: Callable[[str], None]) -> PriorRun:
+    """No training: the weights are the file's; top-1 of a nearest-centroid probe on pooled features."""
+    model.to(device).to(memory_format=torch.channels_last)
+    state_dict = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    empty = np.zeros((n_classes, n_classes), dtype=np.int64)
+    if len(sets["train"]) == 0 or n_classes == 0:
+        log("scene prior: no labelled train images, so no probe accuracy to report")
+        return PriorRun(state_dict, 0, [], None, None, empty, "none: no labelled train images", as_released=True)
+    train = sets["train"]
+    centroids = class_centroids(pooled_features(model, train, image_size, batch_size, device), train.labels, n_classes)
+    scores = {}
+    for split in ("val", "test"):
+        subset = sets[split]
+        if len(subset) == 0:
+            scores[split] = (top1(np.zeros(0, dtype=np.int64), subset.labels), empty)
+            continue
+        predictions = centroid_predict(centroids, pooled_features(model, subset, image_size, batch_size, device))
+        scores[split] = (top1(predictions, subset.labels), confusion_matrix(predictions, subset.labels, n_classes))
+    log(f"scene prior used as released: {PROBE}, val top-1 {scores['val'][0]:.2f}, test top-1 {scores['test'][0]:.2f}")
+    return PriorRun(state_dict, 0, [], scores["val"][0], scores["test"][0], scores["test"][1], PROBE,
+                    as_released=True)
+
+
+def prior_report(run: PriorRun, classes: list[str], sets: dict[str, SceneSet], excluded: dict[str, int],
+                 source: str, pretrained: str = "") -> dict[str, Any]:
+    """reports/scene_prior.json. A prior used as released also says which file and how it was scored
+    (val_top1/test_top1 keep their names so DVC compares them across both ways)."""
+    released = {"pretrained": pretrained, "evaluation": run.evaluation} if run.as_released else {}
+    return {
+        "classes": len(classes),
+        "source": source,
+        **released,
+        "best_epoch": run.best_epoch,
+        "epochs_run": len(run.history),
+        "val_top1": run.val_top1,
+        "test_top1": run.test_top1,
+        "per_class_test_accuracy": {c: (None if np.isnan(a) else round(float(a), 2))
+                                    for c, a in zip(classes, per_class_accuracy(run.test_confusion))},
+        "images": {k: len(v) for k, v in sets.items()},
+        "excluded_unknown_scene": excluded,
+    }
+
+
+def write_prior_outputs(run: PriorRun, report: dict[str, Any], classes: list[str], model_cfg: ModelConfig,
+                        prior_path: str | Path, report_path: str | Path, confusion_path: str | Path) -> None:
+    """The stage's files: the prior checkpoint (the format ``load_scene_prior_weights`` reads), the report,
+    and the test confusion figure."""
+    io.save_torch(prior_path, {"model": run.state_dict, "model_config": to_dict(model_cfg),
+                               "classes": list(classes), "epoch": run.best_epoch})
+    io.write_json(report_path, report)
+    score = "no labelled images" if run.test_top1 is None else f"top-1 {run.test_top1:.1f}%"
+    title = (f"scene prior as released, test split ({score}, nearest-centroid probe)" if run.as_released
+             else f"scene prior, test split ({score})")
+    plot_confusion(run.test_confusion, classes, confusion_path, title)
+
+
 def plot_confusion(confusion: np.ndarray, classes: list[str], path: str | Path, title: str) -> None:
     """Row-normalised confusion matrix as a PNG (written atomically)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from pir import io
 
     with np.errstate(invalid="ignore", divide="ignore"):
         rates = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)

@@ -81,8 +81,9 @@ def validate(model: nn.Module, prepared: PreparedDataset, tokenizer: Any, model_
     if val.n_images == 0:
         raise ValueError("the prepared dataset has no val images: model selection needs a val split")
     image_emb, text_emb = embed_split(unwrap(model), prepared, val, tokenizer, model_cfg.image_size,
-                                      model_cfg.max_tokens, train_cfg.batch_size, ctx.device,
-                                      train_cfg.precision, cpu_bf16=train_cfg.cpu_bf16, progress=False)
+                                      model_cfg.max_tokens, train_cfg.per_process_batch(ctx.world_size), ctx.device,
+                                      train_cfg.precision, cpu_bf16=train_cfg.cpu_bf16, progress=False,
+                                      max_words=model_cfg.max_words)
     sims = (image_emb @ text_emb.T).numpy()
     return {k: float(v) for k, v in retrieval_metrics(sims, val.txt2img).items()}
 
@@ -169,15 +170,16 @@ def train(model: nn.Module, prepared: PreparedDataset, tokenizer: Any, model_cfg
     from pir.models.checkpoint import save_checkpoint
     params = dict(params or {})
     run_id = getattr(tracker, "run_id", None)
+    batch_size = train_cfg.per_process_batch(ctx.world_size)   # the losses gather the global batch back
     loader = train_pairs_loader(
         prepared, prepared.split("train"), tokenizer, image_size=model_cfg.image_size,
-        max_tokens=model_cfg.max_tokens, batch_size=train_cfg.batch_size, seed=seed,
+        max_tokens=model_cfg.max_tokens, max_words=model_cfg.max_words, batch_size=batch_size, seed=seed,
         crop_scale=train_cfg.crop_scale, hflip=train_cfg.hflip, randaug_ops=train_cfg.randaug_ops,
         randaug_magnitude=train_cfg.randaug_magnitude, pairs_per_image=train_cfg.pairs_per_image,
         num_workers=train_cfg.num_workers, device=ctx.device, rank=ctx.rank, world_size=ctx.world_size)
     if len(loader) == 0:
-        raise ValueError(f"train split has {len(loader.dataset)} pairs per rank-set, fewer than one batch of "
-                         f"{train_cfg.batch_size}: lower train.batch_size")
+        raise ValueError(f"train split has {len(loader.dataset)} pairs, fewer than one global batch of "
+                         f"{train_cfg.global_batch_size}: lower train.global_batch_size")
     model.to(ctx.device)
     optimizer = make_optimizer(model, train_cfg)
     scheduler = make_scheduler(optimizer, train_cfg.epochs * len(loader), train_cfg.warmup_fraction)

@@ -1,0 +1,93 @@
+"""dvc.yaml's deps are correct: every library file a stage imports (directly or through other
+library modules, function-level imports included) is covered by one of that stage's deps, so
+editing it makes `dvc status` report the stage. The e2e test checks the same with real DVC."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
+# Data files a module reads at run time, by the module that reads them.
+DATA_FILES = {SRC / "pir/params.py": [SRC / "pir/recipes"]}
+
+
+def module_file(name: str) -> Path | None:
+    """src/ file of an importable ``pir`` module or package, else None."""
+    base = SRC.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imported_modules(path: Path) -> set[str]:
+    """``pir.*`` modules (and the stages' ``common``) that ``path`` imports anywhere in its body."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)   # submodules
+    return {n for n in names if n == "common" or n.split(".")[0] == "pir"}
+
+
+def closure(script: Path) -> set[Path]:
+    """Every file under src/pir (and stages/common.py) that running ``script`` may execute or read."""
+    seen: set[Path] = set()
+    todo = [script]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        todo += DATA_FILES.get(path, [])
+        if path.suffix != ".py":
+            continue
+        for name in imported_modules(path):
+            if name == "common":
+                todo.append(ROOT / "stages/common.py")
+                continue
+            parts = name.split(".")
+            for depth in range(1, len(parts) + 1):   # importing a.b.c runs a/__init__ and a/b/__init__
+                found = module_file(".".join(parts[:depth]))
+                if found:
+                    todo.append(found)
+    return seen
+
+
+def stage_scripts() -> dict[str, tuple[Path, list[Path]]]:
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    out = {}
+    for name, stage in stages.items():
+        script = ROOT / stage["cmd"].split()[1]
+        deps = [ROOT / (d if isinstance(d, str) else next(iter(d))) for d in stage.get("deps", [])]
+        out[name] = (script, deps)
+    return out
+
+
+def covered(path: Path, deps: list[Path]) -> bool:
+    return any(path == dep or dep in path.parents for dep in deps)
+
+
+def stages_importing(path: Path) -> set[str]:
+    """Stages that run (or read) ``path``: the ones `dvc status` must report when it changes."""
+    return {name for name, (script, _) in stage_scripts().items() if covered(path, list(closure(script)))}
+
+
+def test_every_imported_library_file_is_a_dep_of_its_stage():
+    missing = {name: sorted(str(p.relative_to(ROOT)) for p in closure(script) if not covered(p, deps))
+               for name, (script, deps) in stage_scripts().items()}
+    assert {k: v for k, v in missing.items() if v} == {}
+
+
+def test_closure_follows_library_imports():
+    # sanity of the checker itself: train reaches the losses through the model package
+    train_script, _ = stage_scripts()["train"]
+    files = closure(train_script)
+    assert SRC / "pir/models/losses.py" in files and SRC / "pir/recipes" in files
+    assert SRC / "pir/analysis/tsne.py" not in files

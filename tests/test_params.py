@@ -1,0 +1,180 @@
+"""params.yaml -> PipelineConfig: recipes, overrides, types in DVC's forms, one-line errors."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pir.params import PipelineConfig, apply_overrides, load_params, recipe_names
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = ("fetch", "scene_prior", "train", "evaluate", "analyze")
+
+
+def project_params() -> dict:
+    return load_params(ROOT / "params.yaml")
+
+
+def resolve(*overrides: str) -> PipelineConfig:
+    return PipelineConfig.from_params(apply_overrides(project_params(), list(overrides)))
+
+
+def test_recipes_ship_with_the_library():
+    assert {"cpu", "paper"} <= set(recipe_names())
+
+
+def test_paper_recipe_is_the_released_recipe():
+    cfg = resolve("recipe=paper")
+    train, model, data = cfg.train, cfg.model, cfg.data
+    # optimisation: AdamW 6e-5, wd 0.01, betas (0.9, 0.98), eps 1e-8, 10 % warm-up then linear decay, 50 epochs
+    assert (train.lr, train.weight_decay, train.betas, train.eps) == (6e-5, 0.01, (0.9, 0.98), 1e-8)
+    assert (train.warmup_fraction, train.epochs) == (0.1, 50)
+    # 2 GPUs x 128, gathered: a global batch of 256; every caption each epoch
+    assert train.global_batch_size == 256 and train.pairs_per_image == 0
+    assert (data.max_tokens, data.max_words) == (47, 30) and (model.max_tokens, model.max_words) == (47, 30)
+    assert (model.embed_dim, model.heads, model.dropout) == (512, 8, 0.2)
+    assert (model.temp, model.temp2) == (0.07, 0.07)
+    assert (model.filter_size, model.instru_num, model.cycle_num) == (40, 2, 3)
+    assert model.use_vir and model.use_lca
+    assert model.use_affiliation and model.center_factor == 1.0 and not model.use_triplet
+    # augmentation: 224 px, RandomResizedCrop (0.5, 1) bicubic, flip, RandAugment 2 ops at magnitude 7
+    assert model.image_size == 224 and train.crop_scale == (0.5, 1.0) and train.hflip
+    assert (train.randaug_ops, train.randaug_magnitude) == (2, 7)
+    # backbones: Swin-T from ImageNet-22k, pretrained BERT-base, a frozen prior used as it is; fp32
+    assert cfg.model_preset == "paper" and model.vision_pretrained.endswith("ms_in22k")
+    assert model.text_pretrained and model.text_model == "bert-base-uncased"
+    assert not model.finetune_prior and cfg.scene_prior.epochs == 0
+    assert train.precision == "fp32" and cfg.evaluate.precision == "fp32"
+    assert cfg.tokenizer_source == "bert-base-uncased"
+
+
+def test_released_details_the_values_cannot_show():
+    # tau1/tau2 are learnable parameters, and the crop is bicubic (equal to torchvision's RandomResizedCrop
+    # kernel on the same box)
+    import torch
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as F
+
+    from pir.data.loader import resized_crop
+    from pir.models import create_model
+    model = create_model(resolve().model)
+    assert isinstance(model.temp, torch.nn.Parameter) and model.temp.requires_grad
+    assert isinstance(model.temp2, torch.nn.Parameter) and model.temp2.requires_grad
+    image = torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)
+    ours = resized_crop(image.float(), 5, 7, 40, 30, 32)
+    reference = F.resized_crop(image.float(), 5, 7, 40, 30, [32, 32], InterpolationMode.BICUBIC, antialias=True)
+    assert torch.allclose(ours, reference, atol=1e-3)
+
+
+def test_cpu_recipe_keeps_the_default_run():
+    cfg = resolve()
+    assert cfg.recipe == "cpu" and cfg.model_preset == "tiny"
+    assert (cfg.train.lr, cfg.train.epochs, cfg.train.global_batch_size, cfg.train.pairs_per_image) == (5e-4, 8, 64, 1)
+    assert (cfg.scene_prior.epochs, cfg.scene_prior.lr) == (4, 0.005) and cfg.data.cache_res == 128
+    assert cfg.problems() == []
+
+
+def test_params_override_the_recipe_and_null_takes_it():
+    cfg = resolve("recipe=paper", "train.lr=1e-4", "model.use_lca=false", "train.epochs=null")
+    assert cfg.train.lr == 1e-4 and not cfg.model.use_lca and cfg.train.epochs == 50
+    assert cfg.model.embed_dim == 512          # untouched recipe values stay
+
+
+def test_numbers_as_dvc_writes_them():
+    # `dvc exp run -S train.lr=6e-5` writes `lr: 6e-05`, which PyYAML reads as a string
+    written = yaml.safe_load("train:\n  lr: 6e-05\n  epochs: '3'\n")
+    assert written["train"]["lr"] == "6e-05"
+    cfg = PipelineConfig.from_params({**project_params(), "train": {**project_params()["train"], **written["train"]}})
+    assert cfg.train.lr == 6e-5 and cfg.train.epochs == 3
+
+
+BAD_VALUES = [
+    ("model.use_vir", '"flase"', "model.use_vir = 'flase': expected true or false"),
+    ("train.lr", "abc", "train.lr = 'abc': expected a number"),
+    ("train.lr", "-1", "train.lr = -1.0: must be > 0"),
+    ("train.epochs", "0", "train.epochs = 0: must be >= 1"),
+    ("train.epochs", "2.5", "train.epochs = 2.5: expected an integer"),
+    ("train.global_batch_size", "0", "train.global_batch_size = 0: must be >= 1"),
+    ("scene_prior.epochs", "-1", "scene_prior.epochs = -1: must be >= 1, or 0"),
+    ("scene_prior.batch_size", "0", "scene_prior.batch_size = 0: must be >= 1"),
+    ("evaluate.batch_size", "0", "evaluate.batch_size = 0: must be >= 1"),
+    ("data.val_fraction", "1.0", "data.val_fraction = 1.0: must be in [0, 1)"),
+    ("data.cache_res", "64", "data.cache_res = 64: must be >= the model's image size (112)"),
+    ("data.max_words", "0", "data.max_words = 0: must be >= 1"),
+    ("data.sha256", "abc", "data.sha256 = 'abc': a 64-hex-digit sha256 or empty"),
+    ("data.dataset", "coco", "data.dataset = 'coco': choose from synthetic, rsitmd, rsicd"),
+    ("train.precision", "fp16", "train.precision = 'fp16': choose from bf16, fp32"),
+    ("train.crop_scale", "[0.5]", "train.crop_scale = [0.5]: expected a list of 2 values"),
+    ("train.batch_size", "8", "train: unknown key(s) batch_size"),
+    ("recipe", "papr", "recipe = 'papr': choose from"),
+    ("model.preset", "huge", "model.preset = 'huge': choose from paper, tiny"),
+    ("bogus", "1", "unknown section(s) bogus"),
+]
+
+
+@pytest.mark.parametrize("key,value,message", BAD_VALUES, ids=[f"{k}={v}" for k, v, _ in BAD_VALUES])
+def test_bad_values_name_key_value_and_what_is_allowed(key, value, message):
+    with pytest.raises(ValueError) as caught:
+        resolve(f"{key}={value}")
+    text = str(caught.value)
+    assert message in text and "\n" not in text
+
+
+def test_problems_that_stop_a_run():
+    cfg = resolve("recipe=paper")
+    assert any("scene_prior.pretrained" in p for p in cfg.problems())
+    missing = resolve("scene_prior.pretrained=/nowhere/aid.pth")
+    assert "scene_prior.pretrained = '/nowhere/aid.pth': file not found" in missing.problems()
+
+
+def test_global_batch_splits_evenly_over_gpus():
+    train = resolve("train.global_batch_size=256").train
+    assert [train.per_process_batch(n) for n in (1, 2, 4)] == [256, 128, 64]
+    with pytest.raises(ValueError, match="global_batch_size = 256 does not split evenly over 3"):
+        train.per_process_batch(3)
+
+
+def test_resolved_params_round_trip():
+    cfg = resolve("recipe=paper", "train.lr=1e-4")
+    again = PipelineConfig.from_params(yaml.safe_load(cfg.to_yaml()))
+    assert again == cfg
+
+
+# --------------------------------------------------------------------------- the commands
+
+def _copy_stages(tmp_path: Path, params: dict) -> Path:
+    shutil.copytree(ROOT / "stages", tmp_path / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return tmp_path
+
+
+def _run(project: Path, script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(project / "stages" / script), *args], cwd=project,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_show_config_prints_the_resolved_recipe(tmp_path):
+    project = _copy_stages(tmp_path, project_params())
+    proc = _run(project, "show_config.py", "recipe=paper", "train.lr=6e-05")
+    assert proc.returncode == 0, proc.stderr
+    shown = yaml.safe_load(proc.stdout)
+    assert shown["train"]["lr"] == 6e-5 and shown["train"]["global_batch_size"] == 256
+    assert shown["model"]["preset"] == "paper" and "scene_prior.pretrained" in proc.stderr
+    assert not (project / "data").exists()
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_each_stage_stops_on_a_bad_value_in_one_line_before_any_work(tmp_path, stage):
+    params = project_params()
+    params["train"]["lr"] = "6e-05"                     # as DVC writes it: must be accepted
+    params["model"]["use_vir"] = "flase"                # must be rejected
+    project = _copy_stages(tmp_path, params)
+    proc = _run(project, f"{stage}.py")
+    assert proc.returncode != 0
+    assert proc.stderr.strip() == "params.yaml: model.use_vir = 'flase': expected true or false"
+    assert not any((project / name).exists() for name in ("data", "reports", "mlflow.db"))
