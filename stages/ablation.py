@@ -18,9 +18,9 @@ import json
 import subprocess
 import sys
 
-from common import FIGURES, REPORTS, ROOT
+from common import PATHS, ROOT
 
-from pir import io
+from pir import files
 from pir.experiments import ABLATION, METRIC_KEYS, Variant, ablation_figure, experiment_name, markdown_table, set_param_args, summarise
 from pir.tracking import ensure_experiment
 
@@ -79,10 +79,10 @@ def collect(prefix: str, variants: list[Variant], seeds: list[int]) -> None:
     if not rows:
         sys.exit(f"no finished experiments named {prefix}-*: run without --collect-only first")
     table = markdown_table(rows)
-    io.write_text(REPORTS / "ablation.md",
+    files.write_text(PATHS.reports / "ablation.md",
                   "# PIR ablation (test split, %)\n\n" + table +
                   f"\nExperiments `{prefix}-<variant>-s<seed>`; see `dvc exp show` and the MLflow runs of the same names.\n")
-    ablation_figure(rows, FIGURES / "ablation.png")
+    ablation_figure(rows, PATHS.figures / "ablation.png")
     print(table)
 
 

@@ -8,44 +8,37 @@ data/analyze/tsne.npz. Logs into the MLflow run evaluate used.
 from __future__ import annotations
 
 import csv
-import io as text_io
+import io
 import json
 
 import numpy as np
 
 import common
-from pir import io, tracking
+from pir import files, tracking
 from pir.analysis.clusters import cluster_statistics
 from pir.analysis.tsne import class_similarity_figure, joint_tsne, subsample, tsne_figure
 from pir.config import to_dict
-from pir.evaluation.gallery import save_figure
 
-EMBEDDINGS_PATH = common.EVAL_DIR / "embeddings.npz"
-EVALUATION_PATH = common.EVAL_DIR / "evaluation.json"
-ANALYSIS_PATH = common.REPORTS / "analysis.json"
-TSNE_CSV_PATH = common.REPORTS / "tsne.csv"
-TSNE_FIGURE_PATH = common.FIGURES / "tsne.png"
-CLASS_FIGURE_PATH = common.FIGURES / "class_similarity.png"
 
 
 def load_embeddings() -> dict[str, np.ndarray]:
     try:
-        with np.load(EMBEDDINGS_PATH) as saved:
+        with np.load(common.PATHS.embeddings) as saved:
             return {k: saved[k] for k in saved.files}
     except FileNotFoundError:
-        raise FileNotFoundError(f"{EMBEDDINGS_PATH}: embeddings not found (run the evaluate stage)") from None
+        raise FileNotFoundError(f"{common.PATHS.embeddings}: embeddings not found (run the evaluate stage)") from None
 
 
 def evaluated_model_key() -> str | None:
     """The evaluated model's key (evaluate wrote it), by which its MLflow run is found."""
     try:
-        return json.loads(EVALUATION_PATH.read_text()).get("model_key")
+        return json.loads(common.PATHS.evaluation.read_text()).get("model_key")
     except (FileNotFoundError, json.JSONDecodeError):
         return None
 
 
 def tsne_csv(coords: np.ndarray, modality: list[str], scenes: list[str]) -> str:
-    out = text_io.StringIO()
+    out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["x", "y", "modality", "scene"])
     writer.writerows((f"{x:.4f}", f"{y:.4f}", m, s) for (x, y), m, s in zip(coords, modality, scenes))
@@ -59,7 +52,7 @@ def analyze(cfgs: common.Configs) -> None:
     image_labels, txt2img = saved["image_labels"].astype(np.int64), saved["txt2img"].astype(np.int64)
     class_names = [str(c) for c in saved["class_names"]]
     if len(image_emb) != len(image_labels) or len(text_emb) != len(txt2img):
-        raise ValueError(f"{EMBEDDINGS_PATH}: embedding and label counts disagree")
+        raise ValueError(f"{common.PATHS.embeddings}: embedding and label counts disagree")
 
     root, model_key = common.repo_root(), evaluated_model_key()
     run_id = tracking.find_run(root, model_key) if model_key else None
@@ -77,16 +70,16 @@ def analyze(cfgs: common.Configs) -> None:
         stats["tsne"] = {"images": int(len(image_pick)), "texts": int(len(text_pick)),
                          "perplexity": float(min(settings.perplexity, (len(labels) - 1) / 3))}
 
-        common.ANALYZE_DIR.mkdir(parents=True, exist_ok=True)
-        io.save_npz(common.ANALYZE_DIR / "tsne.npz", coords=coords, labels=labels,
+        common.PATHS.analyze.mkdir(parents=True, exist_ok=True)
+        files.save_npz(common.PATHS.tsne_points, coords=coords, labels=labels,
                     image_index=image_pick, text_index=text_pick, class_similarity=class_matrix)
-        io.write_json(ANALYSIS_PATH, json_safe(stats))
-        io.write_text(TSNE_CSV_PATH, tsne_csv(coords, modality, scenes))
-        save_figure(tsne_figure(coords, modality, labels, class_names), TSNE_FIGURE_PATH)
-        save_figure(class_similarity_figure(class_matrix, class_names), CLASS_FIGURE_PATH)
+        files.write_json(common.PATHS.analysis, json_safe(stats))
+        files.write_text(common.PATHS.tsne_csv, tsne_csv(coords, modality, scenes))
+        files.save_figure(tsne_figure(coords, modality, labels, class_names), common.PATHS.tsne_figure, dpi=100)
+        files.save_figure(class_similarity_figure(class_matrix, class_names), common.PATHS.class_similarity, dpi=100)
 
         tracker.log_metrics(flat_numbers(stats, "analysis_"))
-        for path in (ANALYSIS_PATH, TSNE_FIGURE_PATH, CLASS_FIGURE_PATH):
+        for path in (common.PATHS.analysis, common.PATHS.tsne_figure, common.PATHS.class_similarity):
             tracker.log_artifact(path, "analyze")
     print(f"silhouette image={stats['silhouette']['image']:.3f} text={stats['silhouette']['text']:.3f} "
           f"joint={stats['silhouette']['joint']:.3f}  modality gap={stats['modality_gap']['centroid_distance']:.3f}")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import common
 
-from pir import io, runtime
+from pir import device, files
 from pir.bench import BenchOptions, run_benchmarks, table
 
 
@@ -24,16 +24,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compile", action="store_true",
                         help="also time torch.compile'd CPU train steps (minutes of compiling for the paper preset)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--out", type=Path, default=common.REPORTS / "bench.json")
+    parser.add_argument("--out", type=Path, default=common.PATHS.reports / "bench.json")
     args = parser.parse_args(argv)
-    # as the train and evaluate stages run: freed batches stay in the heap (see pir.runtime)
-    tuned = runtime.retain_freed_memory()
+    # as the train and evaluate stages run: freed batches stay in the heap (see pir.device)
+    tuned = device.retain_freed_memory()
     options = BenchOptions(quick=args.quick, skip_paper=args.skip_paper, compile=args.compile, device=args.device,
                            seed=common.configs().seed)
     with tempfile.TemporaryDirectory(prefix="pir-bench-") as workdir:
         report = run_benchmarks(options, Path(workdir), log=lambda msg: print(f"[bench] {msg}", flush=True))
     report["machine"]["malloc_retains_freed_memory"] = tuned
-    io.write_json(args.out, report)
+    files.write_json(args.out, report)
     print(table(report))
     print(f"wrote {args.out}")
 

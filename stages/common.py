@@ -10,33 +10,21 @@ import os
 import random
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
 
 from pir.params import PipelineConfig, load_params
-from pir.runtime import retain_freed_memory
+from pir.paths import Paths
+from pir.device import retain_freed_memory
 
 # Stage processes are short-lived and allocate the same large batches every step: keeping freed
-# memory spares a page fault per 4 KiB of every batch (see pir.runtime).
+# memory spares a page fault per 4 KiB of every batch (see pir.device).
 retain_freed_memory()
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "data"
-REPORTS = ROOT / "reports"
-FIGURES = REPORTS / "figures"
-
-# Each stage owns one output folder under data/ (DVC outs).
-FETCH_DIR = DATA / "fetch"
-# fetch always writes the tokenizer here (trained, or a copy of data.tokenizer), so training and
-# evaluation tokenize with exactly the same vocabulary.
-TOKENIZER_DIR = FETCH_DIR / "tokenizer"
-PRIOR_DIR = DATA / "scene_prior"
-TRAIN_DIR = DATA / "train"
-TRAIN_STATE_DIR = DATA / "train_state"   # persist: true, resumable state (see stages/train.py)
-EVAL_DIR = DATA / "evaluate"
-ANALYZE_DIR = DATA / "analyze"
+PATHS = Paths(ROOT)   # every artifact path, written once (pir.paths)
 
 
 def repo_root() -> Path:

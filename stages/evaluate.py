@@ -8,32 +8,28 @@ figure go to the evaluated model's MLflow run (a new run for official checkpoint
 from __future__ import annotations
 
 import csv
-import io as text_io
+import io
 from pathlib import Path
 
 import numpy as np
 
 import common
-from pir import io, tracking
+from pir import files, tracking
 from pir.config import to_dict
 from pir.data.prepared import load_prepared
 from pir.data.text import load_tokenizer
+from pir.device import resolve_device
 from pir.evaluation.embed import embed_split
 from pir.evaluation.gallery import save_gallery
-from pir.evaluation.metrics import RECALL_KS, evaluation_report
+from pir.evaluation.metrics import METRIC_KEYS, RECALL_KS, evaluation_report
 from pir.models.checkpoint import load_model
-from pir.training.distributed import resolve_device
 
-CHECKPOINT_NAME = "best.pt"   # written by the train stage
-METRICS_PATH = common.REPORTS / "metrics.json"
-PER_CLASS_PATH = common.REPORTS / "per_class.csv"
-GALLERY_PATH = common.FIGURES / "gallery.png"
 
 
 def checkpoint_path(setting: str) -> Path:
     """"" = the train stage's best checkpoint; relative paths are relative to the repository."""
     if not setting:
-        return common.TRAIN_DIR / CHECKPOINT_NAME
+        return common.PATHS.best
     path = Path(setting).expanduser()
     return path if path.is_absolute() else common.ROOT / path
 
@@ -55,7 +51,7 @@ def check_vocabulary(tokenizer, vocab_size: int, where: Path) -> None:
 def per_class_csv(per_class: dict[str, dict[str, float]]) -> str:
     """One row per scene class, with its six recalls and their mean, for `dvc plots`."""
     columns = ["scene", "n_images", "n_texts"] + [f"{d}_r{k}" for d in ("txt", "img") for k in RECALL_KS] + ["r_mean"]
-    out = text_io.StringIO()
+    out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
     for scene, row in per_class.items():
@@ -74,16 +70,16 @@ def evaluate(cfgs: common.Configs) -> None:
     device = resolve_device(settings.device)
     model, model_cfg, extra = load_model(checkpoint, device)
     official = "official_config" in extra
-    prepared = load_prepared(common.FETCH_DIR)
+    prepared = load_prepared(common.PATHS.fetch)
     test = prepared.split("test")
     if test.n_images == 0 or test.n_texts == 0:
-        raise ValueError(f"{common.FETCH_DIR / 'dataset.json'}: the test split has no images or no captions")
-    tokenizer = load_tokenizer(common.TOKENIZER_DIR)
+        raise ValueError(f"{common.PATHS.dataset_json}: the test split has no images or no captions")
+    tokenizer = load_tokenizer(common.PATHS.tokenizer)
     check_vocabulary(tokenizer, model_cfg.vocab_size, checkpoint)
 
     params = {"evaluate": {**to_dict(settings), "checkpoint_path": str(checkpoint), "dataset": prepared.name}}
     # Our checkpoints name their training run's key; any other file is identified by its bytes.
-    model_key = extra.get("model_key") or f"sha256:{io.sha256_file(checkpoint)}"
+    model_key = extra.get("model_key") or f"sha256:{files.sha256_file(checkpoint)}"
     root = common.repo_root()
     run_id = tracking.find_run(root, model_key)
     with tracking.stage_run(root, "evaluate", params, run_id=run_id, model_key=model_key,
@@ -101,23 +97,23 @@ def evaluate(cfgs: common.Configs) -> None:
         report["dataset"] = prepared.name
         per_class = report.pop("per_class")
 
-        common.EVAL_DIR.mkdir(parents=True, exist_ok=True)
-        io.save_npz(common.EVAL_DIR / "similarity.npz", sims=sims, txt2img=test.txt2img)
-        io.save_npz(common.EVAL_DIR / "embeddings.npz", image_emb=image_emb, text_emb=text_emb,
+        common.PATHS.evaluate.mkdir(parents=True, exist_ok=True)
+        files.save_npz(common.PATHS.similarity, sims=sims, txt2img=test.txt2img)
+        files.save_npz(common.PATHS.embeddings, image_emb=image_emb, text_emb=text_emb,
                     image_labels=test.labels, txt2img=test.txt2img, class_names=np.array(class_names, dtype=str))
-        io.write_json(common.EVAL_DIR / "evaluation.json", {"checkpoint": report["checkpoint"],
+        files.write_json(common.PATHS.evaluation, {"checkpoint": report["checkpoint"],
                                                            "dataset": prepared.name, "model_key": model_key})
-        io.write_json(METRICS_PATH, report)
-        io.write_text(PER_CLASS_PATH, per_class_csv(per_class))
+        files.write_json(common.PATHS.metrics, report)
+        files.write_text(common.PATHS.per_class, per_class_csv(per_class))
         scenes = [prepared.classes[label] if label >= 0 else "unknown" for label in test.labels]
-        save_gallery(GALLERY_PATH, sims, test.txt2img, prepared.pixels[test.image_rows], test.captions,
+        save_gallery(common.PATHS.gallery, sims, test.txt2img, prepared.pixels[test.image_rows], test.captions,
                      settings.gallery_queries, cfgs.seed, scenes=scenes)
 
         tracker.log_metrics({f"test_{k}": v for k, v in scalar_metrics(report).items()})
-        for path in (METRICS_PATH, PER_CLASS_PATH, GALLERY_PATH):
+        for path in (common.PATHS.metrics, common.PATHS.per_class, common.PATHS.gallery):
             tracker.log_artifact(path, "evaluate")
     print(" ".join(f"{k}={report[k]:.2f}" for k in
-                   ("txt_r1", "txt_r5", "txt_r10", "img_r1", "img_r5", "img_r10", "r_mean")))
+                   METRIC_KEYS))
 
 
 def main() -> None:

@@ -12,14 +12,15 @@ import time
 from pathlib import Path
 
 import common
-from pir import io
+from pir.paths import Paths
+from pir import files
 from pir.data import download, importers, synthetic, text
 from pir.data.prepared import ImageRecord, resize_pixels, write_prepared
 from pir.data.summary import dataset_summary, save_sample_grid
 
 # Downloads and extracted archives live outside data/fetch (a DVC out that DVC deletes before each run)
 # and under the real repo root, so queued experiments in temp clones reuse them instead of re-downloading.
-DOWNLOADS = common.repo_root() / "data" / "downloads"
+DOWNLOADS = Paths(common.repo_root()).downloads
 
 
 def load_dataset(cfg: common.Configs) -> tuple[list[str], list[ImageRecord], object]:
@@ -54,7 +55,7 @@ def main() -> None:
     common.seed_everything(cfg.seed)
     start = time.time()
     print(f"fetch: dataset {cfg.data.dataset}" + (f" from {cfg.data.source}" if cfg.data.source else ""))
-    out = common.FETCH_DIR
+    out = common.PATHS.fetch
     try:   # everything that can fail on bad input happens before the dataset files are written
         classes, records, pixels = load_dataset(cfg)
         tokenizer = prepare_tokenizer(cfg, records, out / "tokenizer")
@@ -65,8 +66,8 @@ def main() -> None:
         sys.exit(f"fetch: {exc}")
     write_prepared(out, cfg.data.dataset, classes, records, pixels)
     summary = dataset_summary(cfg.data.dataset, classes, records, cfg.data.max_words, len(tokenizer))
-    io.write_json(common.REPORTS / "data.json", summary)
-    save_sample_grid(classes, records, pixels, common.FIGURES / "data_samples.png")
+    files.write_json(common.PATHS.data_report, summary)
+    save_sample_grid(classes, records, pixels, common.PATHS.data_samples)
     print(f"fetch: {summary['images']} images, {summary['captions']} captions, {len(classes)} classes, "
           f"vocab {len(tokenizer)} -> {out} ({time.time() - start:.1f}s)")
 

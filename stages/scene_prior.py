@@ -12,18 +12,15 @@ from __future__ import annotations
 import time
 
 import common
-from common import FETCH_DIR, FIGURES, PRIOR_DIR, REPORTS
+from common import PATHS
 
 from pir import tracking
 from pir.config import to_dict
 from pir.data.prepared import load_prepared
-from pir.training.distributed import resolve_device
+from pir.device import resolve_device
 from pir.training.scene_prior import (build_scene_prior, check_prior_config, load_class_folders, prepared_scene_sets,
                                       prior_report, scene_prior_model, write_prior_outputs)
 
-PRIOR_PATH = PRIOR_DIR / "prior.pt"
-REPORT_PATH = REPORTS / "scene_prior.json"
-CONFUSION_PATH = FIGURES / "scene_prior_confusion.png"
 
 
 def scene_sets(cfgs: common.Configs):
@@ -31,7 +28,7 @@ def scene_sets(cfgs: common.Configs):
     if cfgs.scene_prior.external:
         sets, classes = load_class_folders(cfgs.scene_prior.external, cfgs.data.cache_res, cfgs.seed)
         return sets, classes, {name: 0 for name in sets}
-    prepared = load_prepared(FETCH_DIR)
+    prepared = load_prepared(PATHS.fetch)
     sets, excluded = prepared_scene_sets(prepared)
     return sets, prepared.classes, excluded
 
@@ -56,18 +53,18 @@ def scene_prior(cfgs: common.Configs) -> None:
             tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
         report = prior_report(run, classes, sets, excluded, cfgs.scene_prior.external or "train split scene labels",
                               cfgs.scene_prior.pretrained)
-        write_prior_outputs(run, report, classes, cfgs.model, PRIOR_PATH, REPORT_PATH, CONFUSION_PATH)
+        write_prior_outputs(run, report, classes, cfgs.model, PATHS.prior, PATHS.prior_report, PATHS.prior_confusion)
         # wall-clock time goes to MLflow only: the report holds what the seed determines
         seconds = "prior_probe_seconds" if run.as_released else "prior_train_seconds"
         metrics = {"prior_val_top1": run.val_top1, "prior_test_top1": run.test_top1,
                    seconds: round(time.perf_counter() - start, 2)}
         tracker.log_metrics({k: v for k, v in metrics.items() if v is not None})
-        for path in (PRIOR_PATH, REPORT_PATH, CONFUSION_PATH):
+        for path in (PATHS.prior, PATHS.prior_report, PATHS.prior_confusion):
             tracker.log_artifact(path)
     how = f"used as released ({run.evaluation})" if run.as_released else f"best epoch {run.best_epoch}"
     scores = ", ".join(f"{split} top-1 {value:.2f}" for split, value in
                        (("val", run.val_top1), ("test", run.test_top1)) if value is not None)
-    print(f"scene prior: {how}" + (f", {scores}" if scores else "") + f" -> {PRIOR_PATH}")
+    print(f"scene prior: {how}" + (f", {scores}" if scores else "") + f" -> {PATHS.prior}")
 
 
 if __name__ == "__main__":

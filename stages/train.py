@@ -13,21 +13,18 @@ import os
 import sys
 
 import common
-from common import FETCH_DIR, PRIOR_DIR, REPORTS, TRAIN_DIR, TRAIN_STATE_DIR
+from common import PATHS
 
-from pir import io, tracking
+from pir import files, tracking
 from pir.config import to_dict
 from pir.data.prepared import load_prepared
 from pir.data.text import load_tokenizer
 from pir.models import create_model
 from pir.models.checkpoint import load_scene_prior_weights
-from pir.training import distributed
+from pir.training import launch
 from pir.training.state import TrainState, file_digest, run_key
 from pir.training.trainer import TrainOutputs, train, write_curves_csv
 
-PRIOR_PATH = PRIOR_DIR / "prior.pt"
-CURVES_PATH = REPORTS / "train_curves.csv"
-REPORT_PATH = REPORTS / "train.json"
 # Runtime knobs that do not change the numbers: a resume may use other values.
 NOT_IN_RUN_KEY = ("num_workers", "log_interval")
 
@@ -40,61 +37,61 @@ def training_params(cfgs: common.Configs, model_cfg) -> dict:
 
 
 def input_digests(model_cfg) -> dict[str, str]:
-    digests = {"dataset": file_digest(FETCH_DIR / "dataset.json"),
-               "tokenizer": file_digest(common.TOKENIZER_DIR / "tokenizer.json")}
+    digests = {"dataset": file_digest(PATHS.dataset_json),
+               "tokenizer": file_digest(PATHS.tokenizer / "tokenizer.json")}
     if model_cfg.use_vir:
-        digests["scene_prior"] = file_digest(PRIOR_PATH)
+        digests["scene_prior"] = file_digest(PATHS.prior)
     return digests
 
 
-def write_reports(summary, ctx: distributed.DistContext) -> None:
-    write_curves_csv(CURVES_PATH, summary.curves)
+def write_reports(summary, ctx: launch.DistContext) -> None:
+    write_curves_csv(PATHS.train_curves, summary.curves)
     summary.extra.update({"device": str(ctx.device.type), "world_size": ctx.world_size})
-    io.write_json(REPORT_PATH, summary.report())
+    files.write_json(PATHS.train_report, summary.report())
 
 
 def main() -> None:
     cfgs = common.configs()
-    gpus = distributed.gpus_to_use(cfgs.train.device, cfgs.train.max_gpus)
+    gpus = launch.gpus_to_use(cfgs.train.device, cfgs.train.max_gpus)
     cfgs.train.per_process_batch(max(1, gpus))   # a global batch that does not split fails here, not later
-    if gpus > 1 and not distributed.under_torchrun():
+    if gpus > 1 and not launch.under_torchrun():
         print(f"train: {gpus} GPUs -> re-running under torchrun (DDP)", flush=True)
-        os.execv(sys.executable, distributed.torchrun_command(__file__, gpus))
-    ctx = distributed.setup(cfgs.train.device)
+        os.execv(sys.executable, launch.torchrun_command(__file__, gpus))
+    ctx = launch.setup(cfgs.train.device)
     common.seed_everything(cfgs.seed)
-    prepared = load_prepared(FETCH_DIR)
-    tokenizer = load_tokenizer(common.TOKENIZER_DIR)
+    prepared = load_prepared(PATHS.fetch)
+    tokenizer = load_tokenizer(PATHS.tokenizer)
     model_cfg = dataclasses.replace(cfgs.model, vocab_size=len(tokenizer))
     model = create_model(model_cfg)
     if model_cfg.use_vir:
-        load_scene_prior_weights(model, PRIOR_PATH)
+        load_scene_prior_weights(model, PATHS.prior)
 
     params = training_params(cfgs, model_cfg)
-    state = TrainState(TRAIN_STATE_DIR, run_key(params, input_digests(model_cfg)))
+    state = TrainState(PATHS.train_state, run_key(params, input_digests(model_cfg)))
     root = common.repo_root()
     if ctx.is_main:
         stale = state.prune_stale()
         if stale:
             print(f"train: removed train state of other params ({', '.join(stale)})")
         tracking.ensure_experiment(root)
-    distributed.barrier(ctx)
+    launch.barrier(ctx)
     # MLflow shows every resolved value the run used (recipe applied), runtime knobs included.
     logged = {**params, "train": to_dict(cfgs.train), "data": to_dict(cfgs.data)}
     run = (tracking.stage_run(root, "train", logged,
                               run_id=state.mlflow_run_id(), model_key=state.key) if ctx.is_main else contextlib.nullcontext())
     with run as tracker:
         summary = train(model, prepared, tokenizer, model_cfg, cfgs.train, seed=cfgs.seed, state=state,
-                        outputs=TrainOutputs(TRAIN_DIR / "best.pt", TRAIN_DIR / "last.pt"), ctx=ctx,
+                        outputs=TrainOutputs(PATHS.best, PATHS.last), ctx=ctx,
                         params=params, tracker=tracker)
         if ctx.is_main:
             write_reports(summary, ctx)
             tracker.log_metrics({**{f"best_val_{k}": v for k, v in summary.best_val.items()}, **summary.timing()})
-            for path in (CURVES_PATH, REPORT_PATH, TRAIN_DIR / "best.pt"):
+            for path in (PATHS.train_curves, PATHS.train_report, PATHS.best):
                 tracker.log_artifact(path)
             state.clear()
             print(f"train: best epoch {summary.best_epoch} (val r_mean {summary.best_val['r_mean']:.2f}), "
-                  f"{summary.samples_per_s:.1f} samples/s -> {TRAIN_DIR}")
-    distributed.teardown()
+                  f"{summary.samples_per_s:.1f} samples/s -> {PATHS.train}")
+    launch.teardown()
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from pir import bench, runtime
+from pir import bench, device
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_flops_per_sample_scale_with_the_model():
 
 
 def test_retain_freed_memory_is_idempotent():
-    assert runtime.retain_freed_memory() == runtime.retain_freed_memory()
+    assert device.retain_freed_memory() == device.retain_freed_memory()
 
 
 def test_typical_lengths_follow_rsitmd_and_cap_at_max_tokens():

@@ -24,8 +24,9 @@ def module_file(name: str) -> Path | None:
     return None
 
 
-def imported_modules(path: Path) -> set[str]:
-    """``pir.*`` modules (and the stages' ``common``) that ``path`` imports anywhere in its body."""
+def imported_modules(path: Path, roots: tuple[str, ...] = ("common", "pir")) -> set[str]:
+    """Modules under ``roots`` (default: ``pir.*`` and the stages' ``common``) that ``path`` imports
+    anywhere in its body."""
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
@@ -33,7 +34,7 @@ def imported_modules(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
             names.update(f"{node.module}.{alias.name}" for alias in node.names)   # submodules
-    return {n for n in names if n == "common" or n.split(".")[0] == "pir"}
+    return {n for n in names if n.split(".")[0] in roots}
 
 
 def closure(script: Path) -> set[Path]:
@@ -85,9 +86,34 @@ def test_every_imported_library_file_is_a_dep_of_its_stage():
     assert {k: v for k, v in missing.items() if v} == {}
 
 
+def test_no_stage_depends_on_library_code_it_never_uses():
+    # an unused dep would rerun a (possibly hours-long) stage for an edit that cannot change it
+    unused = {name: [str(d.relative_to(ROOT)) for d in deps
+                     if SRC in d.parents and not any(f == d or d in f.parents for f in closure(script))]
+              for name, (script, deps) in stage_scripts().items()}
+    assert {k: v for k, v in unused.items() if v} == {}
+
+
 def test_closure_follows_library_imports():
     # sanity of the checker itself: train reaches the losses through the model package
     train_script, _ = stage_scripts()["train"]
     files = closure(train_script)
     assert SRC / "pir/models/losses.py" in files and SRC / "pir/recipes" in files
     assert SRC / "pir/analysis/tsne.py" not in files
+
+
+def test_dvc_yaml_wires_the_paths_of_pir_paths():
+    # every out, metric and plot file of dvc.yaml is a path pir.paths names, and the other way round
+    from pir.paths import Paths
+
+    paths = Paths(ROOT)
+    named = {getattr(paths, name).relative_to(ROOT).as_posix() for name in dir(Paths)
+             if isinstance(getattr(Paths, name), property)}
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    wired = {entry if isinstance(entry, str) else next(iter(entry))
+             for stage in stages.values() for kind in ("outs", "metrics", "plots") for entry in stage.get(kind, [])}
+    assert wired - named == set()
+    outputs = {p for p in named if p.startswith("reports/") and p.count("/") >= 1} - {"reports/figures"}
+    assert outputs - wired == set()
+    folders = {p for p in named if p.count("/") == 1 and p.startswith("data/")} - {"data/downloads"}
+    assert folders - wired == set()

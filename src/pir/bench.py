@@ -192,7 +192,7 @@ class PeakMemory:
     (VmHWM), reset at the start of the block through /proc/self/clear_refs; elsewhere the
     process's lifetime peak (ru_maxrss). Both include the model, optimiser and everything
     else alive. ``growth_mb`` is the peak minus the resident set at the start: with freed
-    memory retained (pir.runtime) a later case reuses an earlier one's heap and may grow by ~0.
+    memory retained (pir.device) a later case reuses an earlier one's heap and may grow by ~0.
     (Sampling RSS from a thread every 2 ms instead slowed the timed steps by 5-15 % on 2 cores.)
     """
 
@@ -300,28 +300,13 @@ def _on_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str
     return {k: v if k == "images" else v.to(device) for k, v in batch.items()}
 
 
-def _forward(model: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    """The trainer's forward (pir.training.trainer.train_epoch) on an ``_on_device`` batch."""
-    from pir.data.loader import normalize_images
-    return model(normalize_images(batch["images"], device), batch["input_ids"], batch["attention_mask"],
-                 batch["image_ids"], batch["labels"])
-
-
 def make_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor],
               device: torch.device, precision: str) -> Callable[[], torch.Tensor]:
-    """The trainer's step on a fixed batch: normalise, forward under the precision context,
-    backward, AdamW step. Returns the loss tensor (no host sync)."""
-    from pir.evaluation.embed import precision_context
+    """The trainer's own step (pir.training.trainer.train_step) on a fixed batch, bf16 allowed on
+    CPU. Returns the loss tensor (no host sync)."""
+    from pir.training.trainer import train_step
     batch = _on_device(batch, device)
-
-    def step() -> torch.Tensor:
-        with precision_context(device, precision, cpu_bf16=True):
-            out = _forward(model, batch, device)
-        optimizer.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        optimizer.step()
-        return out["loss"]
-    return step
+    return lambda: train_step(model, batch, optimizer, device, precision, cpu_bf16=True)["loss"]
 
 
 def flops_per_sample(model: torch.nn.Module, cfg: ModelConfig, device: torch.device, batch_size: int = 2,
@@ -329,11 +314,13 @@ def flops_per_sample(model: torch.nn.Module, cfg: ModelConfig, device: torch.dev
     """Forward + backward FLOPs of one training sample (torch's FlopCounterMode: matmuls/convs/attention),
     on a batch of ``lengths`` captions when given (else ``batch_size`` at max_tokens)."""
     from torch.utils.flop_counter import FlopCounterMode
+
+    from pir.training.trainer import forward_batch
     size = batch_size if lengths is None else len(lengths)
     batch = _on_device(random_batch(cfg, size, seed=1, lengths=lengths), device)
     params = [p for p in model.parameters() if p.requires_grad]
     with FlopCounterMode(display=False) as counter:
-        torch.autograd.grad(_forward(model, batch, device)["loss"], params)
+        torch.autograd.grad(forward_batch(model, batch, device)["loss"], params)
     return counter.get_total_flops() / size
 
 
@@ -437,7 +424,7 @@ def _official_style_model(cfg: ModelConfig) -> torch.nn.Module:
 def _step_times(style: str, preset: str, lengths: list[int], warmup: int, steps: int, seed: int) -> list[float]:
     """fp32 step times of a preset on a batch of ``lengths`` captions, in a fresh process (see
     official_style_benchmark): "ours" as the stages run it, "official" as _official_style_model."""
-    from pir import runtime
+    from pir.device import retain_freed_memory
     from pir.models import create_model
     from pir.config import model_config
     from pir.training.optim import make_optimizer, param_groups
@@ -445,7 +432,7 @@ def _step_times(style: str, preset: str, lengths: list[int], warmup: int, steps:
     train = TrainConfig()
     torch.manual_seed(seed)
     if style == "ours":
-        runtime.retain_freed_memory()                          # as stages/common.py does
+        retain_freed_memory()                          # as stages/common.py does
         model = create_model(cfg)
         optimizer = make_optimizer(model, train)
     else:
@@ -462,7 +449,7 @@ def official_style_benchmark(batch_size: int, rounds: int, warmup: int, steps: i
                              preset: str = "paper") -> dict[str, Any]:
     """Train step, ours vs _official_style_model, each side in its own fresh process, alternating.
 
-    A fresh interpreter per run: the official code does not keep freed memory (pir.runtime),
+    A fresh interpreter per run: the official code does not keep freed memory (pir.device),
     and on a noisy host alternating runs compare like with like.
     """
     from pir.config import model_config

@@ -12,7 +12,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-METRIC_KEYS = ("txt_r1", "txt_r5", "txt_r10", "img_r1", "img_r5", "img_r10", "r_mean")
+from pir.evaluation.metrics import METRIC_KEYS
+
 METRIC_TITLES = ("I→T R@1", "I→T R@5", "I→T R@10", "T→I R@1", "T→I R@5", "T→I R@10", "mR")
 
 
@@ -82,10 +83,8 @@ def markdown_table(rows: Sequence[VariantSummary]) -> str:
 
 def ablation_figure(rows: Sequence[VariantSummary], path: Path) -> None:
     """Grouped bars of R@K both ways and mR per variant, error bars = std over seeds."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    from pir import files
+    plt = files.pyplot()
     width = 0.8 / max(len(rows), 1)
     x = np.arange(len(METRIC_KEYS))
     fig, ax = plt.subplots(figsize=(10, 4))
@@ -97,7 +96,4 @@ def ablation_figure(rows: Sequence[VariantSummary], path: Path) -> None:
     ax.set_title("PIR ablation (test split)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    from pir import io
-    with io.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    files.save_figure(fig, path, dpi=120)

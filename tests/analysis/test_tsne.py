@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from pir import files
 from pir.analysis.tsne import class_similarity_figure, joint_tsne, subsample, tsne_figure
-from pir.evaluation.gallery import save_figure
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -30,7 +30,7 @@ def test_joint_tsne_is_deterministic_and_separates_clusters(tmp_path):
     gap = np.linalg.norm(coords[both == 0].mean(0) - coords[both == 1].mean(0))
     spread = max(coords[both == c].std(0).max() for c in (0, 1))
     assert gap > 2 * spread
-    save_figure(tsne_figure(coords, ["image"] * 30 + ["text"] * 30, both, ["a", "b"]), tmp_path / "t.png")
-    save_figure(class_similarity_figure(np.eye(2), ["a", "b"]), tmp_path / "c.png")
+    files.save_figure(tsne_figure(coords, ["image"] * 30 + ["text"] * 30, both, ["a", "b"]), tmp_path / "t.png")
+    files.save_figure(class_similarity_figure(np.eye(2), ["a", "b"]), tmp_path / "c.png")
     for name in ("t.png", "c.png"):
         assert (tmp_path / name).read_bytes()[:8] == PNG_MAGIC

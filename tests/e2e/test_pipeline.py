@@ -12,13 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pir.evaluation.metrics import retrieval_metrics
+from pir.evaluation.metrics import METRIC_KEYS, retrieval_metrics
 
 from e2e_project import GIT_ENV, make_project, run
 
 pytestmark = pytest.mark.e2e
 
-METRIC_KEYS = ("txt_r1", "txt_r5", "txt_r10", "img_r1", "img_r5", "img_r10", "r_mean")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ from prepared_fixture import make_prepared
 
 from pir.data.loader import normalize_images
 from pir.data.text import tokenize
-from pir.evaluation.embed import embed_split, precision_context
+from pir.evaluation.embed import embed_split
+from pir.device import precision_context
 from pir.models import create_model
 from pir.config import model_config
 

@@ -7,7 +7,7 @@ import pytest
 
 from pir.evaluation import retrieval_metrics
 from pir.evaluation.metrics import (
-    STANDARD_KEYS,
+    METRIC_KEYS,
     best_positive_ranks,
     caption_duplicates,
     duplicate_aware_recall,
@@ -84,7 +84,7 @@ def test_equals_the_official_loop_on_large_tied_rows():
 def test_standard_keys_are_percent_and_unrounded():
     sims = np.eye(3, dtype=np.float32)
     metrics = retrieval_metrics(sims, np.arange(3))
-    assert set(STANDARD_KEYS) <= set(metrics)
+    assert set(METRIC_KEYS) <= set(metrics)
     assert metrics["r_mean"] == 100.0
     sims[0] = [0, 1, 0.5]  # image 0 ranks its caption third, caption 0 still ranks image 0 first
     metrics = retrieval_metrics(sims, np.arange(3))

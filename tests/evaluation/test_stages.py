@@ -30,7 +30,7 @@ from pir.tracking import stage_run
 
 PROJECT = Path(__file__).resolve().parents[2]
 CLASSES = ["airport", "beach", "forest"]
-STANDARD = ("txt_r1", "txt_r5", "txt_r10", "img_r1", "img_r5", "img_r10", "r_mean")
+from pir.evaluation.metrics import METRIC_KEYS as STANDARD
 
 
 def make_dataset(fetch_dir: Path) -> None:

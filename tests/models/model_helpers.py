@@ -13,12 +13,6 @@ from pir.models import create_model
 from pir.config import model_config
 
 
-@pytest.fixture(autouse=True)
-def _modest_threads():
-    torch.set_num_threads(1)   # the test machine's cores are shared
-    yield
-
-
 def tiny_config(**overrides):
     return model_config("tiny", **overrides)
 

@@ -11,7 +11,7 @@ from transformers import BertModel
 
 from model_helpers import build_tiny, random_batch, tiny_config
 from pir.config import to_dict
-from pir.io import save_torch
+from pir.files import save_torch
 from pir.models import backbones
 from pir.models.checkpoint import load_model, load_scene_prior_weights, save_checkpoint
 

@@ -7,7 +7,7 @@ import torch
 
 from model_helpers import build_tiny, random_batch
 
-from pir.evaluation.embed import precision_context
+from pir.device import precision_context
 from pir.models.folding import can_fold
 
 pytestmark = [pytest.mark.cuda,

@@ -67,7 +67,7 @@ def test_official_mismatch_is_one_line_error(tmp_path):
     state["head_img.extra"] = torch.zeros(1)
     del state["txt_ca.0.norm1.weight"]
     torch.save({"model": state, "config": {}}, tmp_path / "bad.pth")
-    with pytest.raises(ValueError, match=r"bad.pth: state_dict does not match the model \(missing 1: "
+    with pytest.raises(ValueError, match=r"bad.pth: weights do not fit the model \(missing 1: "
                                          r"\['txt_ca.0.norm1.weight'\]; unexpected 1: \['head_img.extra'\]\)"):
         load_official_checkpoint(tmp_path / "bad.pth")
     torch.save({"model": {"x": torch.zeros(1)}}, tmp_path / "notpir.pth")

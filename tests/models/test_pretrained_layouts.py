@@ -20,7 +20,7 @@ from torch import nn
 
 from model_helpers import tiny_config
 from pir.config import model_config
-from pir.models import backbones
+from pir.models import backbones, weights
 
 RESNET18 = dict(prior_model="resnet18", prior_channels=(), prior_width=512)
 
@@ -56,7 +56,7 @@ LAYOUTS = {
     "state_dict": lambda sd: {"state_dict": sd, "optimizer": {"lr": torch.tensor(0.1)}},
     "module": lambda sd: {"model": {f"module.{k}": v for k, v in sd.items()}},
     # the authors' prior: nn.Sequential(*resnet.children())[:-1] (no fc), saved as such
-    "sequential": lambda sd: {re.sub(r"^(\w+)", lambda m: str(backbones.RESNET_CHILDREN.index(m.group(1))), k): v
+    "sequential": lambda sd: {re.sub(r"^(\w+)", lambda m: str(weights.RESNET_CHILDREN.index(m.group(1))), k): v
                               for k, v in sd.items() if not k.startswith("fc.")},
 }
 
@@ -214,18 +214,18 @@ def test_swin_files_that_do_not_fit_are_refused_naming_the_file(tmp_path):
 
 def test_timm_tags_resolve_to_that_tags_weights():
     arch = "swin_tiny_patch4_window7_224"
-    source = backbones.resolve_weights(arch, f"{arch}.ms_in22k", "model.vision_pretrained")
-    assert source == backbones.WeightsSource(f"{arch}.ms_in22k", hub=True)
+    source = weights.resolve_weights(arch, f"{arch}.ms_in22k", "model.vision_pretrained")
+    assert source == weights.WeightsSource(f"{arch}.ms_in22k", hub=True)
     resolved = timm.create_model(source.model_name, pretrained=False, num_classes=0).pretrained_cfg
     assert resolved["tag"] == "ms_in22k" and resolved["num_classes"] == 21841
-    assert backbones.resolve_weights(arch, "timm", "x") == backbones.WeightsSource(arch, hub=True)
-    assert backbones.resolve_weights(arch, "", "x") == backbones.WeightsSource(arch, hub=False)
+    assert weights.resolve_weights(arch, "timm", "x") == weights.WeightsSource(arch, hub=True)
+    assert weights.resolve_weights(arch, "", "x") == weights.WeightsSource(arch, hub=False)
     with pytest.raises(ValueError, match=r"no such timm pretrained tag .*ms_in22k"):
-        backbones.resolve_weights(arch, f"{arch}.in21k_bogus", "model.vision_pretrained")
+        weights.resolve_weights(arch, f"{arch}.in21k_bogus", "model.vision_pretrained")
     with pytest.raises(ValueError, match="a timm tag of resnet50, but the model is swin_tiny"):
-        backbones.resolve_weights(arch, "resnet50.a1_in1k", "model.vision_pretrained")
+        weights.resolve_weights(arch, "resnet50.a1_in1k", "model.vision_pretrained")
     with pytest.raises(FileNotFoundError, match="gone/swin.pth: model.vision_pretrained weights file not found"):
-        backbones.resolve_weights(arch, "gone/swin.pth", "model.vision_pretrained")
+        weights.resolve_weights(arch, "gone/swin.pth", "model.vision_pretrained")
 
 
 def test_a_tag_asks_timm_for_its_weights_strictly_then_drops_the_head(monkeypatch):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from prepared_fixture import make_prepared
 
@@ -23,12 +22,3 @@ def tiny_model_cfg(tiny_data):
     _, tokenizer = tiny_data
     return model_config("tiny", image_size=56, swin_depths=(1, 1), swin_heads=(1, 2), text_layers=1,
                         embed_dim=64, heads=2, vocab_size=len(tokenizer), max_tokens=24)
-
-
-@pytest.fixture(autouse=True)
-def _few_threads():
-    # the test machine is shared: keep intra-op parallelism modest and results reproducible
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)

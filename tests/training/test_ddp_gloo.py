@@ -6,9 +6,9 @@ import torch
 import torch.multiprocessing as mp
 
 from pir.config import TrainConfig
-from pir.io import load_torch
+from pir.files import load_torch
 from pir.models import create_model
-from pir.training import distributed
+from pir.training import launch
 from pir.training.state import TrainState
 from pir.training.trainer import TrainOutputs, train
 
@@ -17,7 +17,7 @@ WORLD = 2
 
 def _rank_main(rank: int, tmp_path, tiny_data, cfg) -> None:
     torch.set_num_threads(1)
-    ctx = distributed.setup("cpu", backend="gloo", init_method=f"file://{tmp_path / 'rendezvous'}",
+    ctx = launch.setup("cpu", backend="gloo", init_method=f"file://{tmp_path / 'rendezvous'}",
                             rank=rank, world_size=WORLD)
     try:
         prepared, tokenizer = tiny_data
@@ -31,7 +31,7 @@ def _rank_main(rank: int, tmp_path, tiny_data, cfg) -> None:
         torch.save({"model": model.state_dict(), "samples": summary.curves[0]["samples"] if summary.curves else 0},
                    tmp_path / f"rank{rank}.pt")
     finally:
-        distributed.teardown()
+        launch.teardown()
 
 
 def test_ddp_gloo_two_processes_agree_on_weights(tmp_path, tiny_data, tiny_model_cfg):

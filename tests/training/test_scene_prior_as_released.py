@@ -11,7 +11,7 @@ import torch
 import torchvision
 
 from pir.config import ScenePriorConfig
-from pir.io import load_torch
+from pir.files import load_torch
 from pir.models import create_model
 from pir.models.checkpoint import load_scene_prior_weights
 from pir.training.scene_prior import (AS_RELEASED_NEEDS_FILE, PROBE, build_scene_prior, centroid_predict,

@@ -9,10 +9,10 @@ import torch
 
 from pir.config import TrainConfig
 from pir.data.prepared import PreparedDataset
-from pir.io import load_torch
+from pir.files import load_torch
 from pir.models import create_model
 from pir.training import trainer as trainer_module
-from pir.training.distributed import DistContext
+from pir.training.launch import DistContext
 from pir.training.state import TrainState, run_key
 from pir.training.trainer import TrainOutputs, train, write_curves_csv
 

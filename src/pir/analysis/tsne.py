@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import matplotlib
+import numpy as np
+from sklearn.manifold import TSNE
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.manifold import TSNE  # noqa: E402
+from pir import files
+from pir.analysis.clusters import l2_normalize
 
-from pir.analysis.clusters import l2_normalize  # noqa: E402
+plt = files.pyplot()
 
 MODALITY_MARKERS = {"image": "o", "text": "^"}
 UNKNOWN_COLOUR = (0.0, 0.0, 0.0, 1.0)  # black: tab10/tab20 have no black, so unknown scenes stand out

@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
-from pir import io
+from pir import files
 
 CHUNK = 1 << 20
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
@@ -39,7 +39,7 @@ def is_url(source: str) -> bool:
 
 def verify_sha256(path: Path, expected: str) -> None:
     """Raise DownloadError when ``expected`` is set and differs from the file's sha256."""
-    if expected and (actual := io.sha256_file(path)) != expected.lower():
+    if expected and (actual := files.sha256_file(path)) != expected.lower():
         raise DownloadError(f"{path.name}: sha256 mismatch (expected {expected.lower()}, got {actual}); "
                             "check data.sha256 or the source")
 
@@ -51,7 +51,7 @@ def _offline_hint(url: str) -> str:
 
 def download(url: str, dest: Path, sha256: str = "", progress: bool = True, timeout: float = 30.0) -> Path:
     """Download ``url`` to ``dest`` (resuming ``dest.part``), verify sha256, rename into place."""
-    if dest.is_file() and (not sha256 or io.sha256_file(dest) == sha256.lower()):
+    if dest.is_file() and (not sha256 or files.sha256_file(dest) == sha256.lower()):
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")

@@ -7,7 +7,7 @@ Whether generated or imported, a dataset is written as one folder:
                        "label": int (-1 = unknown scene), "captions": [str, ...]}, ...]}
     pixels.npy     uint8 [n_images, R, R, 3], row i = images[i], decoded once and
                    resized to the cache resolution; memory-mapped by the loaders
-    tokenizer/     HF tokenizer folder (when fetch trained one)
+    tokenizer/     HF tokenizer folder (always: trained by fetch, or a copy of the configured one)
 
 so later stages cannot tell a generated dataset from a benchmark.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pir import io
+from pir import files
 
 SPLITS = ("train", "val", "test")
 UNKNOWN_SCENE = "unknown"
@@ -88,8 +88,8 @@ def write_prepared(root: Path, name: str, classes: list[str], records: list[Imag
     if pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[-1] != 3:
         raise ValueError(f"pixels must be uint8 [n, R, R, 3], got {pixels.dtype} {pixels.shape}")
     root.mkdir(parents=True, exist_ok=True)
-    io.save_npy(root / "pixels.npy", pixels)
-    io.write_json(root / "dataset.json", {
+    files.save_npy(root / "pixels.npy", pixels)
+    files.write_json(root / "dataset.json", {
         "dataset": name,
         "classes": list(classes),
         "images": [{"file": r.file, "split": r.split, "scene": r.scene, "label": r.label,

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 
-from pir import io
+from pir import files
 from pir.data.prepared import SPLITS, UNKNOWN_SCENE, ImageRecord
 from pir.data.text import normalize_caption
 
@@ -59,10 +58,7 @@ def save_sample_grid(classes: list[str], records: list[ImageRecord], pixels: np.
     """Figure with ``per_class`` images of each class, titled with class and first caption; written atomically."""
     import textwrap
 
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = files.pyplot()
     panels = [i for c in classes[:max_classes] for i in [j for j, r in enumerate(records) if r.scene == c][:per_class]]
     rows = max(1, -(-len(panels) // columns))
     fig, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.9 * rows), squeeze=False)
@@ -73,6 +69,4 @@ def save_sample_grid(classes: list[str], records: list[ImageRecord], pixels: np.
         caption = textwrap.shorten(records[i].captions[0], 90, placeholder="...")
         ax.set_title(f"{records[i].scene}\n" + textwrap.fill(caption, 34), fontsize=7)
     fig.tight_layout()
-    with io.atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
+    files.save_figure(fig, path, dpi=90)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import torch
@@ -11,16 +10,7 @@ from tqdm import tqdm
 
 from pir.data.loader import eval_images, make_loader, normalize_images
 from pir.data.prepared import PreparedDataset, SplitView
-
-
-def precision_context(device: torch.device | str, precision: str, cpu_bf16: bool = False):
-    """bf16 autocast on CUDA when ``precision == "bf16"``; on CPU only if ``cpu_bf16`` asks for it."""
-    if precision not in ("bf16", "fp32"):
-        raise ValueError(f"precision must be bf16 or fp32, got {precision!r}")
-    device_type = torch.device(device).type
-    if precision == "bf16" and (device_type == "cuda" or cpu_bf16):
-        return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+from pir.device import precision_context
 
 
 @torch.inference_mode()

@@ -12,13 +12,11 @@ import textwrap
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from pir import files
 
-from pir import io  # noqa: E402
+plt = files.pyplot()
 
 CORRECT = "#1a9641"
 WRONG = "#d7191c"
@@ -105,11 +103,4 @@ def save_gallery(path: str | Path, sims: np.ndarray, txt2img: np.ndarray, pixels
     text_queries = choose_queries(sims.shape[1], n_queries, seed)
     image_queries = choose_queries(sims.shape[0], n_queries, seed + 1)
     fig = gallery_figure(sims, txt2img, pixels, captions, text_queries, image_queries, k, scenes)
-    save_figure(fig, path)
-
-
-def save_figure(fig, path: str | Path) -> None:
-    """Write a matplotlib figure as PNG atomically (fixed size: no tight bbox) and close it."""
-    with io.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI)
-    plt.close(fig)
+    files.save_figure(fig, path, dpi=DPI)

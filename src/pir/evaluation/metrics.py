@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 RECALL_KS = (1, 5, 10)
-STANDARD_KEYS = ("txt_r1", "txt_r5", "txt_r10", "img_r1", "img_r5", "img_r10", "r_mean")
+METRIC_KEYS = ("txt_r1", "txt_r5", "txt_r10", "img_r1", "img_r5", "img_r10", "r_mean")
 # Bound on the temporary [rows, candidates] arrays of the argsort fallback (elements).
 _FALLBACK_BLOCK_ELEMENTS = 1 << 22
 
@@ -180,10 +180,7 @@ def per_class_recall(image_ranks: np.ndarray, text_ranks: np.ndarray, image_labe
 
 def default_caption_key(caption: str) -> str:
     """Normalised caption used to decide that two captions are the same string."""
-    try:
-        from pir.data.text import normalize_caption
-    except ImportError:  # the data package may be absent in a minimal install
-        return " ".join(caption.lower().split())
+    from pir.data.text import normalize_caption
     return normalize_caption(caption, max_words=10**6)
 
 

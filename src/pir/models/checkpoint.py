@@ -15,29 +15,29 @@ import torch
 from torch import nn
 
 from pir.config import ModelConfig, from_mapping, to_dict
-from pir.io import load_torch, save_torch
+from pir.files import load_torch, save_torch
 from pir.models.official import model_from_official
 from pir.models.pir import PIR
+from pir.models.weights import load_state
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The bare model under any nesting of DDP (``.module``) and torch.compile (``._orig_mod``) wrappers."""
+    while isinstance(model, nn.Module) and (hasattr(model, "_orig_mod") or
+                                            isinstance(model, nn.parallel.DistributedDataParallel)):
+        model = getattr(model, "_orig_mod", None) or model.module
+    return model
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, cfg: ModelConfig, **extra: Any) -> None:
     """Atomically write the model's weights, its config and ``extra`` (plain values/tensors only)."""
-    model = getattr(model, "module", model)          # unwrap DDP
-    model = getattr(model, "_orig_mod", model)       # unwrap torch.compile
+    model = unwrap(model)
     save_torch(path, {"model": model.state_dict(), "model_config": to_dict(cfg), **extra})
 
 
 def _architecture_only(cfg: ModelConfig) -> ModelConfig:
     """Same architecture without pretrained loading: the checkpoint supplies every weight."""
     return dataclasses.replace(cfg, vision_pretrained="", text_pretrained=False)
-
-
-def _load_state(module: nn.Module, state_dict: dict[str, torch.Tensor], where: str) -> None:
-    try:
-        module.load_state_dict(state_dict, strict=True)
-    except RuntimeError as exc:
-        detail = " ".join(str(exc).split())[:300]
-        raise ValueError(f"{where}: weights do not fit the model ({detail})") from None
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[PIR, ModelConfig, dict[str, Any]]:
@@ -58,7 +58,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     extra = {k: v for k, v in checkpoint.items() if k not in ("model", "model_config")}
     cfg = from_mapping(ModelConfig, checkpoint["model_config"], f"{where}: model_config")
     model = PIR(_architecture_only(cfg))
-    _load_state(model, checkpoint["model"], where)
+    load_state(model, checkpoint["model"], where)
     return model.to(device).eval(), cfg, extra
 
 
@@ -71,4 +71,4 @@ def load_scene_prior_weights(model: PIR, path: str | os.PathLike) -> None:
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
         raise ValueError(f"{where}: not a scene-prior checkpoint (no 'model' state_dict)")
     state_dict = {k: v for k, v in checkpoint["model"].items() if not k.startswith("fc.")}
-    _load_state(model.scene_prior, state_dict, where)
+    load_state(model.scene_prior, state_dict, where)

@@ -2,7 +2,7 @@
 
 Every loss takes ``rank`` / ``world_size`` explicitly (open_clip style). With
 world_size > 1 the local features are gathered from every rank with gradients
-flowing back to the local slice (``pir.distributed.all_gather_with_grad``), so
+flowing back to the local slice (``pir.models.collectives.all_gather_with_grad``), so
 a DDP step equals a single-process step on the same global batch.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from pir.distributed import all_gather_no_grad, all_gather_with_grad
+from pir.models.collectives import all_gather_no_grad, all_gather_with_grad
 
 
 def gather_batch(image_emb: torch.Tensor, text_emb: torch.Tensor, *keys: torch.Tensor,

@@ -31,8 +31,9 @@ import torch
 from timm.models.swin_transformer import checkpoint_filter_fn
 
 from pir.config import ModelConfig
-from pir.io import load_torch
+from pir.files import load_torch
 from pir.models.pir import PIR
+from pir.models.weights import load_state
 from pir.config import PAPER
 
 PRIOR_CHILDREN = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}
@@ -143,20 +144,6 @@ def convert_official_state_dict(state_dict: Mapping[str, torch.Tensor], model: P
     return out
 
 
-def _load_strictly(model: PIR, state_dict: dict[str, torch.Tensor], where: str) -> None:
-    """load_state_dict allowing only missing BatchNorm counters; one-line error otherwise."""
-    try:
-        result = model.load_state_dict(state_dict, strict=False)
-    except RuntimeError as exc:  # size mismatches
-        detail = " ".join(str(exc).split())[:300]
-        raise ValueError(f"{where}: tensors do not fit the model ({detail})") from None
-    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
-    if missing or result.unexpected_keys:
-        raise ValueError(f"{where}: state_dict does not match the model "
-                         f"(missing {len(missing)}: {missing[:4]}; unexpected "
-                         f"{len(result.unexpected_keys)}: {result.unexpected_keys[:4]})")
-
-
 def model_from_official(checkpoint: Mapping[str, Any], where: str = "official checkpoint") -> PIR:
     """Build and fill the model from an already-loaded official checkpoint dict (eval mode)."""
     if not isinstance(checkpoint, Mapping) or not isinstance(checkpoint.get("model"), Mapping):
@@ -168,7 +155,7 @@ def model_from_official(checkpoint: Mapping[str, Any], where: str = "official ch
     except KeyError as exc:
         raise ValueError(f"{where}: official checkpoint lacks tensor {exc.args[0]}") from None
     model = PIR(cfg)
-    _load_strictly(model, convert_official_state_dict(state_dict, model, where), where)
+    load_state(model, convert_official_state_dict(state_dict, model, where), where)
     return model.eval()
 
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pir import distributed
+from pir.models import collectives
 from pir.config import ModelConfig
 from pir.models import backbones, folding, losses
 from pir.models.blocks import CrossAttentionBlock, SelfAttentionBlock, belief_filter
@@ -173,4 +173,4 @@ class PIR(nn.Module):
         image_emb = self.encode_image(images)
         text_emb = self.encode_text(input_ids, attention_mask)
         return self.loss(image_emb, text_emb, image_ids, scene_labels,
-                         rank=distributed.rank(), world_size=distributed.world_size())
+                         rank=collectives.rank(), world_size=collectives.world_size())

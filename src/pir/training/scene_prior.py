@@ -25,14 +25,14 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from pir import io
+from pir import files
 from pir.config import ModelConfig, ScenePriorConfig, to_dict
 from pir.data.loader import LabelledImages, eval_transform, make_loader, normalize_images, set_epoch, train_transform
+from pir.data.importers import IMAGE_EXTENSIONS, decode_all
 from pir.data.prepared import PreparedDataset
 from pir.models.backbones import create_scene_prior
 from pir.training.optim import param_groups
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
 
 
 @dataclass
@@ -57,15 +57,6 @@ def prepared_scene_sets(prepared: PreparedDataset) -> tuple[dict[str, SceneSet],
     return sets, excluded
 
 
-def _decode(path: Path, size: int) -> np.ndarray:
-    from PIL import Image
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC), dtype=np.uint8)
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot decode image ({exc})") from None
-
-
 def load_class_folders(root: str | Path, size: int, seed: int, holdout: float = 0.1,
                        progress: bool = True) -> tuple[dict[str, SceneSet], list[str]]:
     """``root/<class>/<image>`` decoded once (PIL) into uint8 [N,size,size,3]; val and test carved by image.
@@ -76,14 +67,17 @@ def load_class_folders(root: str | Path, size: int, seed: int, holdout: float = 
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: external scene dataset folder not found")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    files = [(path, label) for label, name in enumerate(classes)
-             for path in sorted((root / name).iterdir()) if path.suffix.lower() in IMAGE_SUFFIXES]
-    if len(classes) < 2 or len(files) < 10:
-        raise ValueError(f"{root}: expected class folders with images (found {len(classes)} classes, {len(files)} images)")
-    pixels = np.stack([_decode(path, size) for path, _ in tqdm(files, desc="decode scenes", disable=not progress)])
-    labels = np.array([label for _, label in files], dtype=np.int64)
-    order = np.random.default_rng(seed).permutation(len(files))
-    n_hold = max(1, round(len(files) * holdout))
+    images = [(path, label) for label, name in enumerate(classes)
+              for path in sorted((root / name).iterdir()) if path.suffix.lower() in IMAGE_EXTENSIONS]
+    if len(classes) < 2 or len(images) < 10:
+        raise ValueError(f"{root}: expected class folders with images (found {len(classes)} classes, {len(images)} images)")
+    paths = [path for path, _ in images]
+    pixels, problems = decode_all(paths, [str(p) for p in paths], size, progress)
+    if problems:
+        raise ValueError(f"{problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+    labels = np.array([label for _, label in images], dtype=np.int64)
+    order = np.random.default_rng(seed).permutation(len(images))
+    n_hold = max(1, round(len(images) * holdout))
     parts = {"val": order[:n_hold], "test": order[n_hold:2 * n_hold], "train": order[2 * n_hold:]}
     return {name: SceneSet(pixels, np.sort(rows), labels[np.sort(rows)]) for name, rows in parts.items()}, classes
 
@@ -304,9 +298,9 @@ def write_prior_outputs(run: PriorRun, report: dict[str, Any], classes: list[str
                         prior_path: str | Path, report_path: str | Path, confusion_path: str | Path) -> None:
     """The stage's files: the prior checkpoint (the format ``load_scene_prior_weights`` reads), the report,
     and the test confusion figure."""
-    io.save_torch(prior_path, {"model": run.state_dict, "model_config": to_dict(model_cfg),
+    files.save_torch(prior_path, {"model": run.state_dict, "model_config": to_dict(model_cfg),
                                "classes": list(classes), "epoch": run.best_epoch})
-    io.write_json(report_path, report)
+    files.write_json(report_path, report)
     score = "no labelled images" if run.test_top1 is None else f"top-1 {run.test_top1:.1f}%"
     title = (f"scene prior as released, test split ({score}, nearest-centroid probe)" if run.as_released
              else f"scene prior, test split ({score})")
@@ -315,10 +309,7 @@ def write_prior_outputs(run: PriorRun, report: dict[str, Any], classes: list[str
 
 def plot_confusion(confusion: np.ndarray, classes: list[str], path: str | Path, title: str) -> None:
     """Row-normalised confusion matrix as a PNG (written atomically)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = files.pyplot()
     with np.errstate(invalid="ignore", divide="ignore"):
         rates = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
     size = max(4.0, 0.35 * len(classes) + 2)
@@ -331,6 +322,4 @@ def plot_confusion(confusion: np.ndarray, classes: list[str], path: str | Path, 
     ax.set_title(title)
     fig.colorbar(shown, ax=ax, fraction=0.046)
     fig.tight_layout()
-    with io.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    files.save_figure(fig, path, dpi=120)

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from pir import io
+from pir import files
 
 STATE_FILE = "state.pt"
 META_FILE = "meta.json"       # small sidecar: completed epoch and MLflow run id, readable without torch.load
@@ -28,7 +28,7 @@ BEST_FILE = "best.pt"
 def file_digest(path: str | Path) -> str:
     """sha256 of a file's bytes, or "absent" (so a missing optional input is part of the key too)."""
     path = Path(path)
-    return io.sha256_file(path) if path.is_file() else "absent"
+    return files.sha256_file(path) if path.is_file() else "absent"
 
 
 def run_key(params: Mapping[str, Any], inputs: Mapping[str, str]) -> str:
@@ -95,12 +95,12 @@ class TrainState:
         """The saved state of this key, or None. A file of another key (hash clash, copy) is ignored."""
         if not self.state_path.is_file():
             return None
-        payload = io.load_torch(self.state_path)
+        payload = files.load_torch(self.state_path)
         return payload if payload.get("key") == self.key else None
 
     def save(self, payload: dict[str, Any]) -> None:
-        io.save_torch(self.state_path, {**payload, "key": self.key})
-        io.write_json(self.dir / META_FILE, {"key": self.key, "epoch": payload.get("epoch"),
+        files.save_torch(self.state_path, {**payload, "key": self.key})
+        files.write_json(self.dir / META_FILE, {"key": self.key, "epoch": payload.get("epoch"),
                                              "mlflow_run_id": payload.get("mlflow_run_id")})
 
     def mlflow_run_id(self) -> str | None:

@@ -17,12 +17,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from pir import io
+from pir import files
 from pir.config import ModelConfig, TrainConfig
 from pir.data.loader import normalize_images, set_epoch, train_pairs_loader
 from pir.data.prepared import PreparedDataset
-from pir.evaluation.embed import embed_split, precision_context
-from pir.training.distributed import DistContext, barrier
+from pir.device import precision_context
+from pir.evaluation.embed import embed_split
+from pir.models.checkpoint import save_checkpoint, unwrap
+from pir.training.launch import DistContext, barrier
 from pir.training.optim import make_optimizer, make_scheduler
 from pir.training.state import TrainState, capture_rng, restore_rng
 
@@ -67,12 +69,6 @@ class TrainSummary:
                 "resumed_from_epoch": self.resumed_from}
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """The bare model under DDP / torch.compile wrappers (what checkpoints and validation use)."""
-    model = getattr(model, "_orig_mod", model)
-    return getattr(model, "module", model)
-
-
 def validate(model: nn.Module, prepared: PreparedDataset, tokenizer: Any, model_cfg: ModelConfig,
              train_cfg: TrainConfig, ctx: DistContext) -> dict[str, float]:
     """Val-split retrieval metrics (percent) of the current weights."""
@@ -106,6 +102,33 @@ class _LossMeter:
         return {key: float(total) / max(1, self.steps) for key, total in self.sums.items()}
 
 
+def forward_batch(model: nn.Module, batch: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """The model on a collated batch: uint8 images normalised on ``device``, the rest moved there."""
+    return model(normalize_images(batch["images"], device),
+                 batch["input_ids"].to(device, non_blocking=True),
+                 batch["attention_mask"].to(device, non_blocking=True),
+                 batch["image_ids"].to(device, non_blocking=True),
+                 batch["labels"].to(device, non_blocking=True))
+
+
+def train_step(model: nn.Module, batch: Mapping[str, torch.Tensor], optimizer: torch.optim.Optimizer,
+               device: torch.device, precision: str, cpu_bf16: bool = False,
+               grad_clip: float = 0.0) -> dict[str, torch.Tensor]:
+    """One optimizer step: forward under the precision context, backward, optional clipping, AdamW.
+
+    Returns the model's outputs (losses still on the device: no host sync). The benchmark times
+    this very function (pir.bench.make_step).
+    """
+    with precision_context(device, precision, cpu_bf16):
+        out = forward_batch(model, batch, device)
+    optimizer.zero_grad(set_to_none=True)
+    out["loss"].backward()
+    if grad_clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return out
+
+
 def train_epoch(model: nn.Module, loader, optimizer, scheduler, train_cfg: TrainConfig, ctx: DistContext,
                 epoch: int, desc: str) -> dict[str, float]:
     """One pass over the loader; mean losses, last lr, samples and wall time."""
@@ -116,17 +139,8 @@ def train_epoch(model: nn.Module, loader, optimizer, scheduler, train_cfg: Train
     start = time.perf_counter()
     bar = tqdm(loader, desc=desc, disable=not ctx.is_main, leave=False, dynamic_ncols=True)
     for step, batch in enumerate(bar, 1):
-        with precision_context(ctx.device, train_cfg.precision, train_cfg.cpu_bf16):
-            out = model(normalize_images(batch["images"], ctx.device),
-                        batch["input_ids"].to(ctx.device, non_blocking=True),
-                        batch["attention_mask"].to(ctx.device, non_blocking=True),
-                        batch["image_ids"].to(ctx.device, non_blocking=True),
-                        batch["labels"].to(ctx.device, non_blocking=True))
-        optimizer.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        if train_cfg.grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
-        optimizer.step()
+        out = train_step(model, batch, optimizer, ctx.device, train_cfg.precision, cpu_bf16=train_cfg.cpu_bf16,
+                         grad_clip=train_cfg.grad_clip)
         scheduler.step()
         meter.add(out)
         samples += len(batch["image_ids"]) * ctx.world_size
@@ -150,7 +164,7 @@ def _checkpoint_extra(epoch: int, params: Mapping[str, Any], val: Mapping[str, f
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
-    with io.atomic_path(dst) as tmp:
+    with files.atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
 
 
@@ -167,7 +181,6 @@ def train(model: nn.Module, prepared: PreparedDataset, tokenizer: Any, model_cfg
 
     Rank 0 validates, logs and writes; other ranks only train. ``tracker`` (pir.tracking) is optional.
     """
-    from pir.models.checkpoint import save_checkpoint
     params = dict(params or {})
     run_id = getattr(tracker, "run_id", None)
     batch_size = train_cfg.per_process_batch(ctx.world_size)   # the losses gather the global batch back
@@ -256,7 +269,7 @@ def write_curves_csv(path: str | Path, curves: list[Mapping[str, Any]]) -> None:
     lines = [",".join(columns)]
     for row in curves:
         lines.append(",".join("" if k not in row else _csv_value(row[k]) for k in columns))
-    io.write_text(path, "\n".join(lines) + "\n")
+    files.write_text(path, "\n".join(lines) + "\n")
 
 
 def _csv_value(value: Any) -> str:

@@ -1,6 +1,7 @@
-"""Process-level distributed setup: device choice, torchrun re-launch, process group life cycle.
+"""Launching: GPU count, torchrun re-launch, process group life cycle (trainer side).
 
-Model-side helpers (all-gather with gradients inside the losses) live in ``pir.distributed``.
+The collectives the losses use (all-gather with gradients) live model-side, in
+``pir.models.collectives``; device choice and precision in ``pir.device``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from pir.device import resolve_device
 
 
 @dataclass(frozen=True)
@@ -29,16 +32,6 @@ class DistContext:
     def distributed(self) -> bool:
         return self.world_size > 1
 
-
-def resolve_device(preference: str = "auto") -> torch.device:
-    """``auto``: CUDA when present, else CPU; ``cuda`` without a GPU is a clear error."""
-    if preference == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if preference == "cuda" and not torch.cuda.is_available():
-        raise ValueError("train.device is 'cuda' but no CUDA device is visible")
-    if preference not in ("cpu", "cuda"):
-        raise ValueError(f"train.device must be auto, cpu or cuda, got {preference!r}")
-    return torch.device(preference)
 
 
 def gpus_to_use(preference: str = "auto", max_gpus: int = 0) -> int:

@@ -1,14 +1,14 @@
 import pytest
 import torch
 
-from pir import io
+from pir import files
 
 
 def test_failed_write_keeps_the_previous_file_and_leaves_no_temp(tmp_path):
     target = tmp_path / "report.json"
-    io.write_json(target, {"r_mean": 1.0})
+    files.write_json(target, {"r_mean": 1.0})
     with pytest.raises(RuntimeError):
-        with io.atomic_path(target) as tmp:
+        with files.atomic_path(target) as tmp:
             tmp.write_text("half a fi")
             raise RuntimeError("killed")
     assert target.read_text() == '{\n  "r_mean": 1.0\n}\n'
@@ -17,25 +17,25 @@ def test_failed_write_keeps_the_previous_file_and_leaves_no_temp(tmp_path):
 
 def test_equal_checkpoints_are_equal_bytes(tmp_path):
     state = {"model": {"w": torch.arange(6.0).reshape(2, 3)}, "epoch": 3}
-    io.save_torch(tmp_path / "a.pt", state)
-    io.save_torch(tmp_path / "b.pt", state)
+    files.save_torch(tmp_path / "a.pt", state)
+    files.save_torch(tmp_path / "b.pt", state)
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
-    assert io.sha256_file(tmp_path / "a.pt") == io.sha256_file(tmp_path / "b.pt")
-    assert io.load_torch(tmp_path / "a.pt")["epoch"] == 3
+    assert files.sha256_file(tmp_path / "a.pt") == files.sha256_file(tmp_path / "b.pt")
+    assert files.load_torch(tmp_path / "a.pt")["epoch"] == 3
 
 
 def test_checkpoint_errors_are_one_line_and_name_the_file(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match=r"bad\.pt: not a loadable checkpoint") as error:
-        io.load_torch(bad)
+        files.load_torch(bad)
     assert "\n" not in str(error.value)
     with pytest.raises(FileNotFoundError, match="missing.pt: checkpoint not found"):
-        io.load_torch(tmp_path / "missing.pt")
+        files.load_torch(tmp_path / "missing.pt")
 
 
 def test_unsafe_pickles_are_refused(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"callback": print}, path)   # arbitrary objects need weights_only=False
     with pytest.raises(ValueError, match="evil.pt"):
-        io.load_torch(path)
+        files.load_torch(path)

@@ -1,4 +1,4 @@
-"""Tiny torch.distributed helpers shared by the model's losses and the trainer.
+"""Collectives the model's losses use (gathers across DDP ranks); process setup is ``pir.training.launch``.
 
 Everything degrades to the single-process case when no process group is
 initialised, so library code can call these unconditionally.
