@@ -10,7 +10,8 @@ import math
 import pytest
 import torch
 
-from pir import bench, device
+from pir import device
+from pir_tools import bench
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pir.experiments import ABLATION, METRIC_KEYS, ablation_figure, experiment_name, markdown_table, set_param_args, summarise
+from pir_tools.experiments import ABLATION, METRIC_KEYS, ablation_figure, experiment_name, markdown_table, set_param_args, summarise
 
 
 def fake_run(base: float) -> dict[str, float]:

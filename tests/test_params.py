@@ -178,3 +178,19 @@ def test_each_stage_stops_on_a_bad_value_in_one_line_before_any_work(tmp_path, s
     assert proc.returncode != 0
     assert proc.stderr.strip() == "params.yaml: model.use_vir = 'flase': expected true or false"
     assert not any((project / name).exists() for name in ("data", "reports", "mlflow.db"))
+
+
+def test_pir_recipe_show_from_inside_the_project(tmp_path):
+    project = _copy_stages(tmp_path, project_params())
+    (project / "dvc.yaml").write_text("stages: {}\n")
+    (project / "sub").mkdir()
+    proc = subprocess.run([sys.executable, "-m", "pir_tools.cli", "recipe", "show", "paper", "train.lr=6e-05"],
+                          cwd=project / "sub", capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    shown = yaml.safe_load(proc.stdout)
+    assert shown["recipe"] == "paper" and shown["train"]["lr"] == 6e-5
+    listed = subprocess.run([sys.executable, "-m", "pir_tools.cli", "recipe", "list"], cwd=project,
+                            capture_output=True, text=True, timeout=120)
+    assert listed.stdout.split() == recipe_names()
+    # the console script `pir` is what pyproject declares
+    assert 'pir = "pir_tools.cli:main"' in (ROOT / "pyproject.toml").read_text()

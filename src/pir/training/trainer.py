@@ -117,7 +117,7 @@ def train_step(model: nn.Module, batch: Mapping[str, torch.Tensor], optimizer: t
     """One optimizer step: forward under the precision context, backward, optional clipping, AdamW.
 
     Returns the model's outputs (losses still on the device: no host sync). The benchmark times
-    this very function (pir.bench.make_step).
+    this very function (pir_tools.bench.make_step).
     """
     with precision_context(device, precision, cpu_bf16):
         out = forward_batch(model, batch, device)

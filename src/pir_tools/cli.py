@@ -1,0 +1,58 @@
+"""The ``pir`` command: tools around the pipeline, run from inside a project checkout.
+
+    pir recipe show [NAME] [KEY=VALUE ...]   the configuration a run would use, as YAML
+    pir recipe list                          the recipes that ship with the library
+    pir bench [--quick] [...]                the benchmark -> reports/bench.json
+    pir ablation [--seeds 0 1 2] [...]       the paper's ablation as queued DVC experiments
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+USAGE = __doc__.split("\n\n", 1)[1].rstrip()
+
+
+def recipe_show(argv: list[str], root: Path | None = None) -> int:
+    """Print params.yaml resolved with recipe NAME and KEY=VALUE overrides (as `dvc exp run -S` sets
+    them); problems that would stop a run go to stderr after the YAML."""
+    from pir.params import PipelineConfig, apply_overrides, load_params
+    from pir_tools.project import project_root
+
+    overrides = [f"recipe={argv[0]}", *argv[1:]] if argv and "=" not in argv[0] else argv
+    try:
+        cfgs = PipelineConfig.from_params(apply_overrides(load_params((root or project_root()) / "params.yaml"),
+                                                          overrides))
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(cfgs.to_yaml(), end="")
+    for problem in cfgs.problems():
+        print(f"# before running: {problem}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    command, rest = (argv[0], argv[1:]) if argv else ("", [])
+    if command == "recipe" and rest[:1] == ["show"]:
+        return recipe_show(rest[1:])
+    if command == "recipe" and rest[:1] == ["list"]:
+        from pir.params import recipe_names
+        print("\n".join(recipe_names()))
+        return 0
+    if command == "bench":
+        from pir_tools.bench import main as bench
+        bench(rest)
+        return 0
+    if command == "ablation":
+        from pir_tools.ablation import main as ablation
+        ablation(rest)
+        return 0
+    print(USAGE, file=sys.stderr)
+    return 0 if command in ("-h", "--help", "help") else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
