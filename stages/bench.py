@@ -3,9 +3,9 @@
     python stages/bench.py [--quick] [--skip-paper] [--compile] [--device auto|cpu|cuda] [--out PATH]
 """
 
-from common import ROOT
+from pathlib import Path
 
 from pir_tools.bench import main
 
 if __name__ == "__main__":
-    main(root=ROOT)
+    main(root=Path(__file__).resolve().parent.parent)

@@ -1,71 +1,11 @@
-"""DVC stage `scene_prior`: the scene classifier PIR uses as its frozen instruction encoder.
+"""DVC stage `scene_prior`: the frozen scene classifier PIR takes its instruction from.
 
-scene_prior.epochs > 0 trains it (from scratch, or from scene_prior.pretrained's backbone);
-scene_prior.epochs == 0 uses scene_prior.pretrained as it is (the released recipe: the AID
-RSP ResNet-50) and scores it with a nearest-centroid probe on the dataset's scene labels.
-Writes data/scene_prior/prior.pt, reports/scene_prior.json and
-reports/figures/scene_prior_confusion.png (test split), and logs to MLflow.
+One call: pir.pipeline.scene_prior.run does the work; pir.pipeline.main loads params.yaml, seeds and
+turns user errors into one line. dvc.yaml is where the stage's paths and params are wired.
 """
+from pathlib import Path
 
-from __future__ import annotations
-
-import time
-
-import common
-from common import PATHS
-
-from pir import tracking
-from pir.config import to_dict
-from pir.data.prepared import load_prepared
-from pir.device import resolve_device
-from pir.training.scene_prior import (build_scene_prior, check_prior_config, load_class_folders, prepared_scene_sets,
-                                      prior_report, scene_prior_model, write_prior_outputs)
-
-
-
-def scene_sets(cfgs: common.Configs):
-    """(sets per split, class names, excluded unknown-scene counts) from the chosen label source."""
-    if cfgs.scene_prior.external:
-        sets, classes = load_class_folders(cfgs.scene_prior.external, cfgs.data.cache_res, cfgs.seed)
-        return sets, classes, {name: 0 for name in sets}
-    prepared = load_prepared(PATHS.fetch)
-    sets, excluded = prepared_scene_sets(prepared)
-    return sets, prepared.classes, excluded
-
-
-def scene_prior(cfgs: common.Configs) -> None:
-    check_prior_config(cfgs.scene_prior)     # before reading any data
-    device = resolve_device(cfgs.train.device)
-    sets, classes, excluded = scene_sets(cfgs)
-    print(f"scene prior: {len(classes)} classes; labelled images "
-          + ", ".join(f"{k} {len(v)}" for k, v in sets.items())
-          + f"; excluded (unknown scene) {excluded}")
-    model = scene_prior_model(cfgs.scene_prior, cfgs.model, len(classes))
-    root = common.repo_root()
-    params = {"seed": cfgs.seed, "recipe": cfgs.recipe, "scene_prior": to_dict(cfgs.scene_prior),
-              "model": to_dict(cfgs.model)}
-    tracking.ensure_experiment(root)
-    with tracking.stage_run(root, "scene_prior", params) as tracker:
-        start = time.perf_counter()
-        run = build_scene_prior(model, sets, len(classes), cfgs.scene_prior, cfgs.model, cfgs.seed, device,
-                                num_workers=cfgs.train.num_workers)
-        for row in run.history:
-            tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
-        report = prior_report(run, classes, sets, excluded, cfgs.scene_prior.external or "train split scene labels",
-                              cfgs.scene_prior.pretrained)
-        write_prior_outputs(run, report, classes, cfgs.model, PATHS.prior, PATHS.prior_report, PATHS.prior_confusion)
-        # wall-clock time goes to MLflow only: the report holds what the seed determines
-        seconds = "prior_probe_seconds" if run.as_released else "prior_train_seconds"
-        metrics = {"prior_val_top1": run.val_top1, "prior_test_top1": run.test_top1,
-                   seconds: round(time.perf_counter() - start, 2)}
-        tracker.log_metrics({k: v for k, v in metrics.items() if v is not None})
-        for path in (PATHS.prior, PATHS.prior_report, PATHS.prior_confusion):
-            tracker.log_artifact(path)
-    how = f"used as released ({run.evaluation})" if run.as_released else f"best epoch {run.best_epoch}"
-    scores = ", ".join(f"{split} top-1 {value:.2f}" for split, value in
-                       (("val", run.val_top1), ("test", run.test_top1)) if value is not None)
-    print(f"scene prior: {how}" + (f", {scores}" if scores else "") + f" -> {PATHS.prior}")
-
+from pir.pipeline import main, scene_prior
 
 if __name__ == "__main__":
-    common.run_stage("scene_prior", scene_prior)
+    main(scene_prior, Path(__file__).resolve().parent.parent)

@@ -6,10 +6,9 @@
 """
 
 import sys
-
-from common import ROOT
+from pathlib import Path
 
 from pir_tools.cli import recipe_show
 
 if __name__ == "__main__":
-    sys.exit(recipe_show(sys.argv[1:], ROOT))
+    sys.exit(recipe_show(sys.argv[1:], Path(__file__).resolve().parent.parent))

@@ -1,6 +1,6 @@
 """A small generated dataset in the canonical prepared layout, with its WordPiece tokenizer.
 
-Shared by the loader, embedding and training tests (``pythonpath = tests`` in pyproject.toml).
+Shared by the loader, embedding and training tests (``from tests.prepared_fixture import make_prepared``).
 """
 
 from __future__ import annotations

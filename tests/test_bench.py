@@ -128,7 +128,7 @@ def test_peak_memory_covers_what_the_block_held():
 
 
 def test_official_style_reference_is_the_same_model_run_the_official_way():
-    from pir.data.loader import normalize_images
+    from pir.data.transforms import normalize_images
     from pir.models import create_model
     from pir.config import model_config
     cfg = model_config("tiny")

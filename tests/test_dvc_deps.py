@@ -24,9 +24,8 @@ def module_file(name: str) -> Path | None:
     return None
 
 
-def imported_modules(path: Path, roots: tuple[str, ...] = ("common", "pir")) -> set[str]:
-    """Modules under ``roots`` (default: ``pir.*`` and the stages' ``common``) that ``path`` imports
-    anywhere in its body."""
+def imported_modules(path: Path, roots: tuple[str, ...] = ("pir",)) -> set[str]:
+    """Modules under ``roots`` (default: ``pir.*``) that ``path`` imports anywhere in its body."""
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
@@ -38,7 +37,7 @@ def imported_modules(path: Path, roots: tuple[str, ...] = ("common", "pir")) -> 
 
 
 def closure(script: Path) -> set[Path]:
-    """Every file under src/pir (and stages/common.py) that running ``script`` may execute or read."""
+    """Every file under src/pir that running ``script`` may execute or read."""
     seen: set[Path] = set()
     todo = [script]
     while todo:
@@ -50,9 +49,6 @@ def closure(script: Path) -> set[Path]:
         if path.suffix != ".py":
             continue
         for name in imported_modules(path):
-            if name == "common":
-                todo.append(ROOT / "stages/common.py")
-                continue
             parts = name.split(".")
             for depth in range(1, len(parts) + 1):   # importing a.b.c runs a/__init__ and a/b/__init__
                 found = module_file(".".join(parts[:depth]))

@@ -60,7 +60,7 @@ def test_released_details_the_values_cannot_show():
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms.v2 import functional as F
 
-    from pir.data.loader import resized_crop
+    from pir.data.transforms import resized_crop
     from pir.models import create_model
     model = create_model(resolve().model)
     assert isinstance(model.temp, torch.nn.Parameter) and model.temp.requires_grad
@@ -176,7 +176,7 @@ def test_each_stage_stops_on_a_bad_value_in_one_line_before_any_work(tmp_path, s
     project = _copy_stages(tmp_path, params)
     proc = _run(project, f"{stage}.py")
     assert proc.returncode != 0
-    assert proc.stderr.strip() == "params.yaml: model.use_vir = 'flase': expected true or false"
+    assert proc.stderr.strip() == f"{stage}: params.yaml: model.use_vir = 'flase': expected true or false"
     assert not any((project / name).exists() for name in ("data", "reports", "mlflow.db"))
 
 

@@ -1,7 +1,7 @@
 """Typed configuration of every part of the pipeline.
 
-Stage scripts build these dataclasses once from ``params.yaml`` (see
-``stages/common.py``); the library only ever receives the dataclasses, never a
+The pipeline builds these dataclasses once from ``params.yaml`` (``pir.params``,
+``pir.pipeline.load_configs``); the library only ever receives the dataclasses, never a
 raw dict. Field comments say what each option does and which value the paper
 (or its released code) used.
 """

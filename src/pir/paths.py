@@ -1,7 +1,7 @@
 """Every artifact path of the pipeline, written once (dvc.yaml wires the same paths; a test
-compares the two). Relative to the checkout the stage runs in: DVC runs a queued experiment
-in a temporary clone, whose outputs are its own. The MLflow store is the exception: it lives
-under the real repository root (``DVC_ROOT``), see ``pir.tracking``."""
+compares the two). Relative to the checkout the stage runs in (``root``): DVC runs a queued
+experiment in a temporary clone, whose outputs are its own. What queued experiments share, the
+MLflow store and the downloads, lives under the real repository (``repo``, DVC's ``DVC_ROOT``)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,12 @@ from pathlib import Path
 @dataclass(frozen=True)
 class Paths:
     root: Path
+    repo: Path | None = None    # the real repository when ``root`` is a queued experiment's clone
+
+    @property
+    def store(self) -> Path:
+        """Where the MLflow store lives (pir.tracking): the real repository, shared by all clones."""
+        return self.repo or self.root
 
     # ---- one output folder per stage under data/ (DVC outs), reports/ for what people read
     @property
@@ -29,7 +35,7 @@ class Paths:
     @property
     def downloads(self) -> Path:
         """Raw downloads and extracted archives: outside data/fetch (which DVC deletes before a run)."""
-        return self.data / "downloads"
+        return self.store / "data" / "downloads"
 
     # fetch
     @property

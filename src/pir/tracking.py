@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+from pir.reports import flatten
+
 EXPERIMENT = "pir"
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"   # opens the runs table, not MLflow 3's GenAI view
@@ -120,14 +122,7 @@ def git_commit(root: str | os.PathLike) -> str:
 
 def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """Nested params -> {"train.lr": "0.0005", ...}, values and keys cut to MLflow's limits."""
-    flat: dict[str, str] = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten_params(value, f"{name}."))
-        else:
-            flat[name[:MAX_KEY]] = str(value)[:MAX_PARAM_VALUE]
-    return flat
+    return {name[:MAX_KEY]: str(value)[:MAX_PARAM_VALUE] for name, value in flatten(params, prefix).items()}
 
 
 class Tracker:

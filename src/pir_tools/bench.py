@@ -107,9 +107,12 @@ def ours_loader_samples_per_s(prepared: PreparedDataset, tokenizer: Any, image_s
                               batches: int, seed: int = 0) -> float:
     """Samples/s of the real training loader (memory map -> augmentation -> collate) plus the
     CLIP normalisation the trainer applies to each batch: the same work the PIL baseline does."""
-    from pir.data.loader import normalize_images, set_epoch, train_pairs_loader
-    loader = train_pairs_loader(prepared, prepared.split("train"), tokenizer, image_size=image_size,
-                                max_tokens=47, batch_size=batch_size, seed=seed, num_workers=0)
+    from pir.data.loader import set_epoch, train_pairs_loader
+    from pir.data.transforms import normalize_images
+    # the recipe's augmentation (TrainConfig defaults), in the main process, 47-token captions
+    train_cfg = TrainConfig(global_batch_size=batch_size, num_workers=0)
+    model_cfg = ModelConfig(image_size=image_size, max_tokens=47)
+    loader = train_pairs_loader(prepared, prepared.split("train"), tokenizer, train_cfg, model_cfg, seed=seed)
     set_epoch(loader, 0)
     iterator = iter(loader)
     normalize_images(next(iterator)["images"])            # warm-up: caches, lazy imports
@@ -131,7 +134,7 @@ def pil_baseline_transform(image_size: int):
     """The usual PIL pipeline (torchvision v1): what the authors' loader does per sample."""
     from torchvision import transforms as T
 
-    from pir.data.loader import CLIP_MEAN, CLIP_STD
+    from pir.data.transforms import CLIP_MEAN, CLIP_STD
     return T.Compose([
         T.RandomResizedCrop(image_size, scale=(0.5, 1.0), interpolation=T.InterpolationMode.BICUBIC),
         T.RandomHorizontalFlip(),
@@ -440,7 +443,7 @@ def step_times(style: str, preset: str, lengths: list[int], warmup: int, steps: 
     train = TrainConfig()
     torch.manual_seed(seed)
     if style == "ours":
-        retain_freed_memory()                          # as stages/common.py does
+        retain_freed_memory()                          # as every stage process does (pir.pipeline.main)
         model = create_model(cfg)
         optimizer = make_optimizer(model, train)
     else:

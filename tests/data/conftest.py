@@ -1,3 +1,15 @@
-"""Data-test fixtures live in data_fixtures.py (importable by name from the tests); registered here."""
+"""Fixtures of the data tests."""
 
-from data_fixtures import finetune_root  # noqa: F401  (pytest fixture)
+from pathlib import Path
+
+import pytest
+
+from tests.data.data_fixtures import write_finetune, write_images
+
+
+@pytest.fixture
+def finetune_root(tmp_path: Path) -> Path:
+    """An RSITMD-layout folder: annotation file and images in split folders."""
+    write_finetune(tmp_path)
+    write_images(tmp_path, in_split_folders=True)
+    return tmp_path

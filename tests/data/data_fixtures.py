@@ -8,7 +8,6 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 # image file -> split; two classes per split plus one numeric (class-less) name, RSICD style
@@ -83,10 +82,3 @@ def write_parquet(root: Path) -> None:
             rows.append({"filename": f.replace(".tif", ".jpg"), "captions": captions_of(f),
                          "image": {"bytes": buffer.getvalue(), "path": None}})
         pq.write_table(pa.Table.from_pylist(rows), root / "data" / f"{shard}-00000-of-00001.parquet")
-
-
-@pytest.fixture
-def finetune_root(tmp_path: Path) -> Path:
-    write_finetune(tmp_path)
-    write_images(tmp_path, in_split_folders=True)
-    return tmp_path

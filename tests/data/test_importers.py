@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_fixtures import FILES, captions_of, save_image, write_finetune, write_images, write_karpathy, write_parquet, write_precomp
+from tests.data.data_fixtures import FILES, captions_of, save_image, write_finetune, write_images, write_karpathy, write_parquet, write_precomp
 from pir.data import importers
 from pir.data.importers import ImportProblems, import_dataset, scene_from_filename
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import pickle
 
@@ -10,11 +11,16 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as F
 
-from prepared_fixture import make_prepared
+from tests.prepared_fixture import make_prepared
 
-from pir.data import loader as loader_module
-from pir.data.loader import (CLIP_MEAN, CLIP_STD, RANDAUG_OPS, PixelSource, RestrictedRandAugment, TrainPairs,
-                             eval_images, normalize_images, set_epoch, train_pairs_loader, train_transform)
+from pir.config import ModelConfig, TrainConfig
+from pir.data import transforms
+from pir.data.loader import PixelSource, TrainPairs, eval_images, set_epoch, train_pairs_loader
+from pir.data.transforms import (CLIP_MEAN, CLIP_STD, RANDAUG_OPS, RestrictedRandAugment, normalize_images,
+                                 train_transform)
+
+TRAIN = TrainConfig(global_batch_size=4, num_workers=0)
+MODEL = ModelConfig(image_size=40, max_tokens=16)
 
 
 @pytest.fixture(scope="module")
@@ -23,11 +29,9 @@ def data(tmp_path_factory):
                          captions_per_image=3, split=(0.6, 0.2, 0.2), vocab_size=200)
 
 
-def loader(data, **overrides):
+def loader(data, seed=0, train=TRAIN, model=MODEL, **placement):
     prepared, tokenizer = data
-    options = dict(image_size=40, max_tokens=16, batch_size=4, seed=0, num_workers=0)
-    options.update(overrides)
-    return train_pairs_loader(prepared, prepared.split("train"), tokenizer, **options)
+    return train_pairs_loader(prepared, prepared.split("train"), tokenizer, train, model, seed=seed, **placement)
 
 
 def first_batch(train_loader, epoch):
@@ -89,9 +93,17 @@ def test_epoch_batches_depend_only_on_seed_and_epoch(data):
     assert not torch.equal(a["images"], other_seed["images"])
 
 
+def test_each_process_loads_its_share_of_the_global_batch(data):
+    # train.global_batch_size is split over the processes; the losses gather it back
+    global_batch = dataclasses.replace(TRAIN, global_batch_size=8)
+    ranks = [first_batch(loader(data, train=global_batch, rank=r, world_size=2), 0)["image_ids"] for r in (0, 1)]
+    assert [len(ids) for ids in ranks] == [4, 4]
+    assert len(first_batch(loader(data, train=global_batch), 0)["image_ids"]) == 8
+
+
 def test_workers_give_the_same_batches_as_the_main_process(data):
     in_process = first_batch(loader(data), 3)
-    with_workers = first_batch(loader(data, num_workers=2), 3)
+    with_workers = first_batch(loader(data, train=dataclasses.replace(TRAIN, num_workers=2)), 3)
     assert torch.equal(in_process["images"], with_workers["images"])
     assert torch.equal(in_process["input_ids"], with_workers["input_ids"])
 
@@ -124,7 +136,7 @@ def test_normalize_images_uses_clip_statistics():
     assert torch.allclose(white[0, :, 0, 0], (1 - torch.tensor(CLIP_MEAN)) / torch.tensor(CLIP_STD))
     # the constants are made once per device, not per batch (a blocking host-to-GPU copy each time)
     cpu = torch.device("cpu")
-    assert loader_module._clip_scale_shift(cpu) is loader_module._clip_scale_shift(cpu)
+    assert transforms._clip_scale_shift(cpu) is transforms._clip_scale_shift(cpu)
 
 
 def test_memory_map_pickles_by_file_name(data):
@@ -147,7 +159,7 @@ def test_max_words_changes_the_tokens_in_training_and_evaluation(data):
     full = PairCollate(tokenizer, max_tokens=16, max_words=30)([long_caption])["attention_mask"].sum()
     cut = PairCollate(tokenizer, max_tokens=16, max_words=2)([long_caption])["attention_mask"].sum()
     assert cut < full and cut <= 2 * 4 + 2          # two words (a few word pieces each) + [CLS]/[SEP]
-    short = first_batch(loader(data, max_words=2), 0)["attention_mask"].sum(1)
+    short = first_batch(loader(data, model=dataclasses.replace(MODEL, max_words=2)), 0)["attention_mask"].sum(1)
     normal = first_batch(loader(data), 0)["attention_mask"].sum(1)
     assert (short <= normal).all() and (short < normal).any()
     ids, _ = tokenize(tokenizer, ["one two three"], 16, max_words=1)

@@ -12,6 +12,9 @@ import pytest
 from pir.config import SyntheticConfig
 from pir.data import synthetic
 from pir.data.prepared import SPLITS
+from pir.data.synthetic.canvas import Canvas
+from pir.data.synthetic.captions import GENERIC, NUMBER_WORDS, _synonyms, make_captions
+from pir.data.synthetic.scenes import scene_storagetanks
 
 SMALL = SyntheticConfig(images=120, image_size=48, classes=12, distractor_rate=1.0)
 
@@ -54,15 +57,15 @@ def test_captions_state_drawn_counts():
     """Storage-tank captions with an exact count word name the number of tanks really drawn."""
     cfg = SyntheticConfig(images=40, image_size=64, classes=16, generic_caption_rate=0.0, distractor_rate=0.0)
     for i in range(40):
-        cv = synthetic.Canvas(64, np.random.default_rng(i))
-        scene = synthetic.scene_storagetanks(cv)
-        captions = synthetic.make_captions("storagetanks", scene, [], 5, 0.0, np.random.default_rng(i))
+        cv = Canvas(64, np.random.default_rng(i))
+        scene = scene_storagetanks(cv)
+        captions = make_captions("storagetanks", scene, [], 5, 0.0, np.random.default_rng(i))
         n = scene.slots["tanks"].count
         for caption in captions:
             words = set(caption.split())
-            exact = words & set(synthetic.NUMBER_WORDS[2:])
+            exact = words & set(NUMBER_WORDS[2:])
             if exact:
-                assert exact == {synthetic.NUMBER_WORDS[n]}, (n, caption)
+                assert exact == {NUMBER_WORDS[n]}, (n, caption)
             assert scene.slots["tanks"].colour in words or "tank area" in caption or "size" in caption
     assert cfg.classes == 16
 
@@ -72,8 +75,8 @@ def test_generic_rate_controls_scene_only_captions():
         _, records, _ = synthetic.generate(SyntheticConfig(images=60, image_size=32, classes=6,
                                                            generic_caption_rate=rate), 0, progress=False)
         generic = [c for r in records for c in r.captions
-                   if any(re.fullmatch(synthetic._synonyms(g.replace("{scene}", ".*"), np.random.default_rng(0))
-                                       .replace("[", "").replace("]", ""), c) for g in synthetic.GENERIC)]
+                   if any(re.fullmatch(_synonyms(g.replace("{scene}", ".*"), np.random.default_rng(0))
+                                       .replace("[", "").replace("]", ""), c) for g in GENERIC)]
         return len(generic) / (5 * len(records))
     assert generic_share(0.0) < 0.1 < 0.5 < generic_share(0.9)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e_project import make_project, run
+from tests.e2e.e2e_project import make_project, run
 
 pytestmark = pytest.mark.e2e
 

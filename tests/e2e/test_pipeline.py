@@ -14,7 +14,7 @@ import pytest
 
 from pir.evaluation.metrics import METRIC_KEYS, retrieval_metrics
 
-from e2e_project import GIT_ENV, make_project, run
+from tests.e2e.e2e_project import GIT_ENV, make_project, run
 
 pytestmark = pytest.mark.e2e
 
@@ -83,7 +83,7 @@ def test_git_sees_no_stray_files(repro):
 
 @pytest.mark.parametrize("edited", ["src/pir/analysis/tsne.py", "src/pir/data/text.py", "src/pir/recipes/cpu.yaml"])
 def test_editing_library_code_reruns_the_stages_that_use_it(repro, edited):
-    from test_dvc_deps import ROOT, stages_importing
+    from tests.test_dvc_deps import ROOT, stages_importing
 
     project, _ = repro
     path = project / edited

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from prepared_fixture import make_prepared
+from tests.prepared_fixture import make_prepared
 
-from pir.data.loader import normalize_images
 from pir.data.text import tokenize
+from pir.data.transforms import normalize_images
 from pir.evaluation.embed import embed_split
 from pir.device import precision_context
 from pir.models import create_model

@@ -1,18 +1,17 @@
-"""The evaluate and analyze stage scripts, run as DVC runs them, on a tiny hand-built project.
+"""The evaluate and analyze stages, run through the stage scripts' entry point, on a tiny hand-built project.
 
-The project holds the real stage scripts and params.yaml, a small prepared dataset,
+The project holds the real params.yaml, a small prepared dataset,
 a trained-vocabulary tokenizer and a tiny (untrained) PIR checkpoint: the upstream
 stages are not run here (the e2e tests do that), so this stays a few seconds.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
-import shutil
-import runpy
-import sys
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -22,15 +21,16 @@ import yaml
 from pir.data.prepared import ImageRecord, write_prepared
 from pir.data.text import load_tokenizer, train_wordpiece
 from pir.evaluation import retrieval_metrics
+from pir.evaluation.metrics import METRIC_KEYS as STANDARD
 from pir.models import create_model
 from pir.models.checkpoint import save_checkpoint
 from pir.models.official import export_official_config, export_official_state_dict
 from pir.config import model_config
+from pir.pipeline import main
 from pir.tracking import stage_run
 
 PROJECT = Path(__file__).resolve().parents[2]
 CLASSES = ["airport", "beach", "forest"]
-from pir.evaluation.metrics import METRIC_KEYS as STANDARD
 
 
 def make_dataset(fetch_dir: Path) -> None:
@@ -51,9 +51,6 @@ def make_dataset(fetch_dir: Path) -> None:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("project")
-    (root / "stages").mkdir()
-    for script in ("common.py", "evaluate.py", "analyze.py"):
-        shutil.copy2(PROJECT / "stages" / script, root / "stages" / script)
     params = yaml.safe_load((PROJECT / "params.yaml").read_text())
     params["evaluate"].update(batch_size=8, gallery_queries=2, device="cpu")
     params["analyze"].update(max_points=10, perplexity=5.0, knn=3)
@@ -69,27 +66,17 @@ def project(tmp_path_factory) -> Path:
 
 
 def run_stage(root: Path, name: str) -> str | None:
-    """Run stages/<name>.py of ``root`` as __main__ in this process (saves ~10 s of imports per run).
+    """Run stage ``name`` on the tiny project through the entry point the stage scripts call.
 
-    Returns None on success, else the stage's exit message. ``common`` is re-imported from
-    ``root`` so that the stage's paths point into the tiny project.
+    Returns None on success, else the stage's one-line exit message.
     """
-    saved_path, saved_root = list(sys.path), os.environ.get("DVC_ROOT")
-    sys.modules.pop("common", None)
-    sys.path.insert(0, str(root / "stages"))
-    os.environ["DVC_ROOT"] = str(root)
-    try:
-        runpy.run_path(str(root / "stages" / f"{name}.py"), run_name="__main__")
-        return None
-    except SystemExit as exc:
-        return str(exc.code)
-    finally:
-        sys.path[:] = saved_path
-        sys.modules.pop("common", None)
-        if saved_root is None:
-            os.environ.pop("DVC_ROOT", None)
-        else:
-            os.environ["DVC_ROOT"] = saved_root
+    with mock.patch.dict(os.environ):
+        os.environ.pop("DVC_ROOT", None)     # the project is its own repository
+        try:
+            main(importlib.import_module(f"pir.pipeline.{name}"), root)
+            return None
+        except SystemExit as exc:
+            return str(exc.code)
 
 
 @pytest.fixture(scope="module")

@@ -1,3 +1,10 @@
-"""Model-test fixtures live in model_helpers.py (importable by name from the tests); registered here."""
+"""Fixtures of the model tests."""
 
-from model_helpers import tiny_model  # noqa: F401  (pytest fixture)
+import pytest
+
+from tests.models.model_helpers import build_tiny
+
+
+@pytest.fixture
+def tiny_model():
+    return build_tiny().eval()

@@ -6,7 +6,6 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")   # tests never download
 
-import pytest
 import torch
 
 from pir.models import create_model
@@ -35,8 +34,3 @@ def random_batch(cfg, batch: int = 6, length: int = 12, seed: int = 1):
     image_ids = torch.tensor([0, 0, 1, 2, 2, 3])[:batch]
     labels = torch.tensor([1, 1, 0, 1, 1, 0])[:batch]
     return images, input_ids, mask, image_ids, labels
-
-
-@pytest.fixture
-def tiny_model():
-    return build_tiny().eval()

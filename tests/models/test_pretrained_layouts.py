@@ -18,7 +18,7 @@ import torch
 import torchvision
 from torch import nn
 
-from model_helpers import tiny_config
+from tests.models.model_helpers import tiny_config
 from pir.config import model_config
 from pir.models import backbones, weights
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from prepared_fixture import make_prepared
+from tests.prepared_fixture import make_prepared
 
 from pir.config import model_config
 

@@ -38,6 +38,12 @@ def joint_tsne(image_emb: np.ndarray, text_emb: np.ndarray, perplexity: float, s
     return tsne.fit_transform(points)
 
 
+def tsne_table(coords: np.ndarray, modality: Sequence[str], scenes: Sequence[str]) -> tuple[list[str], list[tuple]]:
+    """(columns, rows) of reports/tsne.csv, for `dvc plots` (coordinates to 4 decimals)."""
+    rows = [(f"{x:.4f}", f"{y:.4f}", m, s) for (x, y), m, s in zip(coords, modality, scenes)]
+    return ["x", "y", "modality", "scene"], rows
+
+
 def _class_colours(n_classes: int) -> np.ndarray:
     cmap = plt.get_cmap("tab20" if n_classes > 10 else "tab10")
     return np.array([cmap(i % cmap.N) for i in range(max(n_classes, 1))])

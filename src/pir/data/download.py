@@ -29,7 +29,7 @@ ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".ta
 _DONE_MARKER = ".extracted"
 
 
-class DownloadError(RuntimeError):
+class DownloadError(OSError):
     """A download or extraction failed; the message is one line saying what and how to work around it."""
 
 

@@ -24,7 +24,6 @@ import io as _io
 import json
 import os
 import re
-import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -423,12 +422,6 @@ def import_dataset(root: str | os.PathLike, dataset: str, cache_res: int, seed: 
         notes.append(f"{unknown} images have no scene class in their name"
                      + ("" if class_list else " and no data.class_list: scene 'unknown' (label -1)"))
     return ImportedDataset(classes, records, pixels, layout, notes)
-
-
-def print_problems(exc: ImportProblems, stream=sys.stderr) -> None:
-    """Every problem on its own line (the exception message lists only the first few)."""
-    for problem in exc.problems:
-        print(f"  - {problem}", file=stream)
 
 
 def split_counts(records: list[ImageRecord]) -> dict[str, int]:

@@ -8,8 +8,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from pir.data.loader import eval_images, make_loader, normalize_images
+from pir.data.loader import eval_images, make_loader
 from pir.data.prepared import PreparedDataset, SplitView
+from pir.data.transforms import normalize_images
 from pir.device import precision_context
 
 

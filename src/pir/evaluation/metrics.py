@@ -178,6 +178,16 @@ def per_class_recall(image_ranks: np.ndarray, text_ranks: np.ndarray, image_labe
     return table
 
 
+def per_class_table(per_class: dict[str, dict[str, float]]) -> tuple[list[str], list[list]]:
+    """(columns, rows) of reports/per_class.csv: one row per scene, its six recalls and their mean."""
+    recall_columns = [f"{d}_r{k}" for d in ("txt", "img") for k in RECALL_KS]
+    rows = []
+    for scene, row in per_class.items():
+        recalls = [row[c] for c in recall_columns]
+        rows.append([scene, row["n_images"], row["n_texts"], *recalls, sum(recalls) / len(recalls)])
+    return ["scene", "n_images", "n_texts", *recall_columns, "r_mean"], rows
+
+
 def default_caption_key(caption: str) -> str:
     """Normalised caption used to decide that two captions are the same string."""
     from pir.data.text import normalize_caption

@@ -52,6 +52,12 @@ def torchrun_command(script: str, nproc: int, args: list[str] | None = None) -> 
             script, *(args or [])]
 
 
+def relaunch_under_torchrun(nproc: int) -> None:
+    """Replace this process by its own command line run under torchrun with ``nproc`` ranks (never returns)."""
+    print(f"train: {nproc} GPUs -> re-running under torchrun (DDP)", flush=True)
+    os.execv(sys.executable, torchrun_command(sys.argv[0], nproc, sys.argv[1:]))
+
+
 def setup(preference: str = "auto", backend: str | None = None, init_method: str | None = None,
           rank: int | None = None, world_size: int | None = None) -> DistContext:
     """Join the process group when launched by torchrun (or given rank/world_size), else single process.

@@ -27,9 +27,10 @@ from tqdm import tqdm
 
 from pir import files
 from pir.config import ModelConfig, ScenePriorConfig, to_dict
-from pir.data.loader import LabelledImages, eval_transform, make_loader, normalize_images, set_epoch, train_transform
+from pir.data.loader import LabelledImages, make_loader, set_epoch
 from pir.data.importers import IMAGE_EXTENSIONS, decode_all
 from pir.data.prepared import PreparedDataset
+from pir.data.transforms import eval_transform, normalize_images, train_transform
 from pir.models.backbones import create_scene_prior
 from pir.training.optim import param_groups
 

@@ -19,8 +19,9 @@ from tqdm import tqdm
 
 from pir import files
 from pir.config import ModelConfig, TrainConfig
-from pir.data.loader import normalize_images, set_epoch, train_pairs_loader
+from pir.data.loader import set_epoch, train_pairs_loader
 from pir.data.prepared import PreparedDataset
+from pir.data.transforms import normalize_images
 from pir.device import precision_context
 from pir.evaluation.embed import embed_split
 from pir.models.checkpoint import save_checkpoint, unwrap
@@ -183,13 +184,8 @@ def train(model: nn.Module, prepared: PreparedDataset, tokenizer: Any, model_cfg
     """
     params = dict(params or {})
     run_id = getattr(tracker, "run_id", None)
-    batch_size = train_cfg.per_process_batch(ctx.world_size)   # the losses gather the global batch back
-    loader = train_pairs_loader(
-        prepared, prepared.split("train"), tokenizer, image_size=model_cfg.image_size,
-        max_tokens=model_cfg.max_tokens, max_words=model_cfg.max_words, batch_size=batch_size, seed=seed,
-        crop_scale=train_cfg.crop_scale, hflip=train_cfg.hflip, randaug_ops=train_cfg.randaug_ops,
-        randaug_magnitude=train_cfg.randaug_magnitude, pairs_per_image=train_cfg.pairs_per_image,
-        num_workers=train_cfg.num_workers, device=ctx.device, rank=ctx.rank, world_size=ctx.world_size)
+    loader = train_pairs_loader(prepared, prepared.split("train"), tokenizer, train_cfg, model_cfg, seed=seed,
+                                device=ctx.device, rank=ctx.rank, world_size=ctx.world_size)
     if len(loader) == 0:
         raise ValueError(f"train split has {len(loader.dataset)} pairs, fewer than one global batch of "
                          f"{train_cfg.global_batch_size}: lower train.global_batch_size")

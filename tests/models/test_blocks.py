@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from pir.models.blocks import CrossAttentionBlock, MultiHeadAttention, SelfAttentionBlock, belief_filter
-from pir_official_reference import RefMHAtt
+from tests.models.pir_official_reference import RefMHAtt
 
 
 def test_block_shapes():

@@ -6,7 +6,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from model_helpers import build_tiny, random_batch
+from tests.models.model_helpers import build_tiny, random_batch
 
 WORLD = 2
 

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from model_helpers import build_tiny, random_batch
+from tests.models.model_helpers import build_tiny, random_batch
 from pir.models import count_parameters, create_model
 from pir.models.checkpoint import load_model
 from pir.models.official import (convert_official_state_dict, export_official_config, export_official_state_dict,

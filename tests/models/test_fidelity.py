@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model_helpers import build_tiny, random_batch
+from tests.models.model_helpers import build_tiny, random_batch
 from pir.models import backbones
-from pir_official_reference import (RefHead, ref_affil_loss, ref_contr_loss, ref_triplet_loss)
+from tests.models.pir_official_reference import (RefHead, ref_affil_loss, ref_contr_loss, ref_triplet_loss)
 
 ATOL = 1e-5
 

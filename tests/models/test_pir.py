@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model_helpers import build_tiny, random_batch
+from tests.models.model_helpers import build_tiny, random_batch
 from pir.models import count_parameters
 
 TINY_PARAMETERS = 3_303_973          # measured; the prior (timm resnet18, widths 16-128) has 717,216

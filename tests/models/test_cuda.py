@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model_helpers import build_tiny, random_batch
+from tests.models.model_helpers import build_tiny, random_batch
 
 from pir.device import precision_context
 from pir.models.folding import can_fold

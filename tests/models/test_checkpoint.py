@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import BertModel
 
-from model_helpers import build_tiny, random_batch, tiny_config
+from tests.models.model_helpers import build_tiny, random_batch, tiny_config
 from pir.config import to_dict
 from pir.files import save_torch
 from pir.models import backbones

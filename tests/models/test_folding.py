@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model_helpers import build_tiny
+from tests.models.model_helpers import build_tiny
 from pir.models import folding
 
 

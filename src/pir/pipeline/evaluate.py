@@ -1,0 +1,101 @@
+"""Stage ``evaluate``: test-split retrieval metrics, the similarity matrix they came from, a gallery.
+
+Writes the metrics and per-class reports, the gallery figure, and the similarity matrix,
+embeddings and evaluated-model record under the stage's data folder. Metrics and the figure go
+to the evaluated model's MLflow run (a new run for official checkpoints).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pir import files, reports, tracking
+from pir.config import to_dict
+from pir.data.prepared import load_prepared
+from pir.data.text import load_tokenizer
+from pir.device import resolve_device
+from pir.evaluation.embed import embed_split
+from pir.evaluation.gallery import save_gallery
+from pir.evaluation.metrics import METRIC_KEYS, evaluation_report, per_class_table
+from pir.models.checkpoint import load_model
+from pir.params import PipelineConfig
+from pir.paths import Paths
+
+
+def checkpoint_path(setting: str, paths: Paths) -> Path:
+    """"" = the train stage's best checkpoint; relative paths are relative to the checkout."""
+    if not setting:
+        return paths.best
+    path = Path(setting).expanduser()
+    return path if path.is_absolute() else paths.root / path
+
+
+def display_path(path: Path, root: Path) -> str:
+    """Checkout-relative when inside it: reports must read the same in every clone."""
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def check_vocabulary(tokenizer, vocab_size: int, where: Path) -> None:
+    if len(tokenizer) > vocab_size:
+        raise ValueError(f"{where}: model vocabulary has {vocab_size} ids but the tokenizer has {len(tokenizer)}; "
+                         "set data.tokenizer to the tokenizer the model was trained with")
+
+
+def top_level_metrics(report: dict) -> dict[str, float]:
+    """The report's own numbers (not its nested tables) as MLflow metrics."""
+    return {k: float(v) for k, v in report.items() if reports.is_finite_number(v)}
+
+
+def run(cfgs: PipelineConfig, paths: Paths) -> None:
+    settings = cfgs.evaluate
+    checkpoint = checkpoint_path(settings.checkpoint, paths)
+    device = resolve_device(settings.device)
+    model, model_cfg, extra = load_model(checkpoint, device)
+    official = "official_config" in extra
+    prepared = load_prepared(paths.fetch)
+    test = prepared.split("test")
+    if test.n_images == 0 or test.n_texts == 0:
+        raise ValueError(f"{paths.dataset_json}: the test split has no images or no captions")
+    tokenizer = load_tokenizer(paths.tokenizer)
+    check_vocabulary(tokenizer, model_cfg.vocab_size, checkpoint)
+
+    params = {"evaluate": {**to_dict(settings), "checkpoint_path": str(checkpoint), "dataset": prepared.name}}
+    # Our checkpoints name their training run's key; any other file is identified by its bytes.
+    model_key = extra.get("model_key") or f"sha256:{files.sha256_file(checkpoint)}"
+    run_id = tracking.find_run(paths.store, model_key)
+    with tracking.stage_run(paths.store, "evaluate", params, run_id=run_id, model_key=model_key,
+                            run_name=None if run_id else "evaluate") as tracker:
+        image_emb, text_emb = embed_split(model, prepared, test, tokenizer, model_cfg.image_size,
+                                          model_cfg.max_tokens, settings.batch_size, device, settings.precision,
+                                          max_words=model_cfg.max_words)
+        image_emb, text_emb = image_emb.numpy(), text_emb.numpy()
+        # The one matrix: saved as is, and every number below is computed from it.
+        sims = (image_emb @ text_emb.T).astype(np.float32)
+        class_names = list(prepared.classes)
+        report = evaluation_report(sims, test.txt2img, test.labels, class_names, test.captions)
+        report["checkpoint"] = {"path": display_path(checkpoint, paths.root), "format": "official" if official else "pir",
+                                "epoch": extra.get("epoch"), "model_key": model_key}
+        report["dataset"] = prepared.name
+        per_class = report.pop("per_class")
+
+        paths.evaluate.mkdir(parents=True, exist_ok=True)
+        files.save_npz(paths.similarity, sims=sims, txt2img=test.txt2img)
+        files.save_npz(paths.embeddings, image_emb=image_emb, text_emb=text_emb, image_labels=test.labels,
+                       txt2img=test.txt2img, class_names=np.array(class_names, dtype=str))
+        files.write_json(paths.evaluation, {"checkpoint": report["checkpoint"], "dataset": prepared.name,
+                                            "model_key": model_key})
+        files.write_json(paths.metrics, report)
+        files.write_text(paths.per_class, reports.csv_text(*per_class_table(per_class)))
+        scenes = [prepared.classes[label] if label >= 0 else "unknown" for label in test.labels]
+        save_gallery(paths.gallery, sims, test.txt2img, prepared.pixels[test.image_rows], test.captions,
+                     settings.gallery_queries, cfgs.seed, scenes=scenes)
+
+        tracker.log_metrics({f"test_{k}": v for k, v in top_level_metrics(report).items()})
+        for path in (paths.metrics, paths.per_class, paths.gallery):
+            tracker.log_artifact(path, "evaluate")
+    print(" ".join(f"{k}={report[k]:.2f}" for k in METRIC_KEYS))

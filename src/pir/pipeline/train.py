@@ -1,0 +1,86 @@
+"""Stage ``train``: train PIR (or the baseline), select the epoch on val, write checkpoints and curves.
+
+Device ``auto``: CUDA when present, else CPU. With more than one visible GPU (capped by
+train.max_gpus) the stage process re-executes itself under torchrun (DDP). Killed runs resume
+from the train state (DVC ``persist: true``) when the params match.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+
+from pir import files, tracking
+from pir.config import ModelConfig, to_dict
+from pir.data.prepared import load_prepared
+from pir.data.text import load_tokenizer
+from pir.models import create_model
+from pir.models.checkpoint import load_scene_prior_weights
+from pir.params import PipelineConfig
+from pir.paths import Paths
+from pir.training import launch
+from pir.training.state import TrainState, file_digest, run_key
+from pir.training.trainer import TrainOutputs, TrainSummary, train, write_curves_csv
+
+# Runtime knobs that do not change the numbers: a resume may use other values.
+NOT_IN_RUN_KEY = ("num_workers", "log_interval")
+
+
+def training_params(cfgs: PipelineConfig, model_cfg: ModelConfig) -> dict:
+    """Everything that decides the trained weights (also logged to MLflow and stored in checkpoints)."""
+    train_params = {k: v for k, v in to_dict(cfgs.train).items() if k not in NOT_IN_RUN_KEY}
+    return {"seed": cfgs.seed, "recipe": cfgs.recipe, "model_preset": cfgs.model_preset, "model": to_dict(model_cfg),
+            "train": train_params}
+
+
+def input_digests(paths: Paths, model_cfg: ModelConfig) -> dict[str, str]:
+    """The bytes a run's weights depend on besides its params: a resume needs them unchanged."""
+    digests = {"dataset": file_digest(paths.dataset_json), "tokenizer": file_digest(paths.tokenizer / "tokenizer.json")}
+    if model_cfg.use_vir:
+        digests["scene_prior"] = file_digest(paths.prior)
+    return digests
+
+
+def write_reports(paths: Paths, summary: TrainSummary, ctx: launch.DistContext) -> None:
+    write_curves_csv(paths.train_curves, summary.curves)
+    summary.extra.update({"device": str(ctx.device.type), "world_size": ctx.world_size})
+    files.write_json(paths.train_report, summary.report())
+
+
+def run(cfgs: PipelineConfig, paths: Paths) -> None:
+    gpus = launch.gpus_to_use(cfgs.train.device, cfgs.train.max_gpus)
+    cfgs.train.per_process_batch(max(1, gpus))   # a global batch that does not split fails here, not later
+    if gpus > 1 and not launch.under_torchrun():
+        launch.relaunch_under_torchrun(gpus)
+    ctx = launch.setup(cfgs.train.device)
+    prepared = load_prepared(paths.fetch)
+    tokenizer = load_tokenizer(paths.tokenizer)
+    model_cfg = dataclasses.replace(cfgs.model, vocab_size=len(tokenizer))
+    model = create_model(model_cfg)
+    if model_cfg.use_vir:
+        load_scene_prior_weights(model, paths.prior)
+
+    params = training_params(cfgs, model_cfg)
+    state = TrainState(paths.train_state, run_key(params, input_digests(paths, model_cfg)))
+    if ctx.is_main:
+        stale = state.prune_stale()
+        if stale:
+            print(f"train: removed train state of other params ({', '.join(stale)})")
+        tracking.ensure_experiment(paths.store)
+    launch.barrier(ctx)
+    # MLflow shows every resolved value the run used (recipe applied), runtime knobs included.
+    logged = {**params, "train": to_dict(cfgs.train), "data": to_dict(cfgs.data)}
+    mlflow_run = (tracking.stage_run(paths.store, "train", logged, run_id=state.mlflow_run_id(), model_key=state.key)
+                  if ctx.is_main else contextlib.nullcontext())
+    with mlflow_run as tracker:
+        summary = train(model, prepared, tokenizer, model_cfg, cfgs.train, seed=cfgs.seed, state=state,
+                        outputs=TrainOutputs(paths.best, paths.last), ctx=ctx, params=params, tracker=tracker)
+        if ctx.is_main:
+            write_reports(paths, summary, ctx)
+            tracker.log_metrics({**{f"best_val_{k}": v for k, v in summary.best_val.items()}, **summary.timing()})
+            for path in (paths.train_curves, paths.train_report, paths.best):
+                tracker.log_artifact(path)
+            state.clear()
+            print(f"train: best epoch {summary.best_epoch} (val r_mean {summary.best_val['r_mean']:.2f}), "
+                  f"{summary.samples_per_s:.1f} samples/s -> {paths.train}")
+    launch.teardown()
