@@ -6,6 +6,7 @@ Timings are not asserted (they depend on the machine); shapes of the report and 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,7 +22,7 @@ def report(tmp_path_factory):
 
 
 SECTIONS = ("machine", "options", "matmul_fp32_gflops", "loader", "train_cpu", "train_cpu_bf16",
-            "train_cpu_compiled", "official_style", "train_gpu_bf16", "embed", "retrieval_metrics")
+            "train_cpu_compiled", "official_style", "train_gpu_bf16", "embed", "retrieval_metrics", "concurrent_train")
 
 
 def test_report_has_every_section_and_preset(report):
@@ -32,6 +33,7 @@ def test_report_has_every_section_and_preset(report):
     assert report["train_cpu_compiled"]["tiny"] == {"skipped": "pass --compile"}
     assert report["official_style"] == {"paper": {"skipped": "--skip-paper"}}
     assert report["train_gpu_bf16"] == {"paper": {"skipped": "no CUDA device"}}
+    assert report["concurrent_train"] == {"tiny": {"skipped": "--quick"}}
     assert report["machine"]["cpu_count"] >= 1 and report["machine"]["device"] == "cpu"
 
 
@@ -155,3 +157,23 @@ def test_official_style_benchmark_runs_both_sides_in_fresh_processes():
     assert row["preset"] == "tiny" and row["timed_steps_per_round"] == 1
     assert row["ours_samples_per_s"] > 0 and row["official_style_samples_per_s"] > 0
     assert row["speedup"] == pytest.approx(row["official_style_samples_per_s"] ** -1 * row["ours_samples_per_s"])
+
+
+def test_concurrent_train_row_runs_the_real_stage_scripts_three_ways(tmp_path):
+    from pir_tools import concurrency
+
+    ROOT = Path(__file__).resolve().parents[1]
+    smaller = concurrency._merge(concurrency.TINY_RUN, {"synthetic": {"images": 40}, "train": {"pairs_per_image": 1}})
+    row = concurrency.concurrent_train_benchmark(ROOT, tmp_path, run=smaller)
+    for key in ("back_to_back_s", "concurrent_budget_s", "concurrent_all_cores_s"):
+        assert math.isfinite(row[key]) and row[key] > 0
+    assert row["ratio_budget"] == pytest.approx(row["concurrent_budget_s"] / row["back_to_back_s"])
+    # every timed run really trained: each copy holds a checkpoint and the registry is empty again
+    assert all((tmp_path / copy / "data/train/best.pt").is_file() for copy in ("a", "b"))
+    assert list((tmp_path / "shared/data/.running").iterdir()) == []
+    text = bench.table({**{k: {} for k in ("loader", "train_cpu", "train_cpu_bf16", "train_cpu_compiled",
+                                          "train_gpu_bf16", "official_style", "embed")},
+                        "matmul_fp32_gflops": {"cpu": 1.0}, "concurrent_train": {"tiny": row},
+                        "retrieval_metrics": {"n_images": 1, "n_texts": 5, "vectorised_s": 1, "loop_s": 1,
+                                              "speedup": 1, "identical": True}})
+    assert "side by side, thread budget" in text

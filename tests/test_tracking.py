@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -80,3 +84,44 @@ def test_find_run_returns_the_newest_run_of_a_model(tmp_path):
         pass
     assert newest.run_id != first.run_id
     assert tracking.find_run(tmp_path, "key-a") == newest.run_id
+
+
+HOLD_A_RUN = """
+import sys, time
+from pir import tracking
+from pir.pipeline import unwind_on_sigterm
+unwind_on_sigterm()
+with tracking.stage_run(sys.argv[1], "train", {}, system_metrics=False) as tracker:
+    print(tracker.run_id, flush=True)
+    time.sleep(120)
+"""
+
+
+def _process_holding_a_run(root) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_A_RUN, str(root)], stdout=subprocess.PIPE, text=True)
+    return proc, proc.stdout.readline().strip()
+
+
+def test_run_of_a_killed_process_is_closed_when_the_next_stage_starts(tmp_path):
+    client = MlflowClient(tracking.tracking_uri(tmp_path))
+    killed, killed_run = _process_holding_a_run(tmp_path)
+    alive, alive_run = _process_holding_a_run(tmp_path)         # a parallel queue worker: left alone
+    try:
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(timeout=30)
+        assert client.get_run(killed_run).info.status == "RUNNING"
+        with tracking.stage_run(tmp_path, "evaluate", {}, system_metrics=False):
+            pass
+        assert client.get_run(killed_run).info.status == "KILLED"
+        assert client.get_run(alive_run).info.status == "RUNNING"
+        assert client.get_run(alive_run).data.tags[tracking.PID_TAG] == str(alive.pid)
+    finally:
+        alive.kill()
+        alive.wait(timeout=30)
+
+
+def test_sigterm_closes_the_run_as_killed(tmp_path):
+    proc, run_id = _process_holding_a_run(tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) != 0
+    assert MlflowClient(tracking.tracking_uri(tmp_path)).get_run(run_id).info.status == "KILLED"

@@ -374,6 +374,21 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class RuntimeConfig:
+    """How a stage process uses the machine (never what it computes: not part of any stage's params)."""
+    threads: int | str = "auto"     # intra-op threads: auto = cores / concurrent stage processes (pir.threads);
+                                    # OMP_NUM_THREADS, when set, wins over both
+
+    def __post_init__(self) -> None:
+        value = self.threads
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        check(value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1),
+              "threads", self.threads, "auto or a number >= 1")
+        object.__setattr__(self, "threads", value)
+
+
+@dataclass(frozen=True)
 class AnalyzeConfig:
     """The ``analyze`` stage."""
     max_points: int = 1000          # cap on embeddings fed to t-SNE (per modality)

@@ -24,7 +24,8 @@ RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 DEFAULT_RECIPE = "cpu"
 # Top-level sections of params.yaml and the dataclass each one builds (model is special: preset + overrides).
 SECTIONS: dict[str, type] = {"data": C.DataConfig, "synthetic": C.SyntheticConfig, "scene_prior": C.ScenePriorConfig,
-                             "train": C.TrainConfig, "evaluate": C.EvalConfig, "analyze": C.AnalyzeConfig}
+                             "train": C.TrainConfig, "evaluate": C.EvalConfig, "analyze": C.AnalyzeConfig,
+                             "runtime": C.RuntimeConfig}
 TOP_LEVEL = ("seed", "recipe", "model", *SECTIONS)
 
 
@@ -68,6 +69,7 @@ class PipelineConfig:
     train: C.TrainConfig
     evaluate: C.EvalConfig
     analyze: C.AnalyzeConfig
+    runtime: C.RuntimeConfig
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any] | None, where: str = "params.yaml") -> "PipelineConfig":
@@ -132,7 +134,7 @@ class PipelineConfig:
             model.pop(derived)
         return {"seed": self.seed, "recipe": self.recipe, "data": C.to_dict(self.data),
                 "synthetic": C.to_dict(self.synthetic), "model": {"preset": self.model_preset, **model},
-                **{name: C.to_dict(getattr(self, name)) for name in ("scene_prior", "train", "evaluate", "analyze")}}
+                **{name: C.to_dict(getattr(self, name)) for name in ("scene_prior", "train", "evaluate", "analyze", "runtime")}}
 
     def to_yaml(self) -> str:
         return yaml.dump(self.resolved_params(), Dumper=_ParamsDumper, sort_keys=False)

@@ -19,6 +19,12 @@ class Paths:
         """Where the MLflow store lives (pir.tracking): the real repository, shared by all clones."""
         return self.repo or self.root
 
+    def stage_folders(self, stage: str) -> tuple[Path, ...]:
+        """The folders stage ``stage`` writes into: checked writable before it computes anything."""
+        own = {"fetch": (self.fetch, self.downloads), "scene_prior": (self.scene_prior,),
+               "train": (self.train, self.train_state), "evaluate": (self.evaluate,), "analyze": (self.analyze,)}
+        return (*own[stage], self.reports, self.figures)
+
     # ---- one output folder per stage under data/ (DVC outs), reports/ for what people read
     @property
     def data(self) -> Path:
@@ -31,6 +37,11 @@ class Paths:
     @property
     def figures(self) -> Path:
         return self.reports / "figures"
+
+    @property
+    def running(self) -> Path:
+        """One file per live stage process (pir.threads): shared by queued experiments' clones."""
+        return self.store / "data" / ".running"
 
     @property
     def downloads(self) -> Path:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -193,6 +194,41 @@ class Tracker:
 
 
 MODEL_KEY_TAG = "pir_model_key"
+# Which process holds a RUNNING run: a run whose process is gone was killed (see close_orphan_runs).
+HOST_TAG, PID_TAG = "pir_host", "pir_pid"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:      # alive, owned by another user
+        return True
+    return True
+
+
+def close_orphan_runs(root: str | os.PathLike, keep: str | None = None) -> list[str]:
+    """Mark KILLED the RUNNING runs whose stage process, on this host, no longer exists.
+
+    A SIGKILLed stage (or a crashed machine) cannot close its own run. Runs of other hosts and of live
+    processes (parallel queue workers) are left alone, and so is ``keep``, the run a stage is resuming.
+    """
+    experiment_id = ensure_experiment(root)
+    if experiment_id is None:
+        return []
+    client = _client(root)
+    ok, runs = _retry("searching running runs", lambda: client.search_runs(
+        [experiment_id], filter_string="attributes.status = 'RUNNING'"))
+    host = socket.gethostname()
+    orphans = [r.info.run_id for r in (runs if ok else [])
+               if r.info.run_id != keep and r.data.tags.get(HOST_TAG) == host
+               and r.data.tags.get(PID_TAG, "").isdigit() and not _process_alive(int(r.data.tags[PID_TAG]))]
+    for run_id in orphans:
+        _retry(f"closing orphan run {run_id}", lambda: client.set_terminated(run_id, "KILLED"))
+    if orphans:
+        print(f"mlflow: marked {len(orphans)} run(s) of killed stages KILLED", file=sys.stderr)
+    return orphans
 
 
 def find_run(root: str | os.PathLike, model_key: str) -> str | None:
@@ -240,9 +276,12 @@ def stage_run(root: str | os.PathLike, stage: str, params: Mapping[str, Any], ru
 
     ``model_key`` tags the run with the model it belongs to (see find_run).
 
-    The run ends FINISHED, or FAILED when the block raises; the exception always propagates.
+    The run ends FINISHED, KILLED when interrupted (Ctrl-C, or SIGTERM through pir.pipeline.main), or
+    FAILED when the block raises; the exception always propagates. A run left RUNNING by a SIGKILLed
+    process is closed when the next stage starts (close_orphan_runs).
     """
     root = Path(root).resolve()
+    close_orphan_runs(root, keep=run_id)
     opened_id, resumed = _open_run(root, stage, run_id, run_name)
     tracker = Tracker(root, opened_id)
     if tracker.active:
@@ -255,6 +294,7 @@ def stage_run(root: str | os.PathLike, stage: str, params: Mapping[str, Any], ru
             "dvc_stages": _stages_tag(tags.get("dvc_stages"), stage),
             "git_commit": git_commit(root),
             **({MODEL_KEY_TAG: model_key} if model_key else {}),
+            HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()),
         })
         tracker.log_params(params)
         if system_metrics:
@@ -263,5 +303,8 @@ def stage_run(root: str | os.PathLike, stage: str, params: Mapping[str, Any], ru
     try:
         yield tracker
         status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
     finally:
         tracker._finish(status)

@@ -26,6 +26,7 @@ import torch
 
 from pir.config import ModelConfig, SyntheticConfig, TrainConfig
 from pir.data.prepared import PreparedDataset, load_prepared, write_prepared
+from pir_tools.concurrency import concurrent_train_benchmark
 
 # RSITMD's train split: 3,435 images x 5 captions, one pair per caption per epoch (released recipe).
 RSITMD_TRAIN_PAIRS = 17_175
@@ -570,8 +571,10 @@ def _cpu_step_cases(preset: str, cfg: ModelConfig, sizes: dict[str, int],
     yield "train_cpu_compiled", preset, dataclasses.replace(case, compile=True) if options.compile else None
 
 
-def run_benchmarks(options: BenchOptions, workdir: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Every measurement of reports/bench.json; ``workdir`` holds the temporary datasets and files."""
+def run_benchmarks(options: BenchOptions, workdir: Path, log: Callable[[str], None] = print,
+                   root: Path | None = None) -> dict[str, Any]:
+    """Every measurement of reports/bench.json; ``workdir`` holds the temporary datasets and files,
+    ``root`` is the project whose stage scripts the concurrency row runs."""
     from pir.evaluation.metrics import benchmark_retrieval_metrics
     sizes = _sizes(options)
     cpu = torch.device("cpu")
@@ -620,6 +623,12 @@ def run_benchmarks(options: BenchOptions, workdir: Path, log: Callable[[str], No
 
     report["train_gpu_bf16"] = {"paper": _skipped("no CUDA device") if gpu is None else
                                 _gpu_benchmark(options, sizes, gpu, report["matmul_fp32_gflops"]["gpu"])}
+
+    if options.quick or root is None:
+        report["concurrent_train"] = {"tiny": _skipped("--quick" if options.quick else "no project root")}
+    else:
+        log("concurrent_train tiny (two training stages side by side)")
+        report["concurrent_train"] = {"tiny": concurrent_train_benchmark(root, workdir / "concurrent")}
 
     log("retrieval_metrics")
     images = sizes["metric_images"]
@@ -687,6 +696,11 @@ def table(report: dict[str, Any]) -> str:
     for name, row in measured("embed"):
         add(f"embed {name} images", row["images_per_s"], "images/s")
         add(f"embed {name} texts", row["texts_per_s"], "texts/s")
+    for name, row in measured("concurrent_train"):
+        add(f"two {name} train stages back to back", row["back_to_back_s"], f"s ({row['cores']} cores)")
+        add("  side by side, thread budget", row["concurrent_budget_s"],
+            f"s ({row['ratio_budget']:.2f}x; target <= {row['target_ratio']:g}x)")
+        add("  side by side, all cores each", row["concurrent_all_cores_s"], f"s ({row['ratio_all_cores']:.2f}x)")
     metrics = report["retrieval_metrics"]
     add(f"retrieval_metrics {metrics['n_images']}x{metrics['n_texts']}", metrics["vectorised_s"] * 1000, "ms")
     add("  per-query argsort loop", metrics["loop_s"] * 1000, "ms")
@@ -727,7 +741,8 @@ def main(argv: list[str] | None = None, root: Path | None = None) -> None:
     options = BenchOptions(quick=args.quick, skip_paper=args.skip_paper, compile=args.compile, device=args.device,
                            seed=seed)
     with tempfile.TemporaryDirectory(prefix="pir-bench-") as workdir:
-        report = run_benchmarks(options, Path(workdir), log=lambda msg: print(f"[bench] {msg}", flush=True))
+        report = run_benchmarks(options, Path(workdir), log=lambda msg: print(f"[bench] {msg}", flush=True),
+                                root=root)
     report["machine"]["malloc_retains_freed_memory"] = tuned
     files.write_json(args.out, report)
     print(table(report))

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from pir.config import ModelConfig, TrainConfig
 from pir.data.prepared import PreparedDataset, SplitView
 from pir.data.transforms import eval_transform, train_transform
+from pir.threads import resolve_workers
 
 
 # --------------------------------------------------------------------------- datasets
@@ -185,14 +186,6 @@ def _worker_init(worker_id: int) -> None:
     # oversubscribes the cores the main process is training on.
     torch.set_num_threads(1)
     np.random.seed(torch.initial_seed() % 2**32)
-
-
-def resolve_workers(num_workers: int, device: torch.device | str) -> int:
-    """``num_workers < 0`` = auto: none on CPU (augmentation costs ~1 ms a sample, and worker processes
-    would fight the model's threads for the same cores), up to 8 beside a GPU."""
-    if num_workers >= 0:
-        return num_workers
-    return 0 if torch.device(device).type == "cpu" else max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
 def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int, num_workers: int = 0,

@@ -11,6 +11,7 @@ from tqdm import tqdm
 from pir.data.loader import eval_images, make_loader
 from pir.data.prepared import PreparedDataset, SplitView
 from pir.data.transforms import normalize_images
+from pir import threads
 from pir.device import precision_context
 
 
@@ -36,6 +37,7 @@ def embed_split(model: nn.Module, prepared: PreparedDataset, split_view: SplitVi
     image_chunks, text_chunks = [], []
     with precision_context(device, precision, cpu_bf16):
         for batch, _rows in tqdm(images, desc=f"embed {split_view.name} images", disable=not progress, leave=False):
+            threads.refresh()   # see pir.threads
             image_chunks.append(model.encode_image(normalize_images(batch, device)).float().cpu())
         for start in tqdm(range(0, split_view.n_texts, batch_size), desc=f"embed {split_view.name} texts",
                           disable=not progress, leave=False):

@@ -11,16 +11,19 @@ from __future__ import annotations
 import importlib
 import os
 import random
+import signal
 import sys
+import tempfile
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import torch
 
-from pir.device import retain_freed_memory
+from pir.device import resolve_device, retain_freed_memory
 from pir.params import PipelineConfig, load_params
 from pir.paths import Paths
+from pir.threads import ThreadBudget, resolve_workers
 
 STAGES = ("fetch", "scene_prior", "train", "evaluate", "analyze")
 
@@ -42,18 +45,52 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def check_writable(folders: tuple[Path, ...]) -> None:
+    """Create each output folder and write a scratch file there: a read-only or blocked output folder
+    then stops the stage before it computes anything, not after hours of work."""
+    for folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as exc:
+            raise PermissionError(f"{folder}: cannot write the stage's outputs there "
+                                  f"({exc.strerror or type(exc).__name__})") from None
+
+
+def loader_workers(name: str, cfgs: PipelineConfig) -> int:
+    """DataLoader worker processes the stage starts: they take cores from the same budget."""
+    if name not in ("scene_prior", "train"):
+        return 0
+    return resolve_workers(cfgs.train.num_workers, resolve_device(cfgs.train.device))
+
+
 def run_stage(name: str, cfgs: PipelineConfig, paths: Paths) -> None:
-    """Seed, then run stage ``name``; errors propagate (tests call this directly)."""
+    """Check the output folders, seed, then run stage ``name``; errors propagate (tests call this)."""
     if name not in STAGES:
         raise ValueError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
     stage = importlib.import_module(f"pir.pipeline.{name}")
+    check_writable(paths.stage_folders(name))
     seed_everything(cfgs.seed)
-    stage.run(cfgs, paths)
+    # This process's share of the cores, beside the other stage processes running now (pir.threads).
+    with ThreadBudget(cfgs.runtime.threads, paths.running, loader_workers(name, cfgs)):
+        stage.run(cfgs, paths)
 
 
-# What a user can cause (bad params, a missing or unreadable file, a failed download): one line, no
+# What a user can cause: bad params or data, a missing, unreadable or unwritable file, a failed download,
+# a diverged loss (the trainer's message carries the hint), a batch too big for the GPU. One line, no
 # traceback. Anything else is a bug and keeps its traceback.
-USER_ERRORS = (ValueError, OSError)
+USER_ERRORS = (ValueError, OSError, FloatingPointError, torch.OutOfMemoryError)
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def unwind_on_sigterm() -> None:
+    """``kill`` and `dvc queue kill` send SIGTERM: unwind like Ctrl-C, so the MLflow run is closed as
+    KILLED and temp files are removed, instead of dying mid-write."""
+    signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
 def main(stage: ModuleType, root: Path) -> None:
@@ -67,6 +104,7 @@ def main(stage: ModuleType, root: Path) -> None:
     # Stage processes are short-lived and allocate the same large batches every step: keeping freed
     # memory spares a page fault per 4 KiB of every batch (see pir.device).
     retain_freed_memory()
+    unwind_on_sigterm()
     name = stage.__name__.rsplit(".", 1)[-1]
     root = Path(root).resolve()
     repo = Path(os.environ.get("DVC_ROOT") or root).resolve()
@@ -75,4 +113,8 @@ def main(stage: ModuleType, root: Path) -> None:
     except USER_ERRORS as exc:
         for detail in getattr(exc, "problems", ()):   # every import problem (the message lists a few)
             print(f"  - {detail}", file=sys.stderr)
+        if isinstance(exc, torch.OutOfMemoryError):
+            exc = "out of GPU memory: lower train.global_batch_size (or evaluate.batch_size)"
         sys.exit(f"{name}: {exc}")
+    except KeyboardInterrupt:
+        sys.exit(f"{name}: interrupted")

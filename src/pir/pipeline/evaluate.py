@@ -41,9 +41,11 @@ def display_path(path: Path, root: Path) -> str:
 
 
 def check_vocabulary(tokenizer, vocab_size: int, where: Path) -> None:
-    if len(tokenizer) > vocab_size:
+    """The model must have been trained with this tokenizer: any other one maps words to the wrong ids
+    (and a smaller one silently, since every id still exists)."""
+    if len(tokenizer) != vocab_size:
         raise ValueError(f"{where}: model vocabulary has {vocab_size} ids but the tokenizer has {len(tokenizer)}; "
-                         "set data.tokenizer to the tokenizer the model was trained with")
+                         "set data.tokenizer to the tokenizer the model was trained with and rerun fetch")
 
 
 def top_level_metrics(report: dict) -> dict[str, float]:
