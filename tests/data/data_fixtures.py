@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 import zlib
 from pathlib import Path
 
@@ -82,3 +83,43 @@ def write_parquet(root: Path) -> None:
             rows.append({"filename": f.replace(".tif", ".jpg"), "captions": captions_of(f),
                          "image": {"bytes": buffer.getvalue(), "path": None}})
         pq.write_table(pa.Table.from_pylist(rows), root / "data" / f"{shard}-00000-of-00001.parquet")
+
+
+def tiff_bytes(pixels: np.ndarray, deflate: bool = False, photometric: int | None = None) -> bytes:
+    """A minimal little-endian TIFF (one strip, interleaved samples) of ``pixels`` [H, W] or [H, W, bands],
+    any unsigned or float dtype: PIL cannot write 16-bit RGB or CMYK."""
+    height, width = pixels.shape[:2]
+    bands = 1 if pixels.ndim == 2 else pixels.shape[2]
+    data = np.ascontiguousarray(pixels, pixels.dtype.newbyteorder("<")).tobytes()
+    data = zlib.compress(data) if deflate else data
+    per_band = 2 * bands > 4   # short arrays longer than 4 bytes go after the directory
+    tags = {256: width, 257: height, 258: [8 * pixels.itemsize] * bands, 259: 8 if deflate else 1,
+            262: photometric if photometric is not None else (2 if bands >= 3 else 1), 273: 0, 277: bands,
+            278: height, 279: len(data), 284: 1, 339: [3 if pixels.dtype.kind == "f" else 1] * bands}
+    directory_end = 8 + 2 + 12 * len(tags) + 4
+    extra, entries = b"", []
+    data_at = directory_end + (4 * bands if per_band else 0)
+    for tag, value in tags.items():
+        if isinstance(value, list):
+            packed = struct.pack(f"<{bands}H", *value)
+            if per_band:
+                packed, extra = struct.pack("<I", directory_end + len(extra)), extra + packed
+            entries.append(struct.pack("<HHI", tag, 3, bands) + packed.ljust(4, b"\0"))
+        else:
+            kind = 4 if tag in (273, 279) else 3
+            value = data_at if tag == 273 else value
+            entries.append(struct.pack("<HHI", tag, kind, 1) + struct.pack("<I" if kind == 4 else "<H", value).ljust(4, b"\0"))
+    header = b"II*\0" + struct.pack("<IH", 8, len(tags)) + b"".join(entries) + b"\0\0\0\0"
+    return header + extra + data
+
+
+def png16_bytes(pixels: np.ndarray) -> bytes:
+    """A 16-bit RGB PNG of uint16 ``pixels`` [H, W, 3] (PIL cannot write one)."""
+    height, width = pixels.shape[:2]
+    rows = b"".join(b"\0" + row.astype(">u2").tobytes() for row in pixels)   # filter type 0 per row
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))

@@ -15,27 +15,33 @@ carved from train by image, seeded. Scene class = filename prefix before the
 last ``_<number>``; otherwise a ``class_list`` entry; otherwise ``unknown``.
 
 Every problem is collected with the file it concerns; if any is found the
-import stops with a one-line ``ValueError`` before anything is written.
+import stops with a one-line ``ValueError`` before anything is written. A
+malformed annotation row (not an object, a field missing, null or of the wrong
+type, an image path that is absolute or leaves the dataset folder) is one
+problem naming the file, the row (0-based index in JSON and parquet, 1-based
+line in text files) and the field; all rows are checked before any image is.
+
+The dataset folder is walked without ever leaving it: a link whose target lies
+outside the folder is skipped (and named when an image is then missing), and
+each real folder is listed once, so link loops (``a -> .``) end. Nothing
+outside the folder is opened. Decoding is ``pir.data.images``.
 """
 
 from __future__ import annotations
 
-import io as _io
 import json
 import os
 import re
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-from tqdm import tqdm
 
+from pir.data.images import IMAGE_EXTENSIONS, decode_all
 from pir.data.prepared import SPLITS, UNKNOWN_SCENE, ImageRecord
 
-IMAGE_EXTENSIONS = (".tif", ".tiff", ".jpg", ".jpeg", ".png", ".bmp")
 _SCENE_RE = re.compile(r"^(.+?)_\d+$")
 _MAX_LISTED_PROBLEMS = 3
 
@@ -50,6 +56,7 @@ class RawImage:
     path_hint: str = ""            # path as written in the annotation ("train/bridge_942.tif")
     label_name: str | None = None  # class given by the annotation, if any
     image_bytes: bytes | None = None  # encoded image embedded in the annotation (parquet)
+    hint_at: str = ""              # where path_hint was written ("rsitmd_train.json: row 3: image")
 
 
 @dataclass
@@ -108,6 +115,133 @@ def assign_scenes(images: list[RawImage], class_list: dict[str, str]) -> tuple[l
     return scenes, classes
 
 
+# --------------------------------------------------------------------------- the dataset folder
+
+class DatasetFolder:
+    """The dataset root. Walks never leave it: links out of it are skipped, each real folder is listed once."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.real = root.resolve()
+        self.skipped: set[str] = set()   # links leading outside, named when an image is then missing
+
+    def contains(self, path: Path) -> bool:
+        """Whether ``path``, links resolved, lies inside the root (realpath never raises, even on link loops)."""
+        return Path(os.path.realpath(path)).is_relative_to(self.real)
+
+    def walk(self, max_depth: int | None = None) -> Iterator[tuple[Path, list[str]]]:
+        """(folder, sorted file names), breadth first (shallowest first), down to ``max_depth`` levels."""
+        queue, seen = deque([(self.root, 0)]), set()
+        while queue:
+            folder, depth = queue.popleft()
+            try:
+                stat = folder.stat()
+                if (stat.st_dev, stat.st_ino) in seen:   # reached again through a link: a loop or an alias
+                    continue
+                seen.add((stat.st_dev, stat.st_ino))
+                with os.scandir(folder) as listing:
+                    entries = sorted(listing, key=lambda entry: entry.name)
+            except OSError:
+                continue
+            files = []
+            for entry in entries:
+                kind = self._kind(entry)
+                if kind == "dir" and (max_depth is None or depth < max_depth):
+                    queue.append((Path(entry.path), depth + 1))
+                elif kind == "file":
+                    files.append(entry.name)
+            yield folder, files
+
+    def _kind(self, entry: os.DirEntry) -> str:
+        """Kind of entry: "dir", "file", or "" for a link leading outside, a broken or looping link, anything else."""
+        try:
+            if entry.is_symlink() and not self.contains(Path(entry.path)):
+                self.skipped.add(f"{entry.path} -> {os.path.realpath(entry.path)}")
+                return ""
+            return "dir" if entry.is_dir() else "file" if entry.is_file() else ""
+        except OSError:   # ELOOP on a link to itself, permission denied
+            return ""
+
+    def find(self, names: set[str], max_depth: int = 3) -> dict[str, Path]:
+        """Files (shallowest first) whose lower-case name is in ``names``."""
+        found: dict[str, Path] = {}
+        for folder, files in self.walk(max_depth):
+            for name in files:
+                if name.lower() in names and name.lower() not in found:
+                    found[name.lower()] = folder / name
+        return found
+
+    def files_ending(self, suffixes: tuple[str, ...]) -> list[Path]:
+        return [folder / name for folder, files in self.walk() for name in files if name.lower().endswith(suffixes)]
+
+    def skipped_note(self) -> str:
+        first = sorted(self.skipped)[0]
+        more = f" and {len(self.skipped) - 1} more" if len(self.skipped) > 1 else ""
+        return f"{self.root}: did not follow {len(self.skipped)} link(s) leading outside the dataset folder ({first}{more})"
+
+
+# --------------------------------------------------------------------------- annotation rows
+
+class _BadRow(Exception):
+    """One malformed field of one annotation row; str() names the field and what is wrong with it."""
+
+
+def _describe(value) -> str:
+    if value is None:
+        return "null"
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 30 else text[:27] + '...'}"
+
+
+def _object(row) -> dict:
+    if not isinstance(row, dict):
+        raise _BadRow(f"row is {_describe(row)}, expected an object")
+    return row
+
+
+def _field(row: dict, name: str):
+    if name not in row:
+        raise _BadRow(f"{name} is missing")
+    return row[name]
+
+
+def _string(value, name: str) -> str:
+    if not isinstance(value, str):
+        raise _BadRow(f"{name} is {_describe(value)}, expected a string")
+    return value
+
+
+def _strings(value, name: str) -> list[str]:
+    """A list of strings; the first item of another type is the problem (``[1, 2]`` is not 'empty')."""
+    if not isinstance(value, list):
+        raise _BadRow(f"{name} is {_describe(value)}, expected a list of strings")
+    for number, item in enumerate(value):
+        _string(item, f"{name}[{number}]")
+    return value
+
+
+def _inside_path(value, name: str) -> str:
+    """A relative path that stays in the dataset folder (checked by its text; links are checked when located)."""
+    path = _string(value, name)
+    if not path.strip():
+        raise _BadRow(f"{name} is an empty string")
+    if os.path.isabs(path) or os.path.normpath(path).split(os.sep)[0] == "..":
+        raise _BadRow(f"{name} {path!r} is outside the dataset folder")
+    return path
+
+
+def _parse_rows(rows: list, source: str, parse: Callable, problems: list[str], unit: str = "row",
+                start: int = 0) -> list[tuple[int, object]]:
+    """(number, parse(row)) of the well-formed rows; each malformed one adds a problem naming file, row and field."""
+    parsed = []
+    for number, row in enumerate(rows, start):
+        try:
+            parsed.append((number, parse(row)))
+        except _BadRow as exc:
+            problems.append(f"{source}: {unit} {number}: {exc}")
+    return parsed
+
+
 # --------------------------------------------------------------------------- annotation readers
 
 def _load_json(path: Path):
@@ -123,46 +257,73 @@ def _bad_format(path: Path, what: str) -> ValueError:
     return ValueError(f"{path}: unexpected format ({what})")
 
 
-def read_finetune_json(path: Path, split: str) -> list[RawImage]:
+def _finetune_row(row) -> tuple[str, list[str], bool, str | None]:
+    """(image path, captions, one row per image?, label name) of a finetune row."""
+    row = _object(row)
+    image = _inside_path(_field(row, "image"), "image")
+    caption = _field(row, "caption")
+    if not isinstance(caption, (str, list)):
+        raise _BadRow(f"caption is {_describe(caption)}, expected a string or a list of strings")
+    captions = [caption] if isinstance(caption, str) else _strings(caption, "caption")
+    label = row.get("label_name")
+    return image, captions, isinstance(caption, list), None if label is None else _string(label, "label_name")
+
+
+def read_finetune_json(path: Path, split: str, problems: list[str]) -> list[RawImage]:
     """PIR/X-VLM finetune file: rows with ``caption`` str (one per caption) or list (one per image)."""
     rows = _load_json(path)
     if not isinstance(rows, list):
         raise _bad_format(path, "expected a list of rows")
     images: dict[str, RawImage] = {}
-    duplicates = []
-    for number, row in enumerate(rows):
-        if not isinstance(row, dict) or "image" not in row or "caption" not in row:
-            raise _bad_format(path, f"row {number} lacks 'image' or 'caption'")
-        file = Path(row["image"]).name
-        captions = [row["caption"]] if isinstance(row["caption"], str) else list(row["caption"])
+    for number, (image, captions, per_image, label) in _parse_rows(rows, path.name, _finetune_row, problems):
+        file = Path(image).name
         if file in images:
-            if not isinstance(row["caption"], str):   # per-image rows must not repeat
-                duplicates.append(f"{path.name}: duplicate image id {file}")
+            if per_image:   # per-image rows must not repeat
+                problems.append(f"{path.name}: row {number}: duplicate image id {file}")
             images[file].captions.extend(captions)
         else:
-            images[file] = RawImage(file, split, captions, path.name, row["image"], row.get("label_name"))
-    if duplicates:
-        raise ImportProblems(duplicates)
+            images[file] = RawImage(file, split, list(captions), path.name, image, label,
+                                    hint_at=f"{path.name}: row {number}: image")
     return list(images.values())
 
 
-def read_karpathy_json(path: Path) -> list[RawImage]:
+_KARPATHY_SPLITS = {"train": "train", "restval": "train", "val": "val", "valid": "val", "test": "test"}
+
+
+def _sentence(value, name: str) -> str:
+    if isinstance(value, dict) and "raw" in value:
+        return _string(value["raw"], f"{name}.raw")
+    if not isinstance(value, str):
+        raise _BadRow(f"{name} is {_describe(value)}, expected an object with 'raw' or a string")
+    return value
+
+
+def _karpathy_row(entry) -> tuple[str, str, list[str], str]:
+    """(file name, split, captions, path hint) of one ``images[]`` entry."""
+    entry = _object(entry)
+    filename = _inside_path(_field(entry, "filename"), "filename")
+    filepath = entry.get("filepath") or ""
+    if filepath:
+        _inside_path(filepath, "filepath")
+    split = _string(_field(entry, "split"), "split")
+    if split not in _KARPATHY_SPLITS:
+        raise _BadRow(f"split is {split!r}, expected one of {', '.join(_KARPATHY_SPLITS)}")
+    sentences = _field(entry, "sentences")
+    if not isinstance(sentences, list):
+        raise _BadRow(f"sentences is {_describe(sentences)}, expected a list")
+    captions = [_sentence(s, f"sentences[{number}]") for number, s in enumerate(sentences)]
+    return filename, _KARPATHY_SPLITS[split], captions, "/".join(p for p in (filepath, filename) if p)
+
+
+def read_karpathy_json(path: Path, problems: list[str]) -> list[RawImage]:
     """Karpathy-style ``{"images": [{"filename", "split", "sentences": [{"raw"}]}]}``; restval counts as train."""
     data = _load_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise _bad_format(path, "expected {'images': [...]}")
-    images = []
-    for number, entry in enumerate(data["images"]):
-        try:
-            split = {"restval": "train", "valid": "val"}.get(entry["split"], entry["split"])
-            captions = [s["raw"] if isinstance(s, dict) else str(s) for s in entry["sentences"]]
-            hint = "/".join(p for p in (entry.get("filepath", ""), entry["filename"]) if p)
-        except (KeyError, TypeError):
-            raise _bad_format(path, f"image {number} lacks filename/split/sentences") from None
-        if split not in SPLITS:
-            raise _bad_format(path, f"image {entry['filename']} has split {entry['split']!r}")
-        images.append(RawImage(Path(entry["filename"]).name, split, captions, path.name, hint))
-    return images
+    return [RawImage(Path(filename).name, split, captions, path.name, hint,
+                     hint_at=f"{path.name}: row {number}: filename")
+            for number, (filename, split, captions, hint) in _parse_rows(data["images"], path.name, _karpathy_row,
+                                                                         problems)]
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -172,7 +333,7 @@ def _read_lines(path: Path) -> list[str]:
         raise ValueError(f"{path}: not UTF-8 text") from None
 
 
-def read_precomp(folder: Path, split: str) -> list[RawImage]:
+def read_precomp(folder: Path, split: str, problems: list[str]) -> list[RawImage]:
     """AMFMN ``<split>_filename.txt`` + ``<split>_caps.txt``.
 
     Train lists each file once with k consecutive captions; test repeats each
@@ -180,7 +341,13 @@ def read_precomp(folder: Path, split: str) -> list[RawImage]:
     lines (grouped by file), otherwise captions must be a multiple of files.
     """
     names_path, caps_path = folder / f"{split}_filename.txt", folder / f"{split}_caps.txt"
-    names = [n.strip() for n in _read_lines(names_path) if n.strip()]
+    names_source = f"{folder.name}/{names_path.name}"
+    before = len(problems)
+    lines = _parse_rows(_read_lines(names_path), names_source,
+                        lambda line: line.strip() and _inside_path(line.strip(), "filename"), problems, "line", 1)
+    if len(problems) > before:
+        return []   # the import stops on these; pairing captions with a partial list would only add noise
+    names = [name for _, name in lines if name]
     caps = [c.strip() for c in _read_lines(caps_path)]
     while caps and not caps[-1]:
         caps.pop()   # a trailing newline is not an empty caption
@@ -192,16 +359,26 @@ def read_precomp(folder: Path, split: str) -> list[RawImage]:
         pairs = ((names[i // k], c) for i, c in enumerate(caps))
     else:
         raise ValueError(f"{caps_path}: {len(caps)} captions do not match the {len(names)} files of {names_path.name}")
+    lineno = {name: number for number, name in reversed(lines) if name}   # first line naming each file
     images: dict[str, RawImage] = {}
     for name, caption in pairs:
         file = Path(name).name
         if file not in images:
-            images[file] = RawImage(file, "train" if split == "train" else split, [], source, name)
+            images[file] = RawImage(file, "train" if split == "train" else split, [], source, name,
+                                    hint_at=f"{names_source}: line {lineno[name]}: filename")
         images[file].captions.append(caption)
     return list(images.values())
 
 
-def read_parquet(paths: list[Path]) -> list[RawImage]:
+def _parquet_row(row: dict) -> tuple[str, list[str], bytes | None]:
+    """(file name, captions, embedded bytes or None) of one parquet row."""
+    filename = _inside_path(row["filename"], "filename")
+    captions = _strings(row["captions"], "captions")
+    image = row["image"]
+    return filename, captions, image.get("bytes") if isinstance(image, dict) else None
+
+
+def read_parquet(paths: list[Path], problems: list[str]) -> list[RawImage]:
     """Hugging Face RSICD parquet shards; the split comes from the shard name (train/valid/test)."""
     import pyarrow.parquet as pq
 
@@ -214,10 +391,10 @@ def read_parquet(paths: list[Path]) -> list[RawImage]:
             table = pq.read_table(path, columns=["filename", "captions", "image"])
         except Exception as exc:  # ArrowInvalid / KeyError for missing columns: one line with the file
             raise ValueError(f"{path}: unreadable parquet ({str(exc).splitlines()[0] if str(exc) else exc!r})") from None
-        for row in table.to_pylist():
-            image = row["image"] or {}
-            images.append(RawImage(Path(row["filename"]).name, split, list(row["captions"] or []), path.name,
-                                   row["filename"], image_bytes=image.get("bytes")))
+        images += [RawImage(Path(filename).name, split, captions, path.name, filename, image_bytes=data,
+                            hint_at=f"{path.name}: row {number}: filename")
+                   for number, (filename, captions, data) in _parse_rows(table.to_pylist(), path.name,
+                                                                        _parquet_row, problems)]
     return images
 
 
@@ -231,49 +408,45 @@ def _split_from_name(name: str) -> str | None:
 
 # --------------------------------------------------------------------------- layout detection
 
-def _find(root: Path, names: set[str], max_depth: int = 3) -> dict[str, Path]:
-    """Files under ``root`` (shallowest first) whose lower-case name is in ``names``."""
-    found: dict[str, Path] = {}
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        depth = len(Path(dirpath).relative_to(root).parts)
-        if depth >= max_depth:
-            dirnames.clear()
-        dirnames.sort()
-        for name in sorted(filenames):
-            if name.lower() in names and name.lower() not in found:
-                found[name.lower()] = Path(dirpath) / name
-    return found
+def read_annotations(folder: DatasetFolder, dataset: str) -> tuple[str, list[RawImage]]:
+    """Pick the most complete annotation layout; (layout name, images with splits). Malformed rows of
+    every file read are raised together as ``ImportProblems``."""
+    problems: list[str] = []
+    layout, images = _read_layout(folder, dataset, problems)
+    if problems:
+        raise ImportProblems(problems)
+    return layout, images
 
 
-def read_annotations(root: Path, dataset: str) -> tuple[str, list[RawImage]]:
-    """Pick the most complete annotation layout under ``root``; (layout name, images with splits)."""
+def _read_layout(folder: DatasetFolder, dataset: str, problems: list[str]) -> tuple[str, list[RawImage]]:
     finetune_names = {f"{dataset}_{s}.json" for s in SPLITS}
     precomp_names = {f"{s}_{kind}.txt" for s in SPLITS for kind in ("filename", "caps")}
-    found = _find(root, {f"dataset_{dataset}.json"} | finetune_names | precomp_names)
+    found = folder.find({f"dataset_{dataset}.json"} | finetune_names | precomp_names)
     precomp_dir = found["train_filename.txt"].parent if "train_filename.txt" in found else None
 
     if f"dataset_{dataset}.json" in found:
-        return "karpathy", read_karpathy_json(found[f"dataset_{dataset}.json"])
+        return "karpathy", read_karpathy_json(found[f"dataset_{dataset}.json"], problems)
     if finetune_names & set(found):
         images = []
         for split in SPLITS:
             if f"{dataset}_{split}.json" in found:
-                images += read_finetune_json(found[f"{dataset}_{split}.json"], split)
+                images += read_finetune_json(found[f"{dataset}_{split}.json"], split, problems)
         if f"{dataset}_train.json" not in found and precomp_dir is not None:
             # PIR's RSICD train list = precomp train minus the images of the published val/test lists
             listed = {img.file for img in images}
-            images += [img for img in read_precomp(precomp_dir, "train") if img.file not in listed]
+            images += [img for img in read_precomp(precomp_dir, "train", problems) if img.file not in listed]
             return "finetune+precomp", images
         return "finetune", images
     if precomp_dir is not None:
         images = []
         for split in SPLITS:
             if (precomp_dir / f"{split}_filename.txt").exists():
-                images += read_precomp(precomp_dir, split)
+                images += read_precomp(precomp_dir, split, problems)
         return "precomp", images
-    parquets = sorted(root.rglob("*.parquet"))
+    parquets = folder.files_ending((".parquet",))
     if parquets:
-        return "parquet", read_parquet(parquets)
+        return "parquet", read_parquet(parquets, problems)
+    root = folder.root
     raise FileNotFoundError(
         f"{root}: no {dataset} annotations found (expected {dataset}_train.json/_val.json/_test.json, "
         f"dataset_{dataset}.json, precomp train_filename.txt + train_caps.txt, or *.parquet)")
@@ -327,13 +500,11 @@ def find_problems(images: list[RawImage]) -> list[str]:
 
 # --------------------------------------------------------------------------- images
 
-def index_images(root: Path) -> dict[str, list[Path]]:
-    """Every image file under ``root`` by base name (images may sit flat or in split folders)."""
+def index_images(folder: DatasetFolder) -> dict[str, list[Path]]:
+    """Every image file inside the folder by base name (images may sit flat or in split folders)."""
     index: dict[str, list[Path]] = {}
-    for dirpath, _, filenames in os.walk(root, followlinks=True):
-        for name in filenames:
-            if name.lower().endswith(IMAGE_EXTENSIONS):
-                index.setdefault(name, []).append(Path(dirpath) / name)
+    for path in folder.files_ending(IMAGE_EXTENSIONS):
+        index.setdefault(path.name, []).append(path)
     return index
 
 
@@ -348,32 +519,24 @@ def locate_image(root: Path, img: RawImage, index: dict[str, list[Path]]) -> Pat
     return candidates[0] if candidates else None
 
 
-def decode_image(source: Path | bytes, size: int) -> np.ndarray:
-    """Decode once to RGB and resize (bicubic) to the cache resolution."""
-    with Image.open(_io.BytesIO(source) if isinstance(source, bytes) else source) as image:
-        image = image.convert("RGB")
-        if image.size != (size, size):
-            image = image.resize((size, size), Image.Resampling.BICUBIC)
-        return np.asarray(image, dtype=np.uint8)
-
-
-def decode_all(sources: list[Path | bytes], names: list[str], size: int, progress: bool, workers: int = 4
-               ) -> tuple[np.ndarray, list[str]]:
-    """Decode every image into one uint8 array; unreadable ones become problems naming the file."""
-    pixels = np.zeros((len(sources), size, size, 3), np.uint8)
-    problems: list[str] = []
-
-    def work(i: int) -> None:
-        try:
-            pixels[i] = decode_image(sources[i], size)
-        except Exception as exc:  # PIL raises several types for corrupt files; report, do not crash mid-way
-            problems.append(f"{names[i]}: unreadable image ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
-
-    # PIL releases the GIL while decoding and resizing, so a few threads help on big datasets
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(tqdm(pool.map(work, range(len(sources))), total=len(sources), desc="decode images",
-                  disable=not progress, mininterval=1.0))
-    return pixels, sorted(problems)
+def locate_all(folder: DatasetFolder, images: list[RawImage], index: dict[str, list[Path]]
+               ) -> tuple[list[Path | bytes | None], list[str]]:
+    """What to decode for each image (embedded bytes or a file inside the folder), and the problems."""
+    sources: list[Path | bytes | None] = []
+    problems = []
+    for img in images:
+        found = img.image_bytes
+        if found is None and img.path_hint and not folder.contains(folder.root / img.path_hint):
+            # the text of the path stays inside (checked when read) but a link on the way leads out
+            problems.append(f"{img.hint_at} {img.path_hint!r} leads outside the dataset folder through a link")
+        elif found is None:
+            found = locate_image(folder.root, img, index)
+            if found is None:
+                problems.append(f"{img.file}: image listed in {img.source} not found under {folder.root}")
+        sources.append(found)
+    if folder.skipped and any(source is None for source in sources):
+        problems.append(folder.skipped_note())
+    return sources, problems
 
 
 # --------------------------------------------------------------------------- entry point
@@ -385,7 +548,8 @@ def import_dataset(root: str | os.PathLike, dataset: str, cache_res: int, seed: 
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: dataset folder not found (set data.source to the folder holding it)")
-    layout, images = read_annotations(root, dataset)
+    folder = DatasetFolder(root)
+    layout, images = read_annotations(folder, dataset)
     notes = [f"read {len(images)} images from {layout} annotations under {root}"]
     if drop_empty:   # e.g. RSITMD's precomp train_caps.txt has 20 empty lines (4 images)
         images, dropped = drop_empty_captions(images)
@@ -397,13 +561,8 @@ def import_dataset(root: str | os.PathLike, dataset: str, cache_res: int, seed: 
 
     # a stable order: by split, then as listed (train rows first, like the published files)
     images.sort(key=lambda img: SPLITS.index(img.split))
-    index = {} if layout == "parquet" else index_images(root)
-    sources: list[Path | bytes] = []
-    for img in images:
-        found = img.image_bytes if img.image_bytes else locate_image(root, img, index)
-        if found is None:
-            problems.append(f"{img.file}: image listed in {img.source} not found under {root}")
-        sources.append(found)
+    sources, missing = locate_all(folder, images, {} if layout == "parquet" else index_images(folder))
+    problems += missing
     if problems:
         raise ImportProblems(problems)
 
@@ -417,6 +576,8 @@ def import_dataset(root: str | os.PathLike, dataset: str, cache_res: int, seed: 
     label_of = {name: i for i, name in enumerate(classes)}
     records = [ImageRecord(img.file, img.split, scene, label_of.get(scene, -1), tuple(c.strip() for c in img.captions))
                for img, scene in zip(images, scenes)]
+    if folder.skipped:
+        notes.append(folder.skipped_note())
     unknown = sum(s == UNKNOWN_SCENE for s in scenes)
     if unknown:
         notes.append(f"{unknown} images have no scene class in their name"

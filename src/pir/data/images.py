@@ -1,0 +1,140 @@
+"""Decode an image file (or embedded bytes) once into uint8 RGB at the cache resolution.
+
+8-bit images (L, P, RGB, RGBA, ...) are converted to RGB as they are. Images with
+more than 8 bits per sample cannot go through ``convert("RGB")``: PIL casts a
+16-bit band, saturating everything above 255 (a 0..4000 TIFF comes out 96% white),
+and it opens 16-bit RGB as RGB keeping only the high byte (0..4000 becomes 0..15).
+So they are rescaled from their own range instead:
+
+- single band ``I;16*``, ``I`` (int32) and ``F`` (float) images, read by PIL at
+  full depth, and 16-bit RGB/RGBA (TIFF or PNG), read at full depth by decoding
+  the high and the low byte of each sample separately (no extra dependency);
+- a linear 2nd-98th percentile stretch **per band** to 0..255, values beyond
+  clipped. Per band because the bands of 16-bit sensors have unrelated gains and
+  offsets, and because it is what GIS viewers show by default (QGIS's 2-98%
+  cumulative cut). Non-finite values (float no-data) become 0; a band whose
+  percentiles coincide falls back to its min..max.
+
+Other deep layouts (16-bit CMYK or LA, ...) are refused. So are images smaller
+than ``MIN_SIDE`` (16) pixels on a side: upsampling fewer pixels than that to
+the cache resolution makes a blur, not an image, and such files are most likely
+thumbnails or broken exports. Images smaller than the cache resolution but not
+tiny are upsampled (bicubic), like any other.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+IMAGE_EXTENSIONS = (".tif", ".tiff", ".jpg", ".jpeg", ".png", ".bmp")
+MIN_SIDE = 16
+STRETCH_PERCENTILES = (2.0, 98.0)
+_DEEP_SINGLE_BAND = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+_DEEP_MULTI_BAND = ("RGB", "RGBA", "RGBX")   # modes PIL fills from a 16-bit raw mode (high byte only)
+_STRETCH_SAMPLE = 1_000_000                  # percentiles from at most this many pixels per band
+
+
+class ImageRefused(ValueError):
+    """A readable image this pipeline will not import; str() is the one-line reason."""
+
+
+def _rawmodes(image: Image.Image) -> list[str]:
+    """The raw mode of each tile (PNG gives a str, TIFF a tuple starting with it)."""
+    return [tile.args if isinstance(tile.args, str) else tile.args[0] for tile in image.tile]
+
+
+def _is_deep_multi_band(image: Image.Image) -> bool:
+    return any(raw.endswith((";16L", ";16B", ";16N")) for raw in _rawmodes(image))
+
+
+def _other_byte(rawmode: str) -> str:
+    """``RGB;16L`` -> ``RGB;16B``: the same samples, unpacked from their other (low) byte."""
+    end = rawmode[-1] if rawmode[-1] != "N" else ("L" if sys.byteorder == "little" else "B")
+    return rawmode[:-1] + ("B" if end == "L" else "L")
+
+
+def _read_low_bytes(image: Image.Image) -> np.ndarray:
+    image.tile = [tile._replace(args=_other_byte(tile.args) if isinstance(tile.args, str)
+                                else (_other_byte(tile.args[0]), *tile.args[1:])) for tile in image.tile]
+    return np.asarray(image)
+
+
+def _open(source: Path | bytes) -> Image.Image:
+    return Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+
+
+def read_deep_rgb(source: Path | bytes) -> np.ndarray:
+    """uint16 [H, W, 3] of a 16-bit RGB(A) file: PIL keeps the high byte, a second decode the low one."""
+    with _open(source) as high, _open(source) as low:
+        values = np.asarray(high).astype(np.uint16) << 8 | _read_low_bytes(low)
+    return values[..., :3]
+
+
+def stretch_to_uint8(values: np.ndarray) -> np.ndarray:
+    """[H, W, C] numbers -> uint8, each band stretched linearly from its 2nd..98th percentile to 0..255."""
+    values = values.astype(np.float32)   # exact for 16-bit; int32 and float64 lose only low bits
+    bands = values.reshape(-1, values.shape[-1])
+    if not np.isfinite(bands).any(axis=0).all():
+        raise ImageRefused("image has no finite pixel value in some band")
+    sample = bands[::max(1, len(bands) // _STRETCH_SAMPLE)]   # a strided sample: percentiles of big tiles stay cheap
+    sample = np.where(np.isfinite(sample), sample, np.nan)
+    low, high = np.nanpercentile(sample, STRETCH_PERCENTILES, axis=0)
+    flat = high <= low   # e.g. a mostly constant band: its full range instead
+    low[flat], high[flat] = np.nanmin(sample, axis=0)[flat], np.nanmax(sample, axis=0)[flat]
+    scaled = (values - low) * (255.0 / np.maximum(high - low, 1e-12)) + 0.5
+    return np.nan_to_num(np.clip(scaled, 0, 255), nan=0.0, posinf=0.0, neginf=0.0).astype(np.uint8)
+
+
+def to_rgb(image: Image.Image, source: Path | bytes) -> Image.Image:
+    """8-bit RGB of an opened image; deep images stretched from their own range, never cast."""
+    if image.mode in _DEEP_SINGLE_BAND:
+        gray = stretch_to_uint8(np.asarray(image)[..., None])
+        return Image.fromarray(np.repeat(gray, 3, axis=2))
+    if _is_deep_multi_band(image):
+        if image.mode not in _DEEP_MULTI_BAND:
+            raise ImageRefused(f"16-bit {image.mode} images are not supported (convert to 8-bit or to 16-bit RGB)")
+        return Image.fromarray(stretch_to_uint8(read_deep_rgb(source)))
+    try:
+        return image.convert("RGB")
+    except ValueError:   # PIL: "conversion from X to RGB not supported"
+        raise ImageRefused(f"image mode {image.mode} is not supported") from None
+
+
+def decode_image(source: Path | bytes, size: int) -> np.ndarray:
+    """Decode once to RGB and resize (bicubic) to the cache resolution."""
+    with _open(source) as image:
+        if min(image.size) < MIN_SIDE:   # checked from the header, before decoding
+            raise ImageRefused(f"image is {image.size[0]}x{image.size[1]} pixels, "
+                               f"smaller than the {MIN_SIDE}x{MIN_SIDE} minimum")
+        image = to_rgb(image, source)
+        if image.size != (size, size):
+            image = image.resize((size, size), Image.Resampling.BICUBIC)
+        return np.asarray(image, dtype=np.uint8)
+
+
+def decode_all(sources: list[Path | bytes], names: list[str], size: int, progress: bool, workers: int = 4
+               ) -> tuple[np.ndarray, list[str]]:
+    """Decode every image into one uint8 array; unreadable or refused ones become problems naming the file."""
+    pixels = np.zeros((len(sources), size, size, 3), np.uint8)
+    problems: list[str] = []
+
+    def work(i: int) -> None:
+        try:
+            pixels[i] = decode_image(sources[i], size)
+        except ImageRefused as exc:
+            problems.append(f"{names[i]}: {exc}")
+        except Exception as exc:  # PIL raises several types for corrupt files; report, do not crash mid-way
+            problems.append(f"{names[i]}: unreadable image ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
+
+    # PIL releases the GIL while decoding and resizing, so a few threads help on big datasets
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(tqdm(pool.map(work, range(len(sources))), total=len(sources), desc="decode images",
+                  disable=not progress, mininterval=1.0))
+    return pixels, sorted(problems)
