@@ -2,22 +2,30 @@
 
 ``resolve_source`` turns ``data.source`` (a folder, a local archive or an http(s)
 URL) into a local folder the importers can read. Downloads go to a cache folder
-the caller chooses; an interrupted download continues from its ``.part`` file
-with an HTTP Range request. Archives are extracted into a temp folder next to
-their final place and renamed in only when every member passed the path checks,
-so a hostile or broken archive leaves nothing behind.
+the caller chooses, one sub-folder per URL (``cache_folder``); an interrupted
+download continues from its ``.part`` file with an HTTP Range request. Without a
+sha256, a record beside the file (``<name>.source.json``: size, ETag,
+Last-Modified) lets a later run ask the server whether the copy is still current.
+Archives are extracted into a temp folder next to their final place and renamed
+in only when every member passed the path checks, so a hostile or broken archive
+leaves nothing behind; a downloaded archive that cannot be read is dropped from
+the cache so the next run fetches it again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import lzma
 import os
 import shutil
+import sys
 import tarfile
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
@@ -27,10 +35,23 @@ from pir import files
 CHUNK = 1 << 20
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 _DONE_MARKER = ".extracted"
+_RECORD_SUFFIX = ".source.json"
 
 
 class DownloadError(OSError):
     """A download or extraction failed; the message is one line saying what and how to work around it."""
+
+
+class UnreadableArchive(DownloadError):
+    """The archive is damaged or truncated (not unsafe): worth downloading again."""
+
+    def __init__(self, archive: Path, detail: str):
+        super().__init__(f"{archive}: not a readable archive ({detail})")
+        self.detail = detail
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def is_url(source: str) -> bool:
@@ -49,24 +70,85 @@ def _offline_hint(url: str) -> str:
             "extracted folder")
 
 
+def _note(message: str) -> None:
+    print(f"note: {message}", file=sys.stderr, flush=True)
+
+
+def _record_path(dest: Path) -> Path:
+    return dest.with_name(dest.name + _RECORD_SUFFIX)
+
+
+def _record(dest: Path) -> dict:
+    """What was recorded when ``dest`` was downloaded; {} when missing, unreadable or not about this file."""
+    try:
+        record = json.loads(_record_path(dest).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) and record.get("size") == dest.stat().st_size else {}
+
+
+def _validators(dest: Path) -> dict[str, str]:
+    """Conditional-request headers from the record: the server answers 304 when the copy is current."""
+    record = _record(dest)
+    headers = {"If-None-Match": record.get("etag"), "If-Modified-Since": record.get("last_modified")}
+    return {key: value for key, value in headers.items() if value}
+
+
+def _unchanged(dest: Path, headers) -> bool | None:
+    """Does a 200 reply describe the cached ``dest``? None when nothing in it can tell."""
+    record, size = _record(dest), dest.stat().st_size
+    length = headers.get("Content-Length")
+    if length is not None and int(length) != size:
+        return False
+    if record.get("etag") and headers.get("ETag"):
+        return headers["ETag"] == record["etag"]
+    if record.get("last_modified") and headers.get("Last-Modified"):
+        return headers["Last-Modified"] == record["last_modified"]
+    return True if length is not None else None
+
+
+def _reuse(url: str, dest: Path, reason: str) -> Path:
+    _note(f"{url}: cannot check the cached copy against the server ({reason}); using {dest} as it is")
+    return dest
+
+
 def download(url: str, dest: Path, sha256: str = "", progress: bool = True, timeout: float = 30.0) -> Path:
-    """Download ``url`` to ``dest`` (resuming ``dest.part``), verify sha256, rename into place."""
-    if dest.is_file() and (not sha256 or files.sha256_file(dest) == sha256.lower()):
+    """Download ``url`` to ``dest`` (resuming ``dest.part``), verify sha256, rename into place.
+
+    A cached ``dest`` is reused when it matches ``sha256``. Without one it is re-validated: a conditional
+    GET with the recorded ETag / Last-Modified; reused on 304 or a reply that matches the record (and its
+    size), downloaded again otherwise, and reused with a note when the server cannot be reached.
+    """
+    if dest.is_file() and sha256 and files.sha256_file(dest) == sha256.lower():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     start = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
+    revalidate = dest.is_file() and not sha256 and not start   # a .part is a newer download in progress
+    headers = {"Range": f"bytes={start}-"} if start else _validators(dest) if revalidate else {}
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)
+        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as exc:
+        if exc.code == 304 and revalidate:
+            return dest
         if exc.code == 416 and start:   # the .part already holds the whole file
-            return _finish(part, dest, sha256)
+            return _finish(part, dest, sha256, url, exc.headers)
+        if dest.is_file() and not sha256:
+            return _reuse(url, dest, f"HTTP {exc.code} {exc.reason}")
         raise DownloadError(f"{url}: download failed (HTTP {exc.code} {exc.reason}); {_offline_hint(url)}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
+        if dest.is_file() and not sha256:
+            return _reuse(url, dest, f"cannot connect: {reason}")
         raise DownloadError(f"{url}: cannot connect ({reason}); {_offline_hint(url)}") from None
     with response:
+        if revalidate:
+            unchanged = _unchanged(dest, response.headers)
+            if unchanged:
+                return dest
+            if unchanged is None:
+                _note(f"{url}: the server sends no ETag, Last-Modified or Content-Length to check the cached "
+                      f"{dest.name} against; downloading it again (set data.sha256 to reuse the cached copy)")
         if start and response.status != 206:   # server ignored the Range header: start over
             start = 0
         length = response.headers.get("Content-Length")
@@ -83,16 +165,18 @@ def download(url: str, dest: Path, sha256: str = "", progress: bool = True, time
                                 "run again to resume") from None
     if total is not None and part.stat().st_size < total:
         raise DownloadError(f"{url}: transfer ended at {part.stat().st_size} of {total} bytes; run again to resume")
-    return _finish(part, dest, sha256)
+    return _finish(part, dest, sha256, url, response.headers)
 
 
-def _finish(part: Path, dest: Path, sha256: str) -> Path:
+def _finish(part: Path, dest: Path, sha256: str, url: str, headers) -> Path:
     try:
         verify_sha256(part, sha256)
     except DownloadError:
         part.unlink()   # a wrong file must not be resumed into
         raise
     os.replace(part, dest)
+    files.write_json(_record_path(dest), {"url": url, "size": dest.stat().st_size, "etag": headers.get("ETag"),
+                                          "last_modified": headers.get("Last-Modified")})
     return dest
 
 
@@ -144,26 +228,32 @@ def _stamp(archive: Path) -> str:
     return f"{archive.name} {stat.st_size} {stat.st_mtime_ns}\n"
 
 
+# what a damaged or truncated archive raises (bz2 and gzip add OSErrors without an errno)
+_DAMAGED = (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError)
+_FILTER_ERROR = getattr(tarfile, "FilterError", ())   # the "data" filter's refusals (3.11.4+)
+
+
 def extract_archive(archive: Path, dest: Path) -> Path:
     """Extract ``archive`` into ``dest``; skipped when a marker says this very archive was extracted there."""
     marker = dest / _DONE_MARKER
     if marker.exists() and marker.read_text() == _stamp(archive):
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
+    with files.atomic_dir(dest) as tmp:
         try:
             if archive.name.lower().endswith(".zip"):
                 _extract_zip(archive, tmp)
             else:
                 _extract_tar(archive, tmp)
-        except (zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
-            raise DownloadError(f"{archive}: not a readable archive ({exc})") from None
+        except DownloadError:
+            raise
+        except _FILTER_ERROR as exc:
+            raise DownloadError(f"{archive}: unsafe member in archive ({_first_line(exc)}); "
+                                "refusing to extract") from None
+        except (*_DAMAGED, OSError) as exc:
+            if isinstance(exc, OSError) and exc.errno is not None:   # disk full, permissions: not the archive
+                raise
+            raise UnreadableArchive(archive, _first_line(exc)) from None
         (tmp / _DONE_MARKER).write_text(_stamp(archive))
-        shutil.rmtree(dest, ignore_errors=True)
-        os.replace(tmp, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 
@@ -181,15 +271,21 @@ def dataset_root(folder: Path) -> Path:
     return entries[0] if len(entries) == 1 and entries[0].is_dir() else folder
 
 
+def cache_folder(url: str, cache_dir: Path) -> Path:
+    """The cache sub-folder of one URL: a short sha256 of the whole URL, so equal file names never collide."""
+    return cache_dir / hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
+
+
 def resolve_source(source: str, cache_dir: Path, sha256: str = "", progress: bool = True) -> Path:
     """``data.source`` (folder, archive file or URL) -> a local folder holding the dataset."""
     if not source:
         raise ValueError("data.source is empty: set it to the dataset folder, an archive, or a URL")
     if is_url(source):
-        name = Path(urllib.parse.urlparse(source).path).name or "dataset"
-        archive = download(source, cache_dir / name, sha256, progress)
+        folder = cache_folder(source, cache_dir)
+        archive = download(source, folder / (Path(urllib.parse.urlparse(source).path).name or "dataset"),
+                           sha256, progress)
     else:
-        archive = Path(source).expanduser()
+        folder, archive = cache_dir, Path(source).expanduser()
         if archive.is_dir():
             return archive
         if not archive.exists():
@@ -197,4 +293,14 @@ def resolve_source(source: str, cache_dir: Path, sha256: str = "", progress: boo
         verify_sha256(archive, sha256)
     if not is_archive(archive):
         raise ValueError(f"{archive}: not a folder or a .zip/.tar(.gz|.bz2|.xz) archive")
-    return dataset_root(extract_archive(archive, cache_dir / _archive_stem(archive.name)))
+    target = folder / (_archive_stem(archive.name) or "dataset")
+    try:
+        return dataset_root(extract_archive(archive, target))
+    except UnreadableArchive as exc:
+        if not is_url(source):   # the user's own file: never deleted
+            raise
+        archive.unlink(missing_ok=True)
+        _record_path(archive).unlink(missing_ok=True)
+        shutil.rmtree(target, ignore_errors=True)
+        raise DownloadError(f"{source}: the downloaded {archive.name} is not a readable archive ({exc.detail}); "
+                            f"removed it from the download cache {folder}, the next run downloads it again") from None

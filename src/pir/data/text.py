@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import torch
+
+from pir import files
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")   # [PAD] gets id 0, like BERT's vocab
 _NOT_WORD = re.compile(r"[^a-z0-9]+")
@@ -67,16 +67,9 @@ def train_wordpiece(captions: Iterable[str], vocab_size: int, out_dir: str | os.
 
 def save_tokenizer(tokenizer, out_dir: str | os.PathLike) -> Path:
     """``save_pretrained`` into a temp folder beside ``out_dir``, then rename it in: never half a tokenizer."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with files.atomic_dir(out_dir) as tmp:
         tokenizer.save_pretrained(tmp)
-        shutil.rmtree(out_dir, ignore_errors=True)
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out_dir
+    return Path(out_dir)
 
 
 def load_tokenizer(name_or_dir: str | os.PathLike):

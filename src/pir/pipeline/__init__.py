@@ -2,8 +2,9 @@
 
 Each module here holds one DVC stage as ``run(cfgs, paths)``: typed configs in (pir.params),
 every file it reads or writes from ``paths`` (pir.paths). dvc.yaml calls stages/<name>.py, and
-each of those is one call to :func:`main` with its stage module, which handles params, seeding and errors the same
-way for every stage (docs/design.md, "Where things live").
+each of those is one call to :func:`main` with its stage module, which handles params, output
+folders, seeding, the thread budget and errors the same way for every stage (docs/design.md,
+"Where things live" and "Failures").
 """
 
 from __future__ import annotations
