@@ -1,7 +1,10 @@
+import os
+
 import pytest
 import torch
 
 from pir import files
+from pir.data import text
 
 
 def test_failed_write_keeps_the_previous_file_and_leaves_no_temp(tmp_path):
@@ -39,3 +42,44 @@ def test_unsafe_pickles_are_refused(tmp_path):
     torch.save({"callback": print}, path)   # arbitrary objects need weights_only=False
     with pytest.raises(ValueError, match="evil.pt"):
         files.load_torch(path)
+
+
+@pytest.fixture
+def umask(request):
+    old = os.umask(request.param)
+    yield request.param
+    os.umask(old)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002], indirect=True)
+def test_atomic_dir_follows_the_umask(tmp_path, umask):
+    with files.atomic_dir(tmp_path / "out" / "tokenizer") as tmp:
+        (tmp / "sub").mkdir()
+        assert tmp.stat().st_mode & 0o777 == 0o777 & ~umask   # tempfile.mkdtemp would give 0700
+    assert (tmp_path / "out" / "tokenizer").stat().st_mode & 0o777 == 0o777 & ~umask
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_atomic_dir_replaces_only_on_success(tmp_path):
+    target = tmp_path / "tokenizer"
+    with files.atomic_dir(target) as tmp:
+        (tmp / "vocab.txt").write_text("old")
+    with pytest.raises(RuntimeError):
+        with files.atomic_dir(target) as tmp:
+            (tmp / "vocab.txt").write_text("half")
+            raise RuntimeError("killed")
+    assert (target / "vocab.txt").read_text() == "old"
+    with files.atomic_dir(target) as tmp:
+        (tmp / "vocab.txt").write_text("new")
+    assert (target / "vocab.txt").read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["tokenizer"]   # no temp or set-aside folder left
+
+
+@pytest.mark.parametrize("umask", [0o022], indirect=True)
+def test_tokenizer_folder_follows_the_umask(tmp_path, umask):
+    class Tokenizer:   # what save_tokenizer needs of a transformers tokenizer
+        def save_pretrained(self, folder):
+            (folder / "vocab.txt").write_text("[PAD]\n")
+
+    out = text.save_tokenizer(Tokenizer(), tmp_path / "fetch" / "tokenizer")
+    assert out.stat().st_mode & 0o777 == 0o755 and (out / "vocab.txt").read_text() == "[PAD]\n"

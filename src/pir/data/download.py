@@ -15,6 +15,7 @@ the cache so the next run fetches it again.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import lzma
 import os
@@ -136,7 +137,7 @@ def download(url: str, dest: Path, sha256: str = "", progress: bool = True, time
         if dest.is_file() and not sha256:
             return _reuse(url, dest, f"HTTP {exc.code} {exc.reason}")
         raise DownloadError(f"{url}: download failed (HTTP {exc.code} {exc.reason}); {_offline_hint(url)}") from None
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:   # e.g. a malformed status line
         reason = getattr(exc, "reason", exc)
         if dest.is_file() and not sha256:
             return _reuse(url, dest, f"cannot connect: {reason}")
@@ -160,7 +161,7 @@ def download(url: str, dest: Path, sha256: str = "", progress: bool = True, time
                 while block := response.read(CHUNK):
                     fh.write(block)
                     bar.update(len(block))
-        except OSError as exc:
+        except (OSError, http.client.HTTPException) as exc:   # IncompleteRead: a chunked reply cut short
             raise DownloadError(f"{url}: connection lost after {part.stat().st_size} bytes ({exc}); "
                                 "run again to resume") from None
     if total is not None and part.stat().st_size < total:
