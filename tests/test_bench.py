@@ -160,10 +160,11 @@ def test_official_style_benchmark_runs_both_sides_in_fresh_processes():
 
 
 def test_concurrent_train_row_runs_the_real_stage_scripts_three_ways(tmp_path):
+    from pir.params import merge_set
     from pir_tools import concurrency
 
     ROOT = Path(__file__).resolve().parents[1]
-    smaller = concurrency._merge(concurrency.TINY_RUN, {"synthetic": {"images": 40}, "train": {"pairs_per_image": 1}})
+    smaller = merge_set(concurrency.TINY_RUN, {"synthetic": {"images": 40}, "train": {"pairs_per_image": 1}})
     row = concurrency.concurrent_train_benchmark(ROOT, tmp_path, run=smaller)
     for key in ("back_to_back_s", "concurrent_budget_s", "concurrent_all_cores_s"):
         assert math.isfinite(row[key]) and row[key] > 0

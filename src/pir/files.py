@@ -19,6 +19,8 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from pir.errors import first_line
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -99,7 +101,7 @@ def load_torch(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: checkpoint not found") from None
     except Exception as exc:  # unpickling errors carry long messages; keep the first line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise ValueError(f"{path}: not a loadable checkpoint ({first})") from None
 
 

@@ -16,10 +16,11 @@ an explicit ``runtime.threads`` always wins.
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import torch
+
+from pir import processes
 
 AUTO = "auto"
 
@@ -52,22 +53,12 @@ def resolve_workers(num_workers: int, device: torch.device | str) -> int:
     return 0 if torch.device(device).type == "cpu" else max(1, min(8, available_cores() - 1))
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class Registry:
     """One file per live stage process in ``folder``; files of dead processes are removed when counted."""
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
-        self.entry = self.folder / f"{socket.gethostname()}-{os.getpid()}"
+        self.entry = self.folder / f"{processes.this_host()}-{os.getpid()}"
 
     def __enter__(self) -> "Registry":
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -79,11 +70,11 @@ class Registry:
 
     def count(self) -> int:
         """Live stage processes on this host, this one included."""
-        host = socket.gethostname()
+        host = processes.this_host()
         live = 0
         for path in self.folder.glob(f"{host}-*"):
             pid = path.name.rsplit("-", 1)[-1]
-            if pid.isdigit() and _alive(int(pid)):
+            if pid.isdigit() and processes.alive(int(pid)):
                 live += 1
             else:
                 path.unlink(missing_ok=True)

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+from pir import processes
+from pir.errors import first_line
 from pir.reports import flatten
 
 EXPERIMENT = "pir"
@@ -55,8 +56,7 @@ def _retry(what: str, call: Callable[[], Any]) -> tuple[bool, Any]:
             return True, call()
         except Exception as exc:  # sqlite locked, disk full, bad path: all equally non-fatal here
             if attempt == RETRIES:
-                first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-                _warn(f"{what} failed after {RETRIES} attempts ({first_line}); continuing without it")
+                _warn(f"{what} failed after {RETRIES} attempts ({first_line(exc, 200)}); continuing without it")
                 return False, None
             time.sleep(delay)
             delay *= 2
@@ -198,16 +198,6 @@ MODEL_KEY_TAG = "pir_model_key"
 HOST_TAG, PID_TAG = "pir_host", "pir_pid"
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:      # alive, owned by another user
-        return True
-    return True
-
-
 def close_orphan_runs(root: str | os.PathLike, keep: str | None = None) -> list[str]:
     """Mark KILLED the RUNNING runs whose stage process, on this host, no longer exists.
 
@@ -220,10 +210,10 @@ def close_orphan_runs(root: str | os.PathLike, keep: str | None = None) -> list[
     client = _client(root)
     ok, runs = _retry("searching running runs", lambda: client.search_runs(
         [experiment_id], filter_string="attributes.status = 'RUNNING'"))
-    host = socket.gethostname()
+    host = processes.this_host()
     orphans = [r.info.run_id for r in (runs if ok else [])
                if r.info.run_id != keep and r.data.tags.get(HOST_TAG) == host
-               and r.data.tags.get(PID_TAG, "").isdigit() and not _process_alive(int(r.data.tags[PID_TAG]))]
+               and r.data.tags.get(PID_TAG, "").isdigit() and not processes.alive(int(r.data.tags[PID_TAG]))]
     for run_id in orphans:
         _retry(f"closing orphan run {run_id}", lambda: client.set_terminated(run_id, "KILLED"))
     if orphans:
@@ -294,7 +284,7 @@ def stage_run(root: str | os.PathLike, stage: str, params: Mapping[str, Any], ru
             "dvc_stages": _stages_tag(tags.get("dvc_stages"), stage),
             "git_commit": git_commit(root),
             **({MODEL_KEY_TAG: model_key} if model_key else {}),
-            HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()),
+            HOST_TAG: processes.this_host(), PID_TAG: str(os.getpid()),
         })
         tracker.log_params(params)
         if system_metrics:

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from pir.params import merge_set
 from pir.threads import available_cores
 
 # Each train step is short, so a few dozen steps show the oversubscription clearly.
@@ -33,13 +34,6 @@ TINY_RUN = {
 }
 # Bars the issue set: concurrent with the budget within 1.15x of back to back.
 TARGET_RATIO = 1.15
-
-
-def _merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = _merge(out.get(key) or {}, value) if isinstance(value, dict) else value
-    return out
 
 
 def _stage(project: Path, stage: str, env: dict[str, str]) -> subprocess.Popen:
@@ -65,7 +59,7 @@ def prepare_projects(root: Path, workdir: Path, run: dict) -> tuple[list[Path], 
     """Two tiny projects with fetch and scene_prior done, and the environment a queue worker has."""
     first = workdir / "a"
     shutil.copytree(root / "stages", first / "stages", ignore=shutil.ignore_patterns("__pycache__"))
-    params = _merge(yaml.safe_load((root / "params.yaml").read_text()), run)
+    params = merge_set(yaml.safe_load((root / "params.yaml").read_text()), run)
     (first / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     shared = workdir / "shared"
     shared.mkdir()

@@ -32,6 +32,7 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from pir import files
+from pir.errors import first_line
 
 CHUNK = 1 << 20
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
@@ -49,10 +50,6 @@ class UnreadableArchive(DownloadError):
     def __init__(self, archive: Path, detail: str):
         super().__init__(f"{archive}: not a readable archive ({detail})")
         self.detail = detail
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def is_url(source: str) -> bool:
@@ -248,12 +245,12 @@ def extract_archive(archive: Path, dest: Path) -> Path:
         except DownloadError:
             raise
         except _FILTER_ERROR as exc:
-            raise DownloadError(f"{archive}: unsafe member in archive ({_first_line(exc)}); "
+            raise DownloadError(f"{archive}: unsafe member in archive ({first_line(exc)}); "
                                 "refusing to extract") from None
         except (*_DAMAGED, OSError) as exc:
             if isinstance(exc, OSError) and exc.errno is not None:   # disk full, permissions: not the archive
                 raise
-            raise UnreadableArchive(archive, _first_line(exc)) from None
+            raise UnreadableArchive(archive, first_line(exc)) from None
         (tmp / _DONE_MARKER).write_text(_stamp(archive))
     return dest
 

@@ -18,6 +18,7 @@ from typing import Iterable, Sequence
 import torch
 
 from pir import files
+from pir.errors import first_line
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")   # [PAD] gets id 0, like BERT's vocab
 _NOT_WORD = re.compile(r"[^a-z0-9]+")
@@ -79,7 +80,7 @@ def load_tokenizer(name_or_dir: str | os.PathLike):
     try:
         return AutoTokenizer.from_pretrained(str(name_or_dir))
     except Exception as exc:  # HF raises OSError/ValueError with multi-line help; keep the first line
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise ValueError(f"{name_or_dir}: cannot load tokenizer ({first}); "
                          "give a local tokenizer folder or leave data.tokenizer empty to train one") from None
 

@@ -18,6 +18,7 @@ from torch import nn
 from transformers import BertConfig, BertModel
 
 from pir.config import ModelConfig
+from pir.errors import first_line
 from pir.models.weights import WeightsSource, load_backbone_weights, resolve_weights
 
 
@@ -104,7 +105,7 @@ def create_text_encoder(cfg: ModelConfig) -> BertModel:
     try:
         bert = BertModel.from_pretrained(cfg.text_model, add_pooling_layer=False)
     except OSError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise FileNotFoundError(f"{cfg.text_model}: cannot load pretrained BERT ({first})") from None
     _check_bert_matches(bert, cfg)
     return bert

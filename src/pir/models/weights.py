@@ -22,6 +22,7 @@ import timm
 import torch
 from torch import nn
 
+from pir.errors import first_line
 from pir.files import load_torch
 
 # Top-level names a classifier head goes by in checkpoints (timm/torchvision ResNet "fc", Swin "head",
@@ -238,7 +239,7 @@ def _filtered(state: dict[str, torch.Tensor], model: nn.Module, where: str, what
     try:
         return convert(state, model)
     except (AttributeError, KeyError, RuntimeError, ValueError) as exc:  # e.g. a block the model lacks
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        first = first_line(exc, 200)
         raise ValueError(f"{where}: {what} does not fit {arch} (timm's checkpoint filter failed: {first})") from None
 
 
