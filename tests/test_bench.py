@@ -22,7 +22,8 @@ def report(tmp_path_factory):
 
 
 SECTIONS = ("machine", "options", "matmul_fp32_gflops", "loader", "train_cpu", "train_cpu_bf16",
-            "train_cpu_compiled", "official_style", "train_gpu_bf16", "embed", "retrieval_metrics", "concurrent_train")
+            "train_cpu_compiled", "official_style", "train_gpu_bf16", "embed", "retrieval_metrics", "concurrent_train",
+            "evaluation_protocols")
 
 
 def test_report_has_every_section_and_preset(report):
@@ -35,6 +36,8 @@ def test_report_has_every_section_and_preset(report):
     assert report["train_gpu_bf16"] == {"paper": {"skipped": "no CUDA device"}}
     assert report["concurrent_train"] == {"tiny": {"skipped": "--quick"}}
     assert report["machine"]["cpu_count"] >= 1 and report["machine"]["device"] == "cpu"
+    protocols = report["evaluation_protocols"]
+    assert protocols["resamples"] == 1000 and 0 < protocols["bootstrap_s"] and 0 < protocols["protocols_s"]
 
 
 def test_measurements_are_positive_and_finite(report):

@@ -365,9 +365,11 @@ class EvalConfig:
     gallery_queries: int = 4        # captions and images shown in the retrieval gallery (each)
     device: str = "auto"            # auto | cpu | cuda
     precision: str = "bf16"         # bf16 autocast on CUDA (fp32 on CPU) | fp32
+    bootstrap_resamples: int = 1000  # resamples of the test images behind the 95% interval (ci95)
 
     def __post_init__(self) -> None:
         check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
+        check(self.bootstrap_resamples >= 2, "bootstrap_resamples", self.bootstrap_resamples, "must be >= 2")
         check(self.gallery_queries >= 0, "gallery_queries", self.gallery_queries, "must be >= 0")
         check_choice("device", self.device, DEVICES)
         check_choice("precision", self.precision, PRECISIONS)

@@ -23,6 +23,7 @@ from pathlib import Path
 from pir import files
 from pir.evaluation.metrics import METRIC_KEYS
 from pir.paths import Paths
+from pir.seed_runs import group_experiments
 from pir.tracking import ensure_experiment
 from pir_tools.experiments import (ABLATION, Variant, ablation_figure, experiment_name, markdown_table,
                                    set_param_args, summarise)
@@ -87,6 +88,9 @@ def collect(root: Path, prefix: str, variants: list[Variant], seeds: list[int]) 
                   "# PIR ablation (test split, %)\n\n" + table +
                   f"\nExperiments `{prefix}-<variant>-s<seed>`; see `dvc exp show` and the MLflow runs of the same names.\n")
     ablation_figure(rows, Paths(root).figures / "ablation.png")
+    # One MLflow parent per variant, its seed runs nested under it (mean ± std and interval on the parent).
+    for variant in variants:
+        group_experiments(root, [experiment_name(prefix, variant, seed) for seed in used_seeds.get(variant.name, [])])
     print(table)
 
 

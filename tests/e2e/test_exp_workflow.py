@@ -96,12 +96,24 @@ def test_mlflow_server_lists_every_run_with_tags(queued):
         server.wait(timeout=30)
 
 
-def test_ablation_command_writes_table(tmp_path):
+def test_ablation_command_writes_table_and_seed_groups(tmp_path):
+    from mlflow import MlflowClient
+
     project = make_project(tmp_path / "ablation", {"train": {"epochs": 1}, "scene_prior": {"epochs": 1},
                                                    "synthetic": {"images": 96}})
     run(["dvc", "repro"], project)
-    proc = run([sys.executable, "stages/ablation.py", "--variants", "baseline", "full", "-j", "2"], project)
+    proc = run([sys.executable, "stages/ablation.py", "--variants", "full", "--seeds", "0", "1", "-j", "2"], project)
     table = (project / "reports/ablation.md").read_text()
-    assert "Baseline" in table and "PIR (VIR + LCA + affiliation)" in table
+    assert "PIR (VIR + LCA + affiliation) | 2 |" in table and " ± " in table and "(t over seeds)" in table
     assert (project / "reports/figures/ablation.png").read_bytes()[:4] == b"\x89PNG"
-    assert "| Baseline" in proc.stdout
+    assert "| PIR" in proc.stdout
+    # One parent per configuration in MLflow, both seed runs nested under it, carrying mean and interval.
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("pir").experiment_id])
+    parents = [r for r in runs if r.data.tags.get("pir_seed_group")]
+    assert [p.info.run_name for p in parents] == ["ablation-full · seeds"]
+    # Seed 0 of the full variant is the workspace's own configuration: DVC may reuse that run's results.
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert sorted(r.data.params["seed"] for r in children) == ["0", "1"]
+    metrics = parents[0].data.metrics
+    assert metrics["n_seeds"] == 2 and metrics["test_r_mean_ci95_low"] <= metrics["test_r_mean"]

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from pir.evaluation import retrieval_metrics
+from pir.evaluation.report import evaluation_report
 from pir.evaluation.metrics import (
     METRIC_KEYS,
     best_positive_ranks,
     caption_duplicates,
-    duplicate_aware_recall,
-    evaluation_report,
+    caption_keys,
     per_class_recall,
     rank_statistics,
     retrieval_metrics_reference,
@@ -142,30 +142,13 @@ def test_per_class_recall_splits_queries_by_scene():
     assert table["b"]["txt_r1"] == 0.0 and table["b"]["n_texts"] == 1
 
 
-def test_duplicate_aware_recall_counts_identical_captions():
+def test_caption_duplicates_counts_identical_strings():
     captions = ["A dense residential area.", "a dense residential area", "a bridge over a river"]
-    txt2img = np.array([0, 1, 2])
-    key_ids, counts = caption_duplicates(captions, txt2img, key=lambda c: c.lower().strip(" ."))
-    assert counts == {"n_texts": 3, "distinct_captions": 2, "duplicated_captions": 2,
-                      "captions_shared_across_images": 2}
-    # Caption 0 retrieves image 1 first: a miss for the standard metric, a hit when duplicate-aware.
-    sims = np.array([[0.5, 0.4, 0.0],
-                     [0.9, 0.8, 0.0],
-                     [0.0, 0.0, 1.0]])
-    assert retrieval_metrics(sims, txt2img)["img_r1"] == pytest.approx(200 / 3)
-    dup = duplicate_aware_recall(sims, txt2img, key_ids)
-    assert dup["img_r1_dup"] == 100.0
-
-
-def test_duplicate_aware_recall_equals_standard_without_duplicates():
-    rng = np.random.default_rng(3)
-    sims = rng.standard_normal((20, 60))
-    txt2img = np.repeat(np.arange(20), 3)
-    key_ids, counts = caption_duplicates([f"caption {i}" for i in range(60)], txt2img)
-    assert counts["duplicated_captions"] == 0
-    dup = duplicate_aware_recall(sims, txt2img, key_ids)
-    standard = retrieval_metrics(sims, txt2img)
-    assert [dup[f"img_r{k}_dup"] for k in (1, 5, 10)] == [standard[f"img_r{k}"] for k in (1, 5, 10)]
+    normalised, key_ids = caption_keys(captions)
+    assert normalised == ["a dense residential area", "a dense residential area", "a bridge over a river"]
+    assert key_ids.tolist() == [1, 1, 0]
+    assert caption_duplicates(key_ids, np.array([0, 1, 2])) == {
+        "n_texts": 3, "distinct_captions": 2, "duplicated_captions": 2, "captions_shared_across_images": 2}
 
 
 def test_evaluation_report_keeps_the_standard_numbers():
@@ -177,4 +160,6 @@ def test_evaluation_report_keeps_the_standard_numbers():
     assert {k: report[k] for k in standard} == standard
     assert report["n_images"] == 10 and report["n_texts"] == 30 and report["duplicates"]["distinct_captions"] == 7
     assert set(report["per_class"]) == {"x", "y", "z"}
-    assert report["img_r1_dup"] >= report["img_r1"]
+    assert report["protocols"]["itm"] == {k: standard[k] for k in METRIC_KEYS}
+    assert set(report["protocols"]) == {"itm", "dedup", "pairwise"}
+    assert set(report["ci95"]) == set(METRIC_KEYS)

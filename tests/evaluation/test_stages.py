@@ -21,7 +21,8 @@ import yaml
 from pir.data.prepared import ImageRecord, write_prepared
 from pir.data.text import load_tokenizer, train_wordpiece
 from pir.evaluation import retrieval_metrics
-from pir.evaluation.metrics import METRIC_KEYS as STANDARD
+from pir.evaluation.metrics import METRIC_KEYS as STANDARD, caption_keys
+from pir.evaluation.protocols import dedup_metrics, pairwise_metrics
 from pir.models import create_model
 from pir.models.checkpoint import save_checkpoint
 from pir.models.official import export_official_config, export_official_state_dict
@@ -93,7 +94,12 @@ def test_metrics_json_equals_metrics_recomputed_from_the_saved_matrix(evaluated)
     assert {k: stored[k] for k in recomputed} == recomputed  # exact: JSON round-trips floats
     assert stored["n_images"] == 12 and stored["n_texts"] == 48
     assert stored["duplicates"]["captions_shared_across_images"] == 12
-    assert stored["img_r1_dup"] >= stored["img_r1"]
+    assert stored["protocols"]["itm"] == {k: stored[k] for k in STANDARD}
+    assert stored["protocols"]["dedup"] == dedup_metrics(saved["sims"], saved["txt2img"],
+                                                         caption_keys(saved["captions"].tolist())[1])
+    assert stored["protocols"]["pairwise"] == pairwise_metrics(saved["sims"], saved["txt2img"])
+    low, high = stored["ci95"]["r_mean"]
+    assert low <= stored["r_mean"] <= high
     assert stored["checkpoint"]["format"] == "pir"
 
 
@@ -114,6 +120,9 @@ def test_evaluate_logs_into_the_trained_models_run(evaluated):
     runs = client.search_runs([client.get_experiment_by_name("pir").experiment_id])
     assert len(runs) == 1
     assert "test_r_mean" in runs[0].data.metrics and runs[0].data.tags["dvc_stage"] == "train"
+    logged = runs[0].data.metrics
+    assert {f"test_{p}_r_mean" for p in ("itm", "dedup", "pairwise")} <= set(logged)
+    assert logged["test_ci95_r_mean_low"] <= logged["test_r_mean"] <= logged["test_ci95_r_mean_high"]
     assert runs[0].data.tags["dvc_stages"] == "train,evaluate"
 
 

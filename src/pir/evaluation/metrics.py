@@ -189,71 +189,34 @@ def per_class_table(per_class: dict[str, dict[str, float]]) -> tuple[list[str], 
 
 
 def default_caption_key(caption: str) -> str:
-    """Normalised caption used to decide that two captions are the same string."""
+    """Normalised caption used to decide that two captions are the same string (the model's own input text)."""
     from pir.data.text import normalize_caption
     return normalize_caption(caption, max_words=10**6)
 
 
-def caption_duplicates(captions: Sequence[str], txt2img: np.ndarray,
-                       key: Callable[[str], str] = default_caption_key) -> tuple[np.ndarray, dict[str, int]]:
-    """Caption key ids [n_texts] and duplicate counts (RSICD repeats captions across images)."""
-    _, key_ids = np.unique([key(c) for c in captions], return_inverse=True)
-    key_ids = key_ids.reshape(-1)
+def caption_keys(captions: Sequence[str], key: Callable[[str], str] = default_caption_key) -> tuple[list[str], np.ndarray]:
+    """(normalised string of each caption, id of its distinct string [n_texts]); ids follow sorted order."""
+    normalised = [key(c) for c in captions]
+    if not normalised:
+        return [], np.zeros(0, dtype=np.int64)
+    _, key_ids = np.unique(np.asarray(normalised, dtype=str), return_inverse=True)
+    return normalised, key_ids.reshape(-1).astype(np.int64)
+
+
+def caption_duplicates(key_ids: np.ndarray, txt2img: np.ndarray) -> dict[str, int]:
+    """How often captions repeat (RSICD repeats captions across images), from ``caption_keys`` ids."""
+    key_ids = np.asarray(key_ids, dtype=np.int64)
     n_keys = int(key_ids.max()) + 1 if len(key_ids) else 0
     per_key = np.bincount(key_ids, minlength=n_keys)
     # Distinct images per key: unique (key, image) pairs counted per key.
     pairs = np.unique(np.stack([key_ids, np.asarray(txt2img)]), axis=1)
     images_per_key = np.bincount(pairs[0], minlength=n_keys)
-    counts = {
+    return {
         "n_texts": len(key_ids),
         "distinct_captions": n_keys,
         "duplicated_captions": int(np.count_nonzero(per_key[key_ids] > 1)),
         "captions_shared_across_images": int(np.count_nonzero(images_per_key[key_ids] > 1)),
     }
-    return key_ids, counts
-
-
-def duplicate_aware_text_ranks(sims: np.ndarray, txt2img: np.ndarray, key_ids: np.ndarray) -> np.ndarray:
-    """Text->image ranks where any image owning a caption identical to the query is correct."""
-    sims, txt2img = check_inputs(sims, txt2img)
-    key_ids = np.asarray(key_ids, dtype=np.int64)
-    # Unique (key, image) ownership pairs, then join every text with the images owning its key.
-    owned = np.unique(np.stack([key_ids, txt2img]), axis=1)
-    order = np.argsort(key_ids, kind="stable")
-    starts = np.searchsorted(key_ids[order], owned[0], side="left")
-    ends = np.searchsorted(key_ids[order], owned[0], side="right")
-    lengths = ends - starts
-    pair_image = np.repeat(owned[1], lengths)
-    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    pair_text = order[np.repeat(starts, lengths) + offsets]
-    return best_positive_ranks(sims.T, pair_text, pair_image)
-
-
-def duplicate_aware_recall(sims: np.ndarray, txt2img: np.ndarray, key_ids: np.ndarray) -> dict[str, float]:
-    """Text->image R@K counting identical-caption images as hits; beside, never instead of, img_r*."""
-    ranks = duplicate_aware_text_ranks(sims, txt2img, key_ids)
-    recalls = {f"img_r{k}_dup": recall_percent(ranks, k) for k in RECALL_KS}
-    recalls["img_r_mean_dup"] = sum(recalls.values()) / 3
-    return recalls
-
-
-def evaluation_report(sims: np.ndarray, txt2img: np.ndarray, image_labels: np.ndarray,
-                      class_names: Sequence[str], captions: Sequence[str],
-                      key: Callable[[str], str] = default_caption_key) -> dict:
-    """Everything evaluate reports: standard keys first, then ranks, duplicates, per-class table."""
-    sims, txt2img = check_inputs(sims, txt2img)
-    if len(captions) != len(txt2img) or len(image_labels) != sims.shape[0]:
-        raise ValueError(f"got {len(captions)} captions and {len(image_labels)} labels for a {sims.shape} matrix")
-    image_ranks, text_ranks = retrieval_ranks(sims, txt2img)
-    key_ids, duplicates = caption_duplicates(captions, txt2img, key)
-    report: dict = recalls_from_ranks(image_ranks, text_ranks)
-    report.update(rank_statistics(image_ranks, text_ranks))
-    report.update(duplicate_aware_recall(sims, txt2img, key_ids))
-    report["n_images"], report["n_texts"] = int(sims.shape[0]), int(sims.shape[1])
-    report["images_without_captions"] = int(np.count_nonzero(np.isinf(image_ranks)))
-    report["duplicates"] = duplicates
-    report["per_class"] = per_class_recall(image_ranks, text_ranks, image_labels, txt2img, class_names)
-    return report
 
 
 # --------------------------------------------------------------------------- slow reference + benchmark

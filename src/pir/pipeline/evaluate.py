@@ -11,14 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from pir import files, reports, tracking
+from pir import files, reports, seed_runs, tracking
 from pir.config import to_dict
 from pir.data.prepared import load_prepared
 from pir.data.text import load_tokenizer
 from pir.device import resolve_device
 from pir.evaluation.embed import embed_split
 from pir.evaluation.gallery import save_gallery
-from pir.evaluation.metrics import METRIC_KEYS, evaluation_report, per_class_table
+from pir.evaluation.metrics import METRIC_KEYS, caption_keys, per_class_table
+from pir.evaluation.report import evaluation_report
 from pir.models.checkpoint import load_model
 from pir.params import PipelineConfig
 from pir.paths import Paths
@@ -48,9 +49,15 @@ def check_vocabulary(tokenizer, vocab_size: int, where: Path) -> None:
                          "set data.tokenizer to the tokenizer the model was trained with and rerun fetch")
 
 
-def top_level_metrics(report: dict) -> dict[str, float]:
-    """The report's own numbers (not its nested tables) as MLflow metrics."""
-    return {k: float(v) for k, v in report.items() if reports.is_finite_number(v)}
+def mlflow_metrics(report: dict) -> dict[str, float]:
+    """The report's own numbers, each protocol as ``test_<protocol>_<key>`` and the interval as
+    ``test_ci95_<key>_low/high``; nested tables (per class, duplicates) stay in the files."""
+    metrics = {f"test_{k}": float(v) for k, v in report.items() if reports.is_finite_number(v)}
+    for protocol, values in report["protocols"].items():
+        metrics.update({f"test_{protocol}_{k}": float(v) for k, v in values.items()})
+    for key, (low, high) in report["ci95"].items():
+        metrics.update({f"test_ci95_{key}_low": low, f"test_ci95_{key}_high": high})
+    return metrics
 
 
 def run(cfgs: PipelineConfig, paths: Paths) -> None:
@@ -79,14 +86,17 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
         # The one matrix: saved as is, and every number below is computed from it.
         sims = (image_emb @ text_emb.T).astype(np.float32)
         class_names = list(prepared.classes)
-        report = evaluation_report(sims, test.txt2img, test.labels, class_names, test.captions)
+        report = evaluation_report(sims, test.txt2img, test.labels, class_names, test.captions,
+                                   seed=cfgs.seed, n_resamples=settings.bootstrap_resamples)
         report["checkpoint"] = {"path": display_path(checkpoint, paths.root), "format": "official" if official else "pir",
                                 "epoch": extra.get("epoch"), "model_key": model_key}
         report["dataset"] = prepared.name
         per_class = report.pop("per_class")
 
         paths.evaluate.mkdir(parents=True, exist_ok=True)
-        files.save_npz(paths.similarity, sims=sims, txt2img=test.txt2img)
+        # captions: the normalised strings the dedup protocol compares, in txt2img order.
+        files.save_npz(paths.similarity, sims=sims, txt2img=test.txt2img,
+                       captions=np.array(caption_keys(test.captions)[0], dtype=str))
         files.save_npz(paths.embeddings, image_emb=image_emb, text_emb=text_emb, image_labels=test.labels,
                        txt2img=test.txt2img, class_names=np.array(class_names, dtype=str))
         files.write_json(paths.evaluation, {"checkpoint": report["checkpoint"], "dataset": prepared.name,
@@ -97,7 +107,12 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
         save_gallery(paths.gallery, sims, test.txt2img, prepared.pixels[test.image_rows], test.captions,
                      settings.gallery_queries, cfgs.seed, scenes=scenes)
 
-        tracker.log_metrics({f"test_{k}": v for k, v in top_level_metrics(report).items()})
+        tracker.log_metrics(mlflow_metrics(report))
         for path in (paths.metrics, paths.per_class, paths.gallery):
             tracker.log_artifact(path, "evaluate")
-    print(" ".join(f"{k}={report[k]:.2f}" for k in METRIC_KEYS))
+    # After the run is closed: a second seed of this configuration now gets (or updates) its parent run.
+    seed_runs.group_runs_of(paths.store, tracker.run_id)
+    print(" ".join(f"{k}={report[k]:.2f}" for k in METRIC_KEYS)
+          + " (95% CI {:.2f}-{:.2f})".format(*report["ci95"]["r_mean"]))
+    for protocol in ("dedup", "pairwise"):
+        print(f"  {protocol}: r_mean={report['protocols'][protocol]['r_mean']:.2f}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 
-from pir import files, tracking
+from pir import files, seed_runs, tracking
 from pir.config import ModelConfig, to_dict
 from pir.data.prepared import load_prepared
 from pir.data.text import load_tokenizer
@@ -31,6 +31,14 @@ def training_params(cfgs: PipelineConfig, model_cfg: ModelConfig) -> dict:
     train_params = {k: v for k, v in to_dict(cfgs.train).items() if k not in NOT_IN_RUN_KEY}
     return {"seed": cfgs.seed, "recipe": cfgs.recipe, "model_preset": cfgs.model_preset, "model": to_dict(model_cfg),
             "train": train_params}
+
+
+def declared_params(cfgs: PipelineConfig) -> dict:
+    """The resolved params as declared, before anything is read off the data (vocab size, caption
+    length): seeds generate different data, and their runs must still share one configuration."""
+    return {"recipe": cfgs.recipe, "model_preset": cfgs.model_preset, "model": to_dict(cfgs.model),
+            "train": {k: v for k, v in to_dict(cfgs.train).items() if k not in NOT_IN_RUN_KEY},
+            "data": to_dict(cfgs.data)}
 
 
 def input_digests(paths: Paths, model_cfg: ModelConfig) -> dict[str, str]:
@@ -73,6 +81,8 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
     mlflow_run = (tracking.stage_run(paths.store, "train", logged, run_id=state.mlflow_run_id(), model_key=state.key)
                   if ctx.is_main else contextlib.nullcontext())
     with mlflow_run as tracker:
+        if ctx.is_main:  # the seed's siblings share this key: evaluate nests them under one parent run
+            tracker.set_tags({seed_runs.CONFIG_KEY_TAG: seed_runs.config_key(declared_params(cfgs))})
         summary = train(model, prepared, tokenizer, model_cfg, cfgs.train, seed=cfgs.seed, state=state,
                         outputs=TrainOutputs(paths.best, paths.last), ctx=ctx, params=params, tracker=tracker)
         if ctx.is_main:
