@@ -8,7 +8,8 @@ from scipy import stats
 
 from pir import tracking
 from pir.evaluation.seeds import difference_beyond_spread, summarise_seeds
-from pir.seed_runs import CONFIG_KEY_TAG, NESTED_UNDER, PARENT_TAG, config_key, group_seed_runs, parent_name
+from pir.seed_runs import (CONFIG_KEY_TAG, NESTED_UNDER, PARENT_TAG, config_key, group_seed_runs, logged_interval,
+                           parent_name)
 
 
 def test_summary_is_mean_std_and_t_interval():
@@ -70,6 +71,7 @@ def test_seed_runs_nest_under_one_parent_with_their_statistics(tmp_path, monkeyp
     assert client.get_run(parent_id).data.tags["pir_seeds"] == "0,1,2"
     lone = client.get_run(group_seed_runs(tmp_path, "k2", min_runs=1))
     assert lone.data.metrics["test_r_mean_ci95_low"] == 18.0     # the lone seed's bootstrap interval
+    assert logged_interval(tmp_path, "abl-vir-s0") == (18.0, 22.0) and logged_interval(tmp_path, "nope") is None
 
 
 def test_parent_name_falls_back_to_the_config_key():

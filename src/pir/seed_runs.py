@@ -145,3 +145,13 @@ def group_experiments(root: str | os.PathLike, experiment_names: list[str]) -> l
             if key and key not in keys:
                 keys.append(key)
     return [parent for key in keys if (parent := group_seed_runs(root, key, min_runs=1))]
+
+
+def logged_interval(root: str | os.PathLike, experiment_name: str, metric: str = "r_mean") -> tuple[float, float] | None:
+    """The bootstrap interval evaluate logged for the named DVC experiment's model (`dvc exp show`
+    drops the list-valued ``ci95`` of metrics.json, MLflow has it as two numbers)."""
+    for run in reversed(_search(Path(root).resolve(), f"tags.dvc_exp_name = '{experiment_name}'")):
+        low, high = (run.data.metrics.get(f"test_ci95_{metric}_{end}") for end in ("low", "high"))
+        if low is not None and high is not None:
+            return low, high
+    return None

@@ -23,7 +23,7 @@ from pathlib import Path
 from pir import files
 from pir.evaluation.metrics import METRIC_KEYS
 from pir.paths import Paths
-from pir.seed_runs import group_experiments
+from pir.seed_runs import group_experiments, logged_interval
 from pir.tracking import ensure_experiment
 from pir_tools.experiments import (ABLATION, Variant, ablation_figure, experiment_name, markdown_table,
                                    set_param_args, summarise)
@@ -78,7 +78,8 @@ def collect(root: Path, prefix: str, variants: list[Variant], seeds: list[int]) 
             if run is None:
                 print(f"warning: no finished experiment {experiment_name(prefix, variant, seed)}", file=sys.stderr)
                 continue
-            results.setdefault(variant.name, []).append(run)
+            interval = logged_interval(root, experiment_name(prefix, variant, seed))
+            results.setdefault(variant.name, []).append({**run, "ci95": {"r_mean": list(interval)}} if interval else run)
             used_seeds.setdefault(variant.name, []).append(seed)
     rows = summarise(results, used_seeds)
     if not rows:
