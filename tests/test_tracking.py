@@ -174,6 +174,6 @@ def test_runs_are_named_by_experiment_or_commit_uniquely_and_keep_their_name(tmp
     experiment_id = tracking.ensure_experiment(tmp_path)
     tags = client.get_experiment(experiment_id).tags
     view = json.loads(tags["mlflow.sharedViewState.pir-compare"])
-    assert view["selectedColumns"][:2] == ["params.`recipe`", "params.`preset`"]
-    assert view["selectedColumns"][-1] == view["orderByKey"] == "metrics.`test_r_mean`"
+    assert view["selectedColumns"][:3] == ["metrics.`test_r_mean`", "params.`recipe`", "params.`preset`"]
+    assert view["orderByKey"] == "metrics.`test_r_mean`" and view["columnOrder"] == view["selectedColumns"]
     assert tracking.compare_url(experiment_id).endswith(f"/#/experiments/{experiment_id}/runs?viewStateShareKey=pir-compare")

@@ -97,8 +97,9 @@ def _client(root: str | os.PathLike):
 def compare_view() -> dict[str, Any]:
     """The runs-table state of the saved view: MLflow column ids are ``<type>.`<key>```."""
     metric = f"metrics.`{COMPARED_METRIC}`"
-    return {"selectedColumns": [*(f"params.`{key}`" for key in COMPARED_COLUMNS), metric],
-            "orderByKey": metric, "orderByAsc": False}
+    columns = [metric, *(f"params.`{key}`" for key in COMPARED_COLUMNS)]
+    # columnOrder: test mR beside the run name, then the params in this order (not alphabetically)
+    return {"selectedColumns": columns, "columnOrder": columns, "orderByKey": metric, "orderByAsc": False}
 
 
 def compare_url(experiment_id: str, base: str = "http://127.0.0.1:5000") -> str:
