@@ -12,7 +12,6 @@ import os
 import time
 from pathlib import Path
 
-import pytest
 
 from pir import tracking
 from pir.params import PipelineConfig
