@@ -12,7 +12,6 @@ import os
 import time
 from pathlib import Path
 
-
 from pir import tracking
 from pir.params import PipelineConfig
 from tests import browser
