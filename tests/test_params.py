@@ -85,6 +85,19 @@ def test_params_override_the_recipe_and_null_takes_it():
     assert cfg.model.embed_dim == 512          # untouched recipe values stay
 
 
+def test_compared_params_are_the_resolved_values_the_stage_used():
+    cfg = resolve("recipe=paper", "train.lr=1e-4", "model.use_lca=false", "seed=3")
+    assert cfg.compared_params("train", device_type="cuda") == {
+        "recipe": "paper", "dataset": "synthetic", "seed": 3, "preset": "paper", "use_vir": True, "use_lca": False,
+        "use_affiliation": True, "epochs": 50, "global_batch": 256, "lr": 1e-4, "precision": "fp32"}
+    cpu = resolve("train.precision=bf16")
+    assert cpu.compared_params("train")["precision"] == "bf16"                     # as configured
+    assert cpu.compared_params("train", device_type="cpu")["precision"] == "fp32"  # what autocast runs there
+    prior = cpu.compared_params("scene_prior")
+    assert (prior["epochs"], prior["lr"], prior["global_batch"]) == (4, 0.005, cpu.scene_prior.batch_size)
+    assert "use_vir" not in prior and set(cpu.compared_params("analyze")) == {"recipe", "dataset", "seed"}
+
+
 def test_numbers_as_dvc_writes_them():
     # `dvc exp run -S train.lr=6e-5` writes `lr: 6e-05`, which PyYAML reads as a string
     written = yaml.safe_load("train:\n  lr: 6e-05\n  epochs: '3'\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -54,11 +55,13 @@ def test_stage_runs_land_in_sqlite_store_with_tags_params_metrics(tmp_path, monk
     assert run.data.tags["git_commit"] == "abc123" and run.data.params["evaluate.batch_size"] == "8"
 
 
-def test_failed_block_marks_run_failed_and_reraises(tmp_path):
+def test_failed_block_marks_run_failed_and_reraises(tmp_path, monkeypatch):
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
     with pytest.raises(RuntimeError):
         with tracking.stage_run(tmp_path, "train", {}, system_metrics=False) as tracker:
             raise RuntimeError("boom")
-    assert MlflowClient(tracking.tracking_uri(tmp_path)).get_run(tracker.run_id).info.status == "FAILED"
+    run = MlflowClient(tracking.tracking_uri(tmp_path)).get_run(tracker.run_id)
+    assert run.info.status == "FAILED" and run.info.run_name == "workspace · train"     # tmp_path: no git
 
 
 def test_broken_store_warns_and_continues(tmp_path, capsys):
@@ -125,3 +128,52 @@ def test_sigterm_closes_the_run_as_killed(tmp_path):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) != 0
     assert MlflowClient(tracking.tracking_uri(tmp_path)).get_run(run_id).info.status == "KILLED"
+
+
+def _git_repo(path, branch="main") -> str:
+    """A one-commit git repository at ``path``; its short commit."""
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@localhost", "PATH": "/usr/bin:/bin"}
+    for args in (["init", "-q", "-b", branch], ["commit", "-q", "--allow-empty", "-m", "x"]):
+        subprocess.run(["git", "-C", str(path), *args], check=True, env=env)
+    return subprocess.run(["git", "-C", str(path), "rev-parse", "--short", "HEAD"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def test_runs_are_named_by_experiment_or_commit_uniquely_and_keep_their_name(tmp_path, monkeypatch):
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    commit = _git_repo(tmp_path, branch="feat/x")
+    client = MlflowClient(tracking.tracking_uri(tmp_path))
+    compared = {"lr": 0.001, "use_vir": False, "seed": 0}
+
+    def name_of(stage, **kw):
+        with tracking.stage_run(tmp_path, stage, {"seed": 0, "train": {"lr": 0.001}}, system_metrics=False,
+                                **kw) as tracker:
+            pass
+        return client.get_run(tracker.run_id), tracker.run_id
+
+    first, first_id = name_of("train", compared=compared)
+    assert first.info.run_name == f"feat/x@{commit} · train"
+    assert name_of("train")[0].info.run_name == f"feat/x@{commit} · train (2)"       # same commit again
+    assert name_of("train")[0].info.run_name == f"feat/x@{commit} · train (3)"
+    assert {k: first.data.params[k] for k in compared} == {"lr": "0.001", "use_vir": "False", "seed": "0"}
+    # evaluate reopening the train run keeps its name and the compared values of the stage that made it
+    reopened, _ = name_of("evaluate", run_id=first_id, compared={"precision": "fp32", "lr": 9})
+    assert reopened.info.run_name == first.info.run_name and "precision" not in reopened.data.params
+    assert reopened.data.params["lr"] == "0.001"
+
+    monkeypatch.setenv("DVC_EXP_NAME", "bars-a")
+    assert name_of("scene_prior")[0].info.run_name == "bars-a · scene_prior"
+    assert tracking.run_name_for("scene_prior", tmp_path) == "bars-a · scene_prior (2)"
+    assert tracking.run_name_for("ablation", tmp_path, label="it's \"quoted\"") == "it's \"quoted\" · ablation"
+    monkeypatch.delenv("DVC_EXP_NAME")
+    subprocess.run(["git", "-C", str(tmp_path), "checkout", "-q", "--detach"], check=True)
+    assert tracking.run_label(tmp_path) == commit
+
+    # the saved comparison view the README links to
+    experiment_id = tracking.ensure_experiment(tmp_path)
+    tags = client.get_experiment(experiment_id).tags
+    view = json.loads(tags["mlflow.sharedViewState.pir-compare"])
+    assert view["selectedColumns"][:3] == ["metrics.`test_r_mean`", "params.`recipe`", "params.`preset`"]
+    assert view["orderByKey"] == "metrics.`test_r_mean`" and view["columnOrder"] == view["selectedColumns"]
+    assert tracking.compare_url(experiment_id).endswith(f"/#/experiments/{experiment_id}/runs?viewStateShareKey=pir-compare")

@@ -96,6 +96,11 @@ def _coerce_tuple(value: Any, args: tuple, key: str) -> tuple:
     return tuple(coerce(v, k, f"{key}[{i}]") for i, (v, k) in enumerate(zip(value, kinds)))
 
 
+def effective_precision(precision: str, device_type: str, cpu_bf16: bool = False) -> str:
+    """What a run computes in: bf16 autocast on CUDA, on CPU only when ``cpu_bf16`` asks; else fp32."""
+    return "bf16" if precision == "bf16" and (device_type == "cuda" or cpu_bf16) else "fp32"
+
+
 def check(condition: bool, key: str, value: Any, allowed: str) -> None:
     """Range/choice check for ``__post_init__``: one line naming the key, the value and what is allowed."""
     if not condition:

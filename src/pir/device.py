@@ -13,6 +13,8 @@ import functools
 
 import torch
 
+from pir.config import effective_precision
+
 
 def resolve_device(preference: str = "auto") -> torch.device:
     """``auto``: CUDA when present, else CPU; ``cuda`` without a GPU is a clear error."""
@@ -30,7 +32,7 @@ def precision_context(device: torch.device | str, precision: str, cpu_bf16: bool
     if precision not in ("bf16", "fp32"):
         raise ValueError(f"precision must be bf16 or fp32, got {precision!r}")
     device_type = torch.device(device).type
-    if precision == "bf16" and (device_type == "cuda" or cpu_bf16):
+    if effective_precision(precision, device_type, cpu_bf16) == "bf16":
         return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 

@@ -136,6 +136,28 @@ class PipelineConfig:
                 "synthetic": C.to_dict(self.synthetic), "model": {"preset": self.model_preset, **model},
                 **{name: C.to_dict(getattr(self, name)) for name in ("scene_prior", "train", "evaluate", "analyze", "runtime")}}
 
+    def compared_params(self, stage: str, device_type: str | None = None) -> dict[str, Any]:
+        """The values people compare runs by, under short top-level keys (MLflow columns; see
+        pir.tracking.COMPARED_COLUMNS), as ``stage`` used them: epochs, lr and batch are the scene
+        prior's own in its runs. With ``device_type``, precision is what autocast really ran."""
+        common = {"recipe": self.recipe, "dataset": self.data.dataset, "seed": self.seed}
+        if stage == "scene_prior":
+            prior = self.scene_prior
+            return {**common, "preset": self.model_preset, "epochs": prior.epochs, "global_batch": prior.batch_size,
+                    "lr": prior.lr}
+        if stage == "train":
+            model, train = self.model, self.train
+            precision = (C.effective_precision(train.precision, device_type, train.cpu_bf16) if device_type
+                         else train.precision)
+            return {**common, "preset": self.model_preset, "use_vir": model.use_vir, "use_lca": model.use_lca,
+                    "use_affiliation": model.use_affiliation, "epochs": train.epochs,
+                    "global_batch": train.global_batch_size, "lr": train.lr, "precision": precision}
+        if stage == "evaluate":
+            precision = (C.effective_precision(self.evaluate.precision, device_type) if device_type
+                         else self.evaluate.precision)
+            return {**common, "precision": precision}
+        return common
+
     def to_yaml(self) -> str:
         return yaml.dump(self.resolved_params(), Dumper=_ParamsDumper, sort_keys=False)
 

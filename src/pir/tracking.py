@@ -1,9 +1,10 @@
 """MLflow tracking for the pipeline stages: one SQLite store at the repository root.
 
-Every stage run is an MLflow run tagged ``dvc_exp_name``, ``dvc_stage`` and
-``git_commit`` (docs/design.md, "DVC and MLflow"). evaluate/analyze reopen the train stage's
-run, found by the model key the checkpoint carries (tag ``pir_model_key``), so one row in
-``mlflow ui`` holds a whole model.
+Every stage run is an MLflow run named ``<DVC experiment> · <stage>`` (``main@842cfa3 · train``
+outside an experiment), tagged ``dvc_exp_name``, ``dvc_stage`` and ``git_commit``, with the
+params people compare first as short top-level keys (docs/design.md, "DVC and MLflow").
+evaluate/analyze reopen the train stage's run, found by the model key the checkpoint carries
+(tag ``pir_model_key``), so one row in ``mlflow ui`` holds a whole model.
 
 MLflow is a side channel: a locked or broken store must never cost the stage its
 files. Every call goes through ``_retry``; after the last attempt it warns in one
@@ -13,7 +14,10 @@ line and the stage carries on (the tracker then turns into a no-op).
 from __future__ import annotations
 
 import contextlib
+import itertools
+import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -33,6 +37,16 @@ SYSTEM_METRICS_INTERVAL_S = 10.0
 MAX_PARAM_VALUE = 6000                          # MLflow's param value limit
 MAX_KEY = 250
 PARAMS_PER_BATCH = 100                          # MLflow's log_batch limit on params
+NAME_SEPARATOR = " · "                          # <experiment> · <stage>
+NO_GIT_LABEL = "workspace"                      # run label outside git and outside a DVC experiment
+
+# A saved view of the runs table (the UI's "Share" feature reads it from an experiment tag): the
+# columns people compare first, best test mR on top. README "Compare" links to it.
+COMPARE_VIEW_KEY = "pir-compare"
+SHARED_VIEW_TAG = "mlflow.sharedViewState."
+COMPARED_COLUMNS = ("recipe", "preset", "dataset", "use_vir", "use_lca", "use_affiliation", "epochs",
+                    "global_batch", "lr", "seed", "precision")
+COMPARED_METRIC = "test_r_mean"
 
 
 def tracking_uri(root: str | os.PathLike) -> str:
@@ -80,6 +94,24 @@ def _client(root: str | os.PathLike):
     return MlflowClient(tracking_uri=tracking_uri(root))
 
 
+def compare_view() -> dict[str, Any]:
+    """The runs-table state of the saved view: MLflow column ids are ``<type>.`<key>```."""
+    metric = f"metrics.`{COMPARED_METRIC}`"
+    columns = [metric, *(f"params.`{key}`" for key in COMPARED_COLUMNS)]
+    # columnOrder: test mR beside the run name, then the params in this order (not alphabetically)
+    return {"selectedColumns": columns, "columnOrder": columns, "orderByKey": metric, "orderByAsc": False}
+
+
+def compare_url(experiment_id: str, base: str = "http://127.0.0.1:5000") -> str:
+    """Where the saved comparison view opens in ``mlflow ui``."""
+    return f"{base}/#/experiments/{experiment_id}/runs?viewStateShareKey={COMPARE_VIEW_KEY}"
+
+
+def _experiment_tags() -> dict[str, str]:
+    return {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND,
+            SHARED_VIEW_TAG + COMPARE_VIEW_KEY: json.dumps(compare_view(), separators=(",", ":"))}
+
+
 def ensure_experiment(root: str | os.PathLike, name: str = EXPERIMENT) -> str | None:
     """Create the SQLite store and the experiment if needed; its id, or None when MLflow is unusable.
 
@@ -92,7 +124,7 @@ def ensure_experiment(root: str | os.PathLike, name: str = EXPERIMENT) -> str | 
         if experiment is None:
             try:
                 experiment_id = client.create_experiment(name, artifact_location=artifact_location(root),
-                                                         tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+                                                         tags=_experiment_tags())
             except Exception:
                 # Another process created it between our lookup and create: use theirs.
                 experiment = client.get_experiment_by_name(name)
@@ -101,24 +133,60 @@ def ensure_experiment(root: str | os.PathLike, name: str = EXPERIMENT) -> str | 
                 experiment_id = experiment.experiment_id
         else:
             experiment_id = experiment.experiment_id
-            if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
-                client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+            for key, value in _experiment_tags().items():   # stores made by older versions get them too
+                if experiment.tags.get(key) != value:
+                    client.set_experiment_tag(experiment_id, key, value)
         return experiment_id
 
     return _retry(f"opening experiment {name!r} in {tracking_uri(root)}", create)[1]
 
 
+def _git(root: str | os.PathLike, *args: str) -> str | None:
+    """``git -C root <args>``'s output, or None outside a git checkout (or without git)."""
+    try:
+        out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
+
+
 def git_commit(root: str | os.PathLike) -> str:
     """The commit the run was made from: DVC's experiment baseline when set, else HEAD of ``root``."""
     rev = os.environ.get("DVC_EXP_BASELINE_REV", "").strip()
-    if rev:
-        return rev
-    try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+    return rev or _git(root, "rev-parse", "HEAD") or "unknown"
+
+
+def run_label(root: str | os.PathLike) -> str:
+    """What a run belongs to: the DVC experiment's name (``dvc exp run``, queued or not; DVC names
+    unnamed ones itself), else ``<branch>@<short commit>`` of ``root`` (the commit alone on a
+    detached HEAD), else ``workspace`` outside git."""
+    experiment = os.environ.get("DVC_EXP_NAME", "").strip()
+    if experiment:
+        return experiment
+    commit = _git(root, "rev-parse", "--short", "HEAD")
+    if commit is None:
+        return NO_GIT_LABEL
+    branch = _git(root, "symbolic-ref", "--short", "-q", "HEAD")
+    return f"{branch}@{commit}" if branch else commit
+
+
+def _taken_names(root: Path, experiment_id: str, name: str) -> set[str]:
+    """Run names in the experiment that start like ``name`` (LIKE narrows; exact matching is ours)."""
+    prefix = re.split(r"['\"\\]", name, maxsplit=1)[0]   # quotes end the pattern; % and _ only widen it
+    ok, runs = _retry("searching run names", lambda: _client(root).search_runs(
+        [experiment_id], filter_string=f"attributes.run_name LIKE '{prefix}%'", max_results=50000))
+    return {r.info.run_name for r in runs} if ok else set()
+
+
+def run_name_for(stage: str, root: str | os.PathLike, label: str | None = None) -> str:
+    """A name for a new run of ``stage``: ``<label> · <stage>``, ``label`` defaulting to run_label(root),
+    with `` (2)``, `` (3)``, ... when the experiment already has a run of that name."""
+    name = f"{label or run_label(root)}{NAME_SEPARATOR}{stage}"
+    experiment_id = ensure_experiment(root)
+    taken = _taken_names(Path(root).resolve(), experiment_id, name) if experiment_id else set()
+    if name not in taken:
+        return name
+    return next(f"{name} ({n})" for n in itertools.count(2) if f"{name} ({n})" not in taken)
 
 
 def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -242,8 +310,9 @@ def _stages_tag(existing: str | None, stage: str) -> str:
     return ",".join(stages if stage in stages else stages + [stage])
 
 
-def _open_run(root: Path, stage: str, run_id: str | None, run_name: str | None) -> tuple[str | None, bool]:
-    """(run id, resumed?) — reopen ``run_id`` when it exists in this store, else create a new run."""
+def _open_run(root: Path, stage: str, run_id: str | None, label: str | None) -> tuple[str | None, bool]:
+    """(run id, resumed?) — reopen ``run_id`` when it exists in this store (its name kept), else create
+    a new run named by run_name_for."""
     experiment_id = ensure_experiment(root)
     if experiment_id is None:
         return None, False
@@ -254,17 +323,21 @@ def _open_run(root: Path, stage: str, run_id: str | None, run_name: str | None) 
             _retry("marking run running", lambda: client.update_run(run_id, status="RUNNING"))
             return run_id, True
         _warn(f"run {run_id} not found; starting a new run")
-    ok, run = _retry("creating run", lambda: client.create_run(experiment_id, run_name=run_name or stage))
+    name = run_name_for(stage, root, label)
+    ok, run = _retry("creating run", lambda: client.create_run(experiment_id, run_name=name))
     return (run.info.run_id, False) if ok else (None, False)
 
 
 @contextlib.contextmanager
 def stage_run(root: str | os.PathLike, stage: str, params: Mapping[str, Any], run_id: str | None = None,
-              run_name: str | None = None, model_key: str | None = None,
+              label: str | None = None, model_key: str | None = None, compared: Mapping[str, Any] | None = None,
               system_metrics: bool = True) -> Iterator[Tracker]:
     """Context manager: a (new or reopened) MLflow run for one stage, tagged and with its params.
 
-    ``model_key`` tags the run with the model it belongs to (see find_run).
+    A new run is named ``<label or run_label(root)> · <stage>`` (see run_name_for); a reopened
+    one keeps its name. ``model_key`` tags the run with the model it belongs to (see find_run).
+    ``compared`` (pir.params.PipelineConfig.compared_params) is logged as top-level params on a new
+    run only: a run reopened by a later stage keeps the values of the stage that made it.
 
     The run ends FINISHED, KILLED when interrupted (Ctrl-C, or SIGTERM through pir.pipeline.main), or
     FAILED when the block raises; the exception always propagates. A run left RUNNING by a SIGKILLed
@@ -272,7 +345,7 @@ def stage_run(root: str | os.PathLike, stage: str, params: Mapping[str, Any], ru
     """
     root = Path(root).resolve()
     close_orphan_runs(root, keep=run_id)
-    opened_id, resumed = _open_run(root, stage, run_id, run_name)
+    opened_id, resumed = _open_run(root, stage, run_id, label)
     tracker = Tracker(root, opened_id)
     if tracker.active:
         ok, run = _retry("reading run tags", lambda: _client(root).get_run(opened_id))
@@ -286,7 +359,7 @@ def stage_run(root: str | os.PathLike, stage: str, params: Mapping[str, Any], ru
             **({MODEL_KEY_TAG: model_key} if model_key else {}),
             HOST_TAG: processes.this_host(), PID_TAG: str(os.getpid()),
         })
-        tracker.log_params(params)
+        tracker.log_params({**params, **(compared if compared and not resumed else {})})
         if system_metrics:
             tracker._start_system_metrics(resume=resumed)
     status = "FAILED"

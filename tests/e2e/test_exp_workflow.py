@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from pir import tracking
 from tests.e2e.e2e_project import make_project, run
+from tests.mlflow_server import mlflow_rest, mlflow_server
 
 pytestmark = pytest.mark.e2e
 
@@ -24,17 +23,24 @@ def experiments(project: Path) -> dict[str, dict]:
             for rev in group.get("revs") or []}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def stage_ran(project: Path, experiment: str, stage: str) -> bool:
+    """Whether DVC ran ``stage`` in the queued ``experiment`` (not restored from its run cache)."""
+    return f"Running stage '{stage}'" in run(["dvc", "queue", "logs", experiment], project).stdout
 
 
-def mlflow_rest(port: int, path: str, body: dict) -> dict:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
+def assert_named_runs(runs: list[dict], project: Path) -> None:
+    """Each experiment's runs are named `<name> · <stage>` and carry the compared params as top-level keys."""
+    by_name = {r["info"]["run_name"]: {p["key"]: p["value"] for p in r["data"].get("params", [])} for r in runs}
+    compared = set(tracking.COMPARED_COLUMNS)
+    for name in ("lr-high", "no-vir"):
+        assert compared <= set(by_name[f"{name} · train"]), sorted(by_name)
+        prior = by_name.get(f"{name} · scene_prior")
+        assert (prior is not None) == stage_ran(project, name, "scene_prior"), sorted(by_name)
+        assert prior is None or {"recipe", "preset", "dataset", "epochs", "lr", "global_batch", "seed"} <= set(prior)
+    assert by_name["lr-high · train"]["lr"] == "0.001" and by_name["no-vir · train"]["use_vir"] == "False"
+    assert by_name["no-vir · scene_prior"]["epochs"] == "1"          # use_vir is a scene_prior param: it ran
+    commit = run(["git", "rev-parse", "--short", "HEAD"], project).stdout.strip()
+    assert f"main@{commit} · train" in by_name                        # the plain `dvc repro` before the queue
 
 
 @pytest.fixture(scope="module")
@@ -66,23 +72,10 @@ def test_queued_experiments_show_params_and_metrics(queued):
 
 
 def test_mlflow_server_lists_every_run_with_tags(queued):
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{queued / 'mlflow.db'}", "--workers", "1"],
-        cwd=queued, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                experiment = mlflow_rest(port, "/api/2.0/mlflow/experiments/search", {"max_results": 10})
-                break
-            except Exception:
-                if time.time() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(1)
+    with mlflow_server(queued) as server:
+        experiment = mlflow_rest(server.url(), "/api/2.0/mlflow/experiments/search", {"max_results": 10})
         pir = next(e for e in experiment["experiments"] if e["name"] == "pir")
-        runs = mlflow_rest(port, "/api/2.0/mlflow/runs/search",
+        runs = mlflow_rest(server.url(), "/api/2.0/mlflow/runs/search",
                            {"experiment_ids": [pir["experiment_id"]], "max_results": 100})["runs"]
         tags = [{t["key"]: t["value"] for t in r["data"].get("tags", [])} for r in runs]
         train_runs = {t.get("dvc_exp_name"): r for t, r in zip(tags, runs) if t.get("dvc_stage") == "train"}
@@ -91,9 +84,7 @@ def test_mlflow_server_lists_every_run_with_tags(queued):
             metric_keys = {m["key"] for m in train_runs[name]["data"].get("metrics", [])}
             assert "test_r_mean" in metric_keys
         assert all(t.get("git_commit") for t in tags)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+        assert_named_runs(runs, queued)
 
 
 def test_ablation_command_writes_table_and_seed_groups(tmp_path):

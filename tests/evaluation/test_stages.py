@@ -124,6 +124,9 @@ def test_evaluate_logs_into_the_trained_models_run(evaluated):
     assert {f"test_{p}_r_mean" for p in ("itm", "dedup", "pairwise")} <= set(logged)
     assert logged["test_ci95_r_mean_low"] <= logged["test_r_mean"] <= logged["test_ci95_r_mean_high"]
     assert runs[0].data.tags["dvc_stages"] == "train,evaluate"
+    # the reopened run keeps train's name, and evaluate adds no compared params to a train row
+    assert runs[0].info.run_name == f"{runs[0].data.tags['dvc_exp_name']} · train"
+    assert "precision" not in runs[0].data.params and "dataset" not in runs[0].data.params
 
 
 def test_analyze_reports_statistics_and_figures(evaluated):
@@ -150,6 +153,12 @@ def test_evaluate_accepts_an_official_checkpoint(evaluated, tmp_path):
     assert run_stage(evaluated, "evaluate") is None
     stored = json.loads((evaluated / "reports/metrics.json").read_text())
     assert stored["checkpoint"]["format"] == "official" and set(STANDARD) <= set(stored)
+    # no train run to reopen: a run of its own, named for the stage, with the compared params
+    from mlflow import MlflowClient
+    client = MlflowClient(tracking_uri=f"sqlite:///{evaluated / 'mlflow.db'}")
+    run = client.search_runs([client.get_experiment_by_name("pir").experiment_id],
+                             filter_string="tags.dvc_stage = 'evaluate'")[0]
+    assert run.info.run_name.endswith(" · evaluate") and run.data.params["precision"] == "fp32"
 
 
 def test_missing_checkpoint_is_a_one_line_error(project):

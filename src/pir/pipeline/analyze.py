@@ -46,7 +46,7 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
     model_key = evaluated_model_key(paths)
     run_id = tracking.find_run(paths.store, model_key) if model_key else None
     with tracking.stage_run(paths.store, "analyze", {"analyze": to_dict(settings)}, run_id=run_id,
-                            model_key=model_key, run_name="analyze") as tracker:
+                            model_key=model_key, compared=cfgs.compared_params("analyze")) as tracker:
         stats, class_matrix = cluster_statistics(image_emb, image_labels, text_emb, txt2img, class_names,
                                                  settings.knn)
         # t-SNE on a seeded per-modality sample: O(n^2) memory and minutes beyond a few thousand points.

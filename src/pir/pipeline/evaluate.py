@@ -77,8 +77,9 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
     # Our checkpoints name their training run's key; any other file is identified by its bytes.
     model_key = extra.get("model_key") or f"sha256:{files.sha256_file(checkpoint)}"
     run_id = tracking.find_run(paths.store, model_key)
+    # A foreign checkpoint has no train run to reopen: its new run gets the compared params.
     with tracking.stage_run(paths.store, "evaluate", params, run_id=run_id, model_key=model_key,
-                            run_name=None if run_id else "evaluate") as tracker:
+                            compared=cfgs.compared_params("evaluate", device_type=device.type)) as tracker:
         image_emb, text_emb = embed_split(model, prepared, test, tokenizer, model_cfg.image_size,
                                           model_cfg.max_tokens, settings.batch_size, device, settings.precision,
                                           max_words=model_cfg.max_words)

@@ -41,7 +41,7 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
     params = {"seed": cfgs.seed, "recipe": cfgs.recipe, "scene_prior": to_dict(cfgs.scene_prior),
               "model": to_dict(cfgs.model)}
     tracking.ensure_experiment(paths.store)
-    with tracking.stage_run(paths.store, "scene_prior", params) as tracker:
+    with tracking.stage_run(paths.store, "scene_prior", params, compared=cfgs.compared_params("scene_prior")) as tracker:
         start = time.perf_counter()
         built = build_scene_prior(model, sets, len(classes), cfgs.scene_prior, cfgs.model, cfgs.seed, device,
                                   num_workers=cfgs.train.num_workers)

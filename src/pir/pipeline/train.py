@@ -78,7 +78,9 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
     launch.barrier(ctx)
     # MLflow shows every resolved value the run used (recipe applied), runtime knobs included.
     logged = {**params, "train": to_dict(cfgs.train), "data": to_dict(cfgs.data)}
-    mlflow_run = (tracking.stage_run(paths.store, "train", logged, run_id=state.mlflow_run_id(), model_key=state.key)
+    compared = cfgs.compared_params("train", device_type=ctx.device.type)
+    mlflow_run = (tracking.stage_run(paths.store, "train", logged, run_id=state.mlflow_run_id(), model_key=state.key,
+                                     compared=compared)
                   if ctx.is_main else contextlib.nullcontext())
     with mlflow_run as tracker:
         if ctx.is_main:  # the seed's siblings share this key: evaluate nests them under one parent run
