@@ -9,7 +9,7 @@ from scipy import stats
 from pir import tracking
 from pir.evaluation.seeds import difference_beyond_spread, summarise_seeds
 from pir.seed_runs import (CONFIG_KEY_TAG, NESTED_UNDER, PARENT_TAG, config_key, group_seed_runs, logged_interval,
-                           parent_name)
+                           parent_label)
 
 
 def test_summary_is_mean_std_and_t_interval():
@@ -74,12 +74,12 @@ def test_seed_runs_nest_under_one_parent_with_their_statistics(tmp_path, monkeyp
     assert logged_interval(tmp_path, "abl-vir-s0") == (18.0, 22.0) and logged_interval(tmp_path, "nope") is None
 
 
-def test_parent_name_falls_back_to_the_config_key():
+def test_parent_label_falls_back_to_the_config_key():
     class Run:
         def __init__(self, name):
             self.data = type("D", (), {"tags": {"dvc_exp_name": name, CONFIG_KEY_TAG: "0123456789abcdef"}})()
-    assert parent_name([Run("sweep-a-s0"), Run("sweep-a-s1")]) == "sweep-a · seeds"
-    assert parent_name([Run("workspace"), Run("workspace")]) == "config 01234567 · seeds"
+    assert parent_label([Run("sweep-a-s0"), Run("sweep-a-s1")]) == "sweep-a"
+    assert parent_label([Run("workspace"), Run("workspace")]) == "config 01234567"
 
 
 def test_a_rerun_of_the_same_seed_counts_once(tmp_path, monkeypatch):

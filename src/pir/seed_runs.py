@@ -3,7 +3,7 @@
 A trained model's run carries ``pir_config_key``: the hash of everything that decided its weights
 except the seed. Once a configuration has test metrics under two or more seeds (any sweep over
 ``seed``: the ablation command, ``dvc exp run -S seed=...``, the queue), evaluate groups them: a
-parent run named ``<experiment name without -s<seed>> · seeds`` holds the shared params, the mean
+parent run named ``<experiment name without -s<seed>> · seeds`` (pir.tracking's naming) holds the shared params, the mean
 of each test metric under its own name (so the runs table lines its column up with the children's),
 ``<metric>_std``, the 95% interval ``<metric>_ci95_low/high`` and ``n_seeds``. The children point
 at it through MLflow's ``mlflow.parentRunId`` tag, which the UI nests (docs/design.md, "Seeds as a group").
@@ -58,11 +58,11 @@ def _search(root: Path, filter_string: str) -> list:
     return list(runs) if ok else []
 
 
-def parent_name(children: list) -> str:
-    """``ablation-full · seeds`` from children named by experiments ``ablation-full-s0``, ``-s1``, ..."""
+def parent_label(children: list) -> str:
+    """``ablation-full`` from children of experiments ``ablation-full-s0``, ``-s1``, ...; else ``config <key>``."""
     names = sorted({_SEED_SUFFIX.sub("", c.data.tags.get("dvc_exp_name", "")) for c in children} - {"", "workspace"})
     key = children[0].data.tags.get(CONFIG_KEY_TAG, "")[:8]
-    return f"{names[0] if len(names) == 1 else 'config ' + key} · seeds"
+    return names[0] if len(names) == 1 else f"config {key}"
 
 
 def _shared_params(children: list) -> dict[str, str]:
@@ -108,15 +108,16 @@ def group_seed_runs(root: str | os.PathLike, key: str, min_runs: int = 2) -> str
         if parents:
             parent_id = parents[0].info.run_id
         else:
+            name = tracking.run_name_for("seeds", root, label=parent_label(children))
             ok, run = tracking._retry("creating the seed-group run", lambda: tracking._client(root).create_run(
-                tracking.ensure_experiment(root), run_name=parent_name(children)))
+                tracking.ensure_experiment(root), run_name=name))
             if not ok:
                 return None
             parent_id = run.info.run_id
         parent = tracking.Tracker(root, parent_id)
         seeds = sorted({c.data.params.get("seed", "?") for c in children}, key=lambda s: (len(s), s))
         parent.set_tags({PARENT_TAG: key, SEEDS_TAG: ",".join(seeds), "dvc_stage": "seeds",
-                         "dvc_exp_name": parent_name(children).removesuffix(" · seeds")})
+                         "dvc_exp_name": parent_label(children)})
         parent.log_params(_shared_params(children))
         parent.log_metrics(_group_metrics(children))
         for child in children:
