@@ -43,7 +43,7 @@ def test_runs_page_shows_experiment_names_and_the_compared_columns(tmp_path, mon
         print(f"runs recorded, mlflow server answering after {time.perf_counter() - started:.1f} s")
         dom = browser.dump_dom(url, wait_ms=5000)
         shot = README_SCREENSHOT if os.environ.get("PIR_UPDATE_SCREENSHOTS") == "1" else tmp_path / "compare.png"
-        browser.screenshot(url, shot, size=(2400, 480), wait_ms=5000)
+        browser.screenshot(url, shot, size=(2640, 480), wait_ms=5000)
         print(f"DOM and screenshot after {time.perf_counter() - started:.1f} s")
     for name in EXPERIMENTS:
         for stage in ("train", "scene_prior"):
