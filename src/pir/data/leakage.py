@@ -1,0 +1,216 @@
+"""Leakage audit: near-duplicate images (perceptual hash) and caption strings shared across splits.
+
+Hash: a DCT perceptual hash (pHash), computed here in numpy/torch rather than with ``imagehash``.
+The algorithm is imagehash's ``phash``: grayscale (ITU-R 601 luma), resize to 4 x ``hash_size``
+pixels a side, 2-D DCT-II, keep the ``hash_size`` x ``hash_size`` lowest frequencies, one bit per
+coefficient: above the block's median or not. Doing it ourselves gives the bits of a whole batch
+as one matrix straight from the pixel cache (imagehash wants one PIL image at a time and returns
+an object per image), which is what the vectorised all-pairs comparison needs, and it costs no
+extra dependency. The test suite checks it against ``imagehash.phash`` on the same images.
+
+All pairs: the Hamming distance of two bit rows a, b is |a| + |b| - 2 a.b, so a block of rows
+against all rows is one float32 matrix product (exact: every value is an integer <= the number
+of bits). RSICD's 10,921 images are 60 million pairs; they go through in blocks of
+``BLOCK_ROWS`` rows, so memory stays at a few tens of MB, and only pairs at or under the
+threshold (plus each image's nearest cross-split neighbour) are kept.
+
+The threshold and why it is 20 of 256 bits are in docs/design.md, "Leakage audit".
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from pir.data.prepared import SPLITS, ImageRecord
+from pir.evaluation.metrics import caption_keys
+
+BLOCK_ROWS = 1024          # rows per distance block: 1024 x 10,921 float32 = 45 MB
+HASH_BATCH = 512           # images per hashing batch
+LUMA = (0.299, 0.587, 0.114)   # ITU-R 601, what PIL's convert("L") uses
+
+
+# --------------------------------------------------------------------------- hashing
+
+def dct_matrix(n: int) -> np.ndarray:
+    """Orthonormal DCT-II matrix [n, n]: coefficients = D @ signal."""
+    k = np.arange(n)[:, None]
+    x = np.arange(n)[None, :]
+    matrix = np.sqrt(2.0 / n) * np.cos(np.pi * (2 * x + 1) * k / (2 * n))
+    matrix[0] /= np.sqrt(2.0)
+    return matrix
+
+
+def phash_bits(pixels: np.ndarray, hash_size: int = 16, batch: int = HASH_BATCH) -> np.ndarray:
+    """DCT perceptual hash of uint8 images [n, H, W, 3] -> bool [n, hash_size**2] (row-major low frequencies)."""
+    import torch
+    import torch.nn.functional as F
+
+    if pixels.ndim != 4 or pixels.shape[-1] != 3:
+        raise ValueError(f"pixels must be [n, H, W, 3], got shape {pixels.shape}")
+    side = 4 * hash_size
+    dct = dct_matrix(side)
+    luma = torch.tensor(LUMA, dtype=torch.float32)
+    out = np.empty((len(pixels), hash_size * hash_size), dtype=bool)
+    for start in range(0, len(pixels), batch):
+        chunk = torch.from_numpy(np.ascontiguousarray(pixels[start:start + batch])).float()
+        gray = (chunk @ luma)[:, None]                       # [b, 1, H, W]
+        small = F.interpolate(gray, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+        coeffs = dct @ small[:, 0].double().numpy() @ dct.T  # [b, side, side], batched matmul
+        low = coeffs[:, :hash_size, :hash_size].reshape(len(chunk), -1)
+        out[start:start + batch] = low > np.median(low, axis=1, keepdims=True)
+    return out
+
+
+# --------------------------------------------------------------------------- distances
+
+def distance_blocks(bits_a: np.ndarray, bits_b: np.ndarray, block: int = BLOCK_ROWS
+                    ) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, Hamming distances int32 [rows, len(bits_b)]) for consecutive row blocks of ``bits_a``."""
+    b = bits_b.astype(np.float32)
+    ones_b = b.sum(1)
+    for start in range(0, len(bits_a), block):
+        a = bits_a[start:start + block].astype(np.float32)
+        shared = a @ b.T
+        yield start, np.rint(a.sum(1)[:, None] + ones_b[None, :] - 2 * shared).astype(np.int32)
+
+
+def hamming_matrix(bits_a: np.ndarray, bits_b: np.ndarray) -> np.ndarray:
+    """All distances at once [len(a), len(b)] (small inputs: tests, figures)."""
+    blocks = [d for _, d in distance_blocks(bits_a, bits_b)]
+    return np.concatenate(blocks) if blocks else np.zeros((0, len(bits_b)), np.int32)
+
+
+def near_pairs(bits_a: np.ndarray, bits_b: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, cols, distances) of every pair of a row of ``bits_a`` and a row of ``bits_b`` at distance <= ``threshold``."""
+    rows, cols, dists = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.int32)]
+    for start, distances in distance_blocks(bits_a, bits_b):
+        r, c = np.nonzero(distances <= threshold)
+        rows.append(r + start)
+        cols.append(c)
+        dists.append(distances[r, c])
+    return np.concatenate(rows), np.concatenate(cols), np.concatenate(dists)
+
+
+# --------------------------------------------------------------------------- the audit
+
+def _pair(files_a, splits_a, i, files_b, splits_b, j, distance) -> dict:
+    return {"a": files_a[i], "b": files_b[j], "split_a": splits_a[i], "split_b": splits_b[j], "distance": int(distance)}
+
+
+def _sorted_pairs(pairs: list[dict]) -> list[dict]:
+    return sorted(pairs, key=lambda p: (p["distance"], p["a"], p["b"]))
+
+
+def _split_order(splits: np.ndarray) -> np.ndarray:
+    order = {s: k for k, s in enumerate(SPLITS)}
+    return np.array([order.get(s, len(SPLITS)) for s in splits])
+
+
+def image_pairs(files: Sequence[str], splits: Sequence[str], bits: np.ndarray, threshold: int,
+                closest: int = 10) -> dict:
+    """Near-duplicate pairs of one dataset in one pass over all pairs: across splits (a in the earlier split),
+    within a split, and the ``closest`` nearest cross-split pairs at any distance (one per image: the
+    figure, and how far the threshold sits from the closest genuine pairs)."""
+    files, splits = list(files), np.asarray(splits, dtype=object)
+    rank = _split_order(splits)
+    n_bits = bits.shape[1]
+    columns = np.arange(len(files))
+    nearest = np.full(len(files), -1, np.int64)
+    nearest_distance = np.full(len(files), n_bits + 1, np.int32)
+    cross, within = [], []
+    for start, distances in distance_blocks(bits, bits):
+        stop = start + len(distances)
+        row_rank = rank[start:stop, None]
+        # each unordered pair once: across splits from the earlier split's side, within a split with i < j
+        once = (row_rank < rank[None, :]) | ((row_rank == rank[None, :]) & (columns[start:stop, None] < columns))
+        for i, j in zip(*np.nonzero((distances <= threshold) & once)):
+            i = int(i) + start
+            (cross if rank[i] != rank[j] else within).append(
+                _pair(files, splits, i, files, splits, j, distances[i - start, j]))
+        across = np.where(row_rank != rank[None, :], distances, n_bits + 1)
+        best = across.argmin(1)
+        nearest_distance[start:stop] = across[np.arange(len(across)), best]
+        nearest[start:stop] = np.where(nearest_distance[start:stop] <= n_bits, best, -1)
+    seen, closest_pairs = set(), []
+    for i in np.argsort(nearest_distance, kind="stable"):
+        j = int(nearest[i])
+        if j < 0 or len(closest_pairs) == closest:
+            break
+        a, b = (int(i), j) if rank[i] < rank[j] else (j, int(i))
+        if (a, b) not in seen:
+            seen.add((a, b))
+            closest_pairs.append(_pair(files, splits, a, files, splits, b, nearest_distance[i]))
+    return {"cross": _sorted_pairs(cross), "within": _sorted_pairs(within), "closest": closest_pairs}
+
+
+def shared_captions(records: Sequence[ImageRecord], examples: int = 10) -> dict:
+    """Caption strings (normalised as the dedup protocol compares them) that occur in more than one split."""
+    captions = [c for r in records for c in r.captions]
+    split_of_caption = np.array([SPLITS.index(r.split) for r in records for _ in r.captions], dtype=np.int64)
+    image_of_caption = np.array([i for i, r in enumerate(records) for _ in r.captions], dtype=np.int64)
+    if not captions:
+        return {"strings": 0, "by_split_pair": {}, "captions": {s: 0 for s in SPLITS}, "examples": []}
+    normalised, key_ids = caption_keys(captions)
+    n_keys = int(key_ids.max()) + 1
+    in_split = np.zeros((n_keys, len(SPLITS)), dtype=bool)
+    in_split[key_ids, split_of_caption] = True
+    shared = in_split.sum(1) > 1
+    by_pair = {f"{SPLITS[a]}-{SPLITS[b]}": int((in_split[:, a] & in_split[:, b]).sum())
+               for a in range(len(SPLITS)) for b in range(a + 1, len(SPLITS))}
+    # captions of a split whose string also occurs in another split (a query the model may have trained on)
+    elsewhere = in_split.sum(1)[key_ids] - 1 > 0
+    per_split = {s: int((elsewhere & (split_of_caption == k)).sum()) for k, s in enumerate(SPLITS)}
+    pairs = np.unique(np.stack([key_ids, image_of_caption, split_of_caption]), axis=1)   # (key, image) once
+    images = np.zeros((n_keys, len(SPLITS)), dtype=np.int64)
+    np.add.at(images, (pairs[0], pairs[2]), 1)
+    text_of = {k: normalised[t] for t, k in enumerate(key_ids)}
+    top = [k for k in np.argsort(-images.sum(1), kind="stable") if shared[k]][:examples]
+    return {"strings": int(shared.sum()), "by_split_pair": by_pair, "captions": per_split,
+            "examples": [{"caption": text_of[k], "images": {s: int(images[k, j]) for j, s in enumerate(SPLITS)
+                                                             if images[k, j]}} for k in top]}
+
+
+def against_pairs(files: Sequence[str], splits: Sequence[str], bits: np.ndarray, other_files: Sequence[str],
+                  other_splits: Sequence[str], other_bits: np.ndarray, threshold: int, name: str) -> list[dict]:
+    """Pairs at or under ``threshold`` between this dataset (a) and another one (b, splits prefixed ``name/``)."""
+    other_splits = [f"{name}/{s}" for s in other_splits]
+    return _sorted_pairs([_pair(list(files), list(splits), i, list(other_files), other_splits, j, d)
+                          for i, j, d in zip(*near_pairs(bits, other_bits, threshold))])
+
+
+def leaked_images(pairs: Sequence[dict], split: str = "test", sources: Sequence[str] = ("train", "val")) -> set[str]:
+    """Files of ``split`` with a near-duplicate in one of ``sources`` (audit.json near_duplicate_pairs)."""
+    leaked = set()
+    for p in pairs:
+        if p["split_b"] == split and p["split_a"] in sources:
+            leaked.add(p["b"])
+        if p["split_a"] == split and p["split_b"] in sources:
+            leaked.add(p["a"])
+    return leaked
+
+
+def audit_report(records: Sequence[ImageRecord], bits: np.ndarray, threshold: int, closest: int = 10) -> dict:
+    """The audit.json body for one dataset (no ``against``): settings, counts, the pairs, shared captions."""
+    files = [r.file for r in records]
+    splits = [r.split for r in records]
+    found = image_pairs(files, splits, bits, threshold, closest)
+    by_pair = {f"{SPLITS[a]}-{SPLITS[b]}": sum(1 for p in found["cross"] if (p["split_a"], p["split_b"])
+                                               == (SPLITS[a], SPLITS[b]))
+               for a in range(len(SPLITS)) for b in range(a + 1, len(SPLITS))}
+    return {
+        "threshold": int(threshold),
+        "hash_bits": int(bits.shape[1]),
+        "hash": f"DCT pHash, {int(round(bits.shape[1] ** 0.5))}x{int(round(bits.shape[1] ** 0.5))} low frequencies "
+                f"of a {4 * int(round(bits.shape[1] ** 0.5))} px grayscale image",
+        "images": {s: splits.count(s) for s in SPLITS},
+        "counts": {"cross_split_pairs": len(found["cross"]), "within_split_pairs": len(found["within"]),
+                   "by_split_pair": by_pair,
+                   "leaked_test_images": len(leaked_images(found["cross"], "test", ("train", "val"))),
+                   "leaked_val_images": len(leaked_images(found["cross"], "val", ("train",)))},
+        "near_duplicate_pairs": found["cross"],
+        "within_split_pairs": found["within"],
+        "closest_cross_split_pairs": found["closest"],
+        "shared_captions": shared_captions(records),
+    }
