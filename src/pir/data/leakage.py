@@ -24,7 +24,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from pir.data.prepared import SPLITS, ImageRecord
-from pir.evaluation.metrics import caption_keys
+from pir.evaluation.metrics import caption_keys, default_caption_key
 
 BLOCK_ROWS = 1024          # rows per distance block: 1024 x 10,921 float32 = 45 MB
 HASH_BATCH = 512           # images per hashing batch
@@ -54,7 +54,7 @@ def phash_bits(pixels: np.ndarray, hash_size: int = 16, batch: int = HASH_BATCH)
     luma = torch.tensor(LUMA, dtype=torch.float32)
     out = np.empty((len(pixels), hash_size * hash_size), dtype=bool)
     for start in range(0, len(pixels), batch):
-        chunk = torch.from_numpy(np.ascontiguousarray(pixels[start:start + batch])).float()
+        chunk = torch.from_numpy(np.array(pixels[start:start + batch])).float()   # a copy: memmaps are read-only
         gray = (chunk @ luma)[:, None]                       # [b, 1, H, W]
         small = F.interpolate(gray, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
         coeffs = dct @ small[:, 0].double().numpy() @ dct.T  # [b, side, side], batched matmul
@@ -214,3 +214,55 @@ def audit_report(records: Sequence[ImageRecord], bits: np.ndarray, threshold: in
         "closest_cross_split_pairs": found["closest"],
         "shared_captions": shared_captions(records),
     }
+
+
+def pairs_figure(pairs: Sequence[dict], pixels_a: Sequence[np.ndarray], pixels_b: Sequence[np.ndarray],
+                 threshold: int, hash_bits: int):
+    """The pairs side by side, one row each, titled with file, split and Hamming distance (a matplotlib figure)."""
+    from pir import files as pir_files
+
+    plt = pir_files.pyplot()
+    rows = max(1, len(pairs))
+    fig, axes = plt.subplots(rows, 2, figsize=(5.2, 2.5 * rows + 0.4), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for row, (pair, a, b) in enumerate(zip(pairs, pixels_a, pixels_b)):
+        verdict = "near-duplicate" if pair["distance"] <= threshold else "distinct"
+        axes[row, 0].imshow(a)
+        axes[row, 0].set_title(f"{pair['split_a']}: {pair['a']}", fontsize=7)
+        axes[row, 1].imshow(b)
+        axes[row, 1].set_title(f"{pair['split_b']}: {pair['b']}\ndistance {pair['distance']}/{hash_bits}: {verdict}",
+                               fontsize=7, color="tab:red" if verdict == "near-duplicate" else "black")
+    if not pairs:
+        axes[0, 0].text(0.5, 0.5, "no pairs across splits", ha="center", va="center")
+    fig.suptitle(f"Closest image pairs across splits (near-duplicate at <= {threshold} of {hash_bits} bits)",
+                 fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def read_audit(path) -> dict:
+    """reports/audit.json, or a one-line error naming it."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        audit = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: leakage audit not found (run the audit stage, or set "
+                                "data.exclude_leaked: false)") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(audit, dict) or not isinstance(audit.get("near_duplicate_pairs"), list):
+        raise ValueError(f"{path}: not a leakage audit (no near_duplicate_pairs list)")
+    return audit
+
+
+def without_leaked(records: Sequence[ImageRecord], test, audit: dict):
+    """(``test`` SplitView less its images with a near-duplicate in train or val, what was dropped)."""
+    leaked = leaked_images(audit["near_duplicate_pairs"], "test", ("train", "val"))
+    drop = [pos for pos, row in enumerate(test.image_rows) if records[row].file in leaked]
+    return test.without_images(drop), {"exclude_leaked": True, "excluded_test_images": len(drop),
+                                       "excluded_files": sorted(records[test.image_rows[p]].file for p in drop),
+                                       "threshold": audit.get("threshold"), "hash_bits": audit.get("hash_bits")}
