@@ -1,8 +1,8 @@
 """Leakage audit: near-duplicate images (perceptual hash) and caption strings shared across splits.
 
 Hash: a DCT perceptual hash (pHash), computed here in numpy/torch rather than with ``imagehash``.
-The algorithm is imagehash's ``phash``: grayscale (ITU-R 601 luma), resize to 4 x ``hash_size``
-pixels a side, 2-D DCT-II, keep the ``hash_size`` x ``hash_size`` lowest frequencies, one bit per
+The algorithm is imagehash's ``phash``: grayscale (ITU-R 601 luma) and resize to 4 x ``hash_size``
+pixels a side (bilinear, antialiased), 2-D DCT-II, keep the ``hash_size`` x ``hash_size`` lowest frequencies, one bit per
 coefficient: above the block's median or not. Doing it ourselves gives the bits of a whole batch
 as one matrix straight from the pixel cache (imagehash wants one PIL image at a time and returns
 an object per image), which is what the vectorised all-pairs comparison needs, and it costs no
@@ -50,16 +50,21 @@ def phash_bits(pixels: np.ndarray, hash_size: int = 16, batch: int = HASH_BATCH)
     if pixels.ndim != 4 or pixels.shape[-1] != 3:
         raise ValueError(f"pixels must be [n, H, W, 3], got shape {pixels.shape}")
     side = 4 * hash_size
-    dct = dct_matrix(side)
+    dct = torch.from_numpy(dct_matrix(side)).float()
     luma = torch.tensor(LUMA, dtype=torch.float32)
     out = np.empty((len(pixels), hash_size * hash_size), dtype=bool)
-    for start in range(0, len(pixels), batch):
-        chunk = torch.from_numpy(np.array(pixels[start:start + batch])).float()   # a copy: memmaps are read-only
-        gray = (chunk @ luma)[:, None]                       # [b, 1, H, W]
-        small = F.interpolate(gray, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
-        coeffs = dct @ small[:, 0].double().numpy() @ dct.T  # [b, side, side], batched matmul
-        low = coeffs[:, :hash_size, :hash_size].reshape(len(chunk), -1)
-        out[start:start + batch] = low > np.median(low, axis=1, keepdims=True)
+    with torch.inference_mode():
+        for start in range(0, len(pixels), batch):
+            chunk = torch.from_numpy(np.array(pixels[start:start + batch]))   # a copy: memmaps are read-only
+            # resize first, on uint8 channels-last (torch's fast path, as torchvision's resize), then grayscale:
+            # both are linear, so the order only moves the uint8 rounding
+            small = F.interpolate(chunk.permute(0, 3, 1, 2), size=(side, side), mode="bilinear", antialias=True,
+                                  align_corners=False)
+            gray = small.permute(0, 2, 3, 1).float() @ luma     # [b, side, side]
+            coeffs = dct @ gray @ dct.T                          # batched 2-D DCT
+            low = coeffs[:, :hash_size, :hash_size].reshape(len(gray), -1)
+            # imagehash's median (numpy's: the mean of the two middle values)
+            out[start:start + batch] = (low > low.quantile(0.5, dim=1, keepdim=True)).numpy()
     return out
 
 
@@ -223,7 +228,8 @@ def pairs_figure(pairs: Sequence[dict], pixels_a: Sequence[np.ndarray], pixels_b
 
     plt = pir_files.pyplot()
     rows = max(1, len(pairs))
-    fig, axes = plt.subplots(rows, 2, figsize=(5.2, 2.5 * rows + 0.4), squeeze=False)
+    height = 2.5 * rows + 0.5
+    fig, axes = plt.subplots(rows, 2, figsize=(5.2, height), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for row, (pair, a, b) in enumerate(zip(pairs, pixels_a, pixels_b)):
@@ -237,7 +243,7 @@ def pairs_figure(pairs: Sequence[dict], pixels_a: Sequence[np.ndarray], pixels_b
         axes[0, 0].text(0.5, 0.5, "no pairs across splits", ha="center", va="center")
     fig.suptitle(f"Closest image pairs across splits (near-duplicate at <= {threshold} of {hash_bits} bits)",
                  fontsize=8)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / height))   # room for the suptitle
     return fig
 
 
