@@ -63,7 +63,7 @@ def test_measurements_are_positive_and_finite(report):
 def test_table_lists_every_measurement(report):
     text = bench.table(report)
     for label in ("loader tiny speedup", "train_cpu tiny", "train_cpu_bf16 tiny", "embed tiny images",
-                  "retrieval_metrics", "train_cpu paper"):
+                  "retrieval_metrics", "train_cpu paper", "near-duplicate audit"):
         assert label in text
 
 
