@@ -23,7 +23,7 @@ def report(tmp_path_factory):
 
 SECTIONS = ("machine", "options", "matmul_fp32_gflops", "loader", "train_cpu", "train_cpu_bf16",
             "train_cpu_compiled", "official_style", "train_gpu_bf16", "embed", "retrieval_metrics", "concurrent_train",
-            "evaluation_protocols")
+            "evaluation_protocols", "near_duplicates")
 
 
 def test_report_has_every_section_and_preset(report):
@@ -38,6 +38,9 @@ def test_report_has_every_section_and_preset(report):
     assert report["machine"]["cpu_count"] >= 1 and report["machine"]["device"] == "cpu"
     protocols = report["evaluation_protocols"]
     assert protocols["resamples"] == 1000 and 0 < protocols["bootstrap_s"] and 0 < protocols["protocols_s"]
+    audit = report["near_duplicates"]
+    assert audit["pairs"] == audit["n_images"] * (audit["n_images"] - 1) // 2 and audit["all_pairs_s"] > 0
+    assert audit["pairs_found"] == 0 and audit["hash_images_per_s"] > 0   # random 256-bit hashes are ~128 apart
 
 
 def test_measurements_are_positive_and_finite(report):
@@ -60,7 +63,7 @@ def test_measurements_are_positive_and_finite(report):
 def test_table_lists_every_measurement(report):
     text = bench.table(report)
     for label in ("loader tiny speedup", "train_cpu tiny", "train_cpu_bf16 tiny", "embed tiny images",
-                  "retrieval_metrics", "train_cpu paper"):
+                  "retrieval_metrics", "train_cpu paper", "near-duplicate audit"):
         assert label in text
 
 

@@ -132,6 +132,8 @@ class SyntheticConfig:
     distractor_rate: float = 0.5    # expected distractor objects from other classes per image ("semantic noise")
     generic_caption_rate: float = 0.2  # share of captions that mention only the scene, not the objects
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train/val/test fractions, by image
+    planted_duplicates: int = 0     # near-duplicates of train images planted into val/test for the leakage
+                                    # audit to find (re-encoded, cropped or recoloured copies; params.yaml: 6)
 
     def __post_init__(self) -> None:
         check(self.images >= 3, "images", self.images, "must be >= 3 (one per split)")
@@ -143,6 +145,7 @@ class SyntheticConfig:
               "must be in [0, 1]")
         check(min(self.split) >= 0 and abs(sum(self.split) - 1) < 1e-6 and self.split[0] > 0, "split",
               list(self.split), "three fractions >= 0 (train > 0) that sum to 1")
+        check(self.planted_duplicates >= 0, "planted_duplicates", self.planted_duplicates, "must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,8 @@ class DataConfig:
     tokenizer: str = ""             # "" = the text model's own when model.text_pretrained, else train WordPiece
                                     # on the train captions; or a HF tokenizer name / local dir
     vocab_size: int = 2000          # size of the trained WordPiece vocabulary
+    exclude_leaked: bool = False    # evaluate drops test images with a near-duplicate in train or val
+                                    # (reports/audit.json) before scoring; the report says how many
 
     def __post_init__(self) -> None:
         check_choice("dataset", self.dataset, DATASETS)
@@ -378,6 +383,25 @@ class EvalConfig:
         check(self.gallery_queries >= 0, "gallery_queries", self.gallery_queries, "must be >= 0")
         check_choice("device", self.device, DEVICES)
         check_choice("precision", self.precision, PRECISIONS)
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """The ``audit`` stage: near-duplicate images (perceptual hash) and captions shared across splits."""
+    hash_size: int = 16             # DCT pHash side: hash_size**2 bits (256) from a 4*hash_size px grayscale image
+    threshold: int = 24             # pairs at Hamming distance <= this (of hash_size**2 bits) are near-duplicates;
+                                    # measured on the built-in data (docs/design.md, "Leakage audit")
+    against: str = ""               # a second dataset to compare with (folder, archive or URL; RSICD when training
+                                    # on RSITMD), or a prepared folder (dataset.json + pixels.npy); "" = none
+    against_dataset: str = "rsicd"  # whose annotation layout to read there: rsitmd | rsicd
+    figure_pairs: int = 8           # closest cross-split pairs shown side by side in the figure
+
+    def __post_init__(self) -> None:
+        check(2 <= self.hash_size <= 64, "hash_size", self.hash_size, "must be in [2, 64]")
+        check(0 <= self.threshold < self.hash_size ** 2, "threshold", self.threshold,
+              f"must be in [0, {self.hash_size ** 2}) (bits of the hash)")
+        check_choice("against_dataset", self.against_dataset, DATASETS[1:])
+        check(self.figure_pairs >= 0, "figure_pairs", self.figure_pairs, "must be >= 0")
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ DEFAULT_RECIPE = "cpu"
 # Top-level sections of params.yaml and the dataclass each one builds (model is special: preset + overrides).
 SECTIONS: dict[str, type] = {"data": C.DataConfig, "synthetic": C.SyntheticConfig, "scene_prior": C.ScenePriorConfig,
                              "train": C.TrainConfig, "evaluate": C.EvalConfig, "analyze": C.AnalyzeConfig,
-                             "runtime": C.RuntimeConfig}
+                             "audit": C.AuditConfig, "runtime": C.RuntimeConfig}
 TOP_LEVEL = ("seed", "recipe", "model", *SECTIONS)
 
 
@@ -69,6 +69,7 @@ class PipelineConfig:
     train: C.TrainConfig
     evaluate: C.EvalConfig
     analyze: C.AnalyzeConfig
+    audit: C.AuditConfig
     runtime: C.RuntimeConfig
 
     @classmethod
@@ -134,7 +135,7 @@ class PipelineConfig:
             model.pop(derived)
         return {"seed": self.seed, "recipe": self.recipe, "data": C.to_dict(self.data),
                 "synthetic": C.to_dict(self.synthetic), "model": {"preset": self.model_preset, **model},
-                **{name: C.to_dict(getattr(self, name)) for name in ("scene_prior", "train", "evaluate", "analyze", "runtime")}}
+                **{name: C.to_dict(getattr(self, name)) for name in ("scene_prior", "train", "evaluate", "analyze", "audit", "runtime")}}
 
     def compared_params(self, stage: str, device_type: str | None = None) -> dict[str, Any]:
         """The values people compare runs by, under short top-level keys (MLflow columns; see

@@ -22,7 +22,8 @@ class Paths:
     def stage_folders(self, stage: str) -> tuple[Path, ...]:
         """The folders stage ``stage`` writes into: checked writable before it computes anything."""
         own = {"fetch": (self.fetch, self.downloads), "scene_prior": (self.scene_prior,),
-               "train": (self.train, self.train_state), "evaluate": (self.evaluate,), "analyze": (self.analyze,)}
+               "train": (self.train, self.train_state), "evaluate": (self.evaluate,), "analyze": (self.analyze,),
+               "audit": (self.downloads,)}
         return (*own[stage], self.reports, self.figures)
 
     # ---- one output folder per stage under data/ (DVC outs), reports/ for what people read
@@ -69,6 +70,16 @@ class Paths:
     @property
     def data_samples(self) -> Path:
         return self.figures / "data_samples.png"
+
+    # audit
+    @property
+    def audit(self) -> Path:
+        """reports/audit.json: near-duplicate pairs and shared captions (evaluate reads it with data.exclude_leaked)."""
+        return self.reports / "audit.json"
+
+    @property
+    def audit_pairs(self) -> Path:
+        return self.figures / "audit_pairs.png"
 
     # scene_prior
     @property

@@ -28,16 +28,21 @@ def repro(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
 
 def test_repro_writes_every_report(repro):
     project, proc = repro
-    for stage in ("fetch", "scene_prior", "train", "evaluate", "analyze"):
+    for stage in ("fetch", "audit", "scene_prior", "train", "evaluate", "analyze"):
         assert f"Running stage '{stage}'" in proc.stdout
     data = json.loads((project / "reports/data.json").read_text())
     assert data["dataset"] == "synthetic" and data["classes"] == 4
     assert sum(data["images"].values()) == 160
+    # the audit finds exactly the near-duplicates the generator planted (params.yaml: 6)
+    audit = json.loads((project / "reports/audit.json").read_text())
+    assert len(data["planted_duplicates"]) == 6
+    assert {(p["a"], p["b"]) for p in audit["near_duplicate_pairs"]} == {tuple(p) for p in data["planted_duplicates"]}
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert set(METRIC_KEYS) <= set(metrics)
     analysis = json.loads((project / "reports/analysis.json").read_text())
     assert analysis, "analysis.json is empty"
-    for figure in ("gallery.png", "tsne.png", "class_similarity.png", "scene_prior_confusion.png"):
+    assert metrics["leakage"] == {"exclude_leaked": False, "excluded_test_images": 0}
+    for figure in ("gallery.png", "tsne.png", "class_similarity.png", "scene_prior_confusion.png", "audit_pairs.png"):
         assert (project / "reports/figures" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -161,6 +161,31 @@ def test_evaluate_accepts_an_official_checkpoint(evaluated, tmp_path):
     assert run.info.run_name.endswith(" · evaluate") and run.data.params["precision"] == "fp32"
 
 
+def test_audit_finds_a_copied_test_image_and_evaluate_can_exclude_it(evaluated, tmp_path):
+    import shutil
+
+    project = tmp_path / "project"
+    shutil.copytree(evaluated, project, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts"))
+    fetch = project / "data" / "fetch"
+    pixels = np.load(fetch / "pixels.npy")
+    pixels[7] = pixels[1]                          # test image 7 (beach_7.jpg) is a copy of train image 1
+    np.save(fetch / "pixels.npy", pixels)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["evaluate"]["checkpoint"] = ""
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    assert run_stage(project, "audit") is None
+    audit = json.loads((project / "reports/audit.json").read_text())
+    assert [(p["a"], p["b"], p["distance"]) for p in audit["near_duplicate_pairs"]] == [("beach_1.jpg", "beach_7.jpg", 0)]
+    assert (project / "reports/figures/audit_pairs.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    params["data"]["exclude_leaked"] = True
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    assert run_stage(project, "evaluate") is None
+    stored = json.loads((project / "reports/metrics.json").read_text())
+    assert stored["leakage"]["excluded_test_images"] == 1 and stored["leakage"]["excluded_files"] == ["beach_7.jpg"]
+    assert stored["n_images"] == 11 and stored["n_texts"] == 44
+
+
 def test_missing_checkpoint_is_a_one_line_error(project):
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["evaluate"]["checkpoint"] = "no/such/checkpoint.pt"

@@ -53,6 +53,15 @@ class SplitView:
     def n_texts(self) -> int:
         return len(self.captions)
 
+    def without_images(self, positions) -> "SplitView":
+        """This split less the images at ``positions`` (0..n_images-1) and their captions."""
+        keep = np.ones(self.n_images, dtype=bool)
+        keep[np.asarray(positions, dtype=np.int64)] = False
+        new_position = np.cumsum(keep) - 1
+        kept_texts = keep[self.txt2img]
+        return SplitView(self.name, self.image_rows[keep], self.labels[keep],
+                         [c for c, k in zip(self.captions, kept_texts) if k], new_position[self.txt2img[kept_texts]])
+
     @cached_property
     def img2txt(self) -> list[np.ndarray]:
         order = np.argsort(self.txt2img, kind="stable")

@@ -13,6 +13,7 @@ import numpy as np
 
 from pir import files, reports, seed_runs, tracking
 from pir.config import to_dict
+from pir.data import leakage
 from pir.data.prepared import load_prepared
 from pir.data.text import load_tokenizer
 from pir.device import resolve_device
@@ -68,12 +69,17 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
     official = "official_config" in extra
     prepared = load_prepared(paths.fetch)
     test = prepared.split("test")
+    leaked = {"exclude_leaked": False, "excluded_test_images": 0}
+    if cfgs.data.exclude_leaked:   # test images with a near-duplicate in train or val (the audit stage)
+        test, leaked = leakage.without_leaked(prepared.records, test, leakage.read_audit(paths.audit))
+        print(f"evaluate: excluded {leaked['excluded_test_images']} leaked test images ({paths.audit})")
     if test.n_images == 0 or test.n_texts == 0:
         raise ValueError(f"{paths.dataset_json}: the test split has no images or no captions")
     tokenizer = load_tokenizer(paths.tokenizer)
     check_vocabulary(tokenizer, model_cfg.vocab_size, checkpoint)
 
-    params = {"evaluate": {**to_dict(settings), "checkpoint_path": str(checkpoint), "dataset": prepared.name}}
+    params = {"evaluate": {**to_dict(settings), "checkpoint_path": str(checkpoint), "dataset": prepared.name,
+                           "exclude_leaked": cfgs.data.exclude_leaked}}
     # Our checkpoints name their training run's key; any other file is identified by its bytes.
     model_key = extra.get("model_key") or f"sha256:{files.sha256_file(checkpoint)}"
     run_id = tracking.find_run(paths.store, model_key)
@@ -92,6 +98,7 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
         report["checkpoint"] = {"path": display_path(checkpoint, paths.root), "format": "official" if official else "pir",
                                 "epoch": extra.get("epoch"), "model_key": model_key}
         report["dataset"] = prepared.name
+        report["leakage"] = leaked
         per_class = report.pop("per_class")
 
         paths.evaluate.mkdir(parents=True, exist_ok=True)

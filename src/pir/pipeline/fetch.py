@@ -57,6 +57,8 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
     tokenizer = prepare_tokenizer(cfgs, records, paths.tokenizer)
     write_prepared(paths.fetch, cfgs.data.dataset, classes, records, pixels)
     summary = dataset_summary(cfgs.data.dataset, classes, records, cfgs.data.max_words, len(tokenizer))
+    if cfgs.data.dataset == "synthetic":   # the answer the audit stage is checked against
+        summary["planted_duplicates"] = synthetic.planted_duplicates(cfgs.synthetic, cfgs.seed, records)
     files.write_json(paths.data_report, summary)
     save_sample_grid(classes, records, pixels, paths.data_samples)
     print(f"fetch: {summary['images']} images, {summary['captions']} captions, {len(classes)} classes, "

@@ -12,17 +12,21 @@ overlap and keeps R@1 below 100.
 
 Layout: ``canvas`` draws (the Canvas, colour tables, object primitives), ``scenes`` composes one
 scene per class (painters, distractors, the class registry), ``captions`` says what was drawn (the
-caption grammar); this module builds the dataset (``generate``, ``CLASSES``).
+caption grammar), ``duplicates`` plants near-duplicates across splits for the leakage audit; this
+module builds the dataset (``generate``, ``CLASSES``).
 Everything is deterministic from ``seed`` (one numpy Generator per image).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 from tqdm import tqdm
 
 from pir.config import SyntheticConfig
 from pir.data.prepared import SPLITS, ImageRecord
+from pir.data.synthetic import duplicates
 from pir.data.synthetic.canvas import Canvas
 from pir.data.synthetic.captions import make_captions
 from pir.data.synthetic.scenes import SCENES, add_distractors
@@ -33,12 +37,15 @@ CLASSES: tuple[str, ...] = tuple(SCENES)
 
 # --------------------------------------------------------------------------- dataset
 
-def render_image(cls: str, cfg: SyntheticConfig, rng: np.random.Generator) -> tuple[np.ndarray, tuple[str, ...]]:
-    """One image of class ``cls`` and its captions."""
+def render_image(cls: str, cfg: SyntheticConfig, rng: np.random.Generator,
+                 caption_rng: np.random.Generator | None = None) -> tuple[np.ndarray, tuple[str, ...]]:
+    """One image of class ``cls`` and its captions (drawn from ``caption_rng`` when given: other words
+    for the same drawing)."""
     cv = Canvas(cfg.image_size, rng)
     scene = SCENES[cls](cv)
     distractors = add_distractors(cv, cls, cfg.distractor_rate)
-    captions = make_captions(cls, scene, distractors, cfg.captions_per_image, cfg.generic_caption_rate, rng)
+    captions = make_captions(cls, scene, distractors, cfg.captions_per_image, cfg.generic_caption_rate,
+                             caption_rng or rng)
     return cv.finish(), captions
 
 
@@ -75,4 +82,19 @@ def generate(cfg: SyntheticConfig, seed: int, progress: bool = True
         # one Generator per image: image i does not depend on how many numbers earlier images drew
         pixels[i], captions = render_image(cls, cfg, np.random.default_rng([seed, 1, i]))
         records.append(ImageRecord(f"{cls}_{i}.png", str(splits[i]), cls, int(labels[i]), captions))
+    for k, (source, target) in enumerate(duplicates.choose_pairs(labels, splits, cfg.planted_duplicates, seed)):
+        # the target becomes an altered copy of the source's drawing, described anew (duplicates.py)
+        _, captions = render_image(classes[labels[source]], cfg, np.random.default_rng([seed, 1, source]),
+                                   caption_rng=np.random.default_rng([seed, 3, k]))
+        kind = duplicates.KINDS[k % len(duplicates.KINDS)]
+        pixels[target] = duplicates.alter(pixels[source], kind, np.random.default_rng([seed, 4, k]))
+        records[target] = dataclasses.replace(records[target], captions=captions)
     return classes, records, pixels
+
+
+def planted_duplicates(cfg: SyntheticConfig, seed: int, records: list[ImageRecord]) -> list[list[str]]:
+    """[[train file, val/test file], ...]: the near-duplicate pairs ``generate`` planted (reports/data.json)."""
+    labels = np.array([r.label for r in records])
+    splits = np.array([r.split for r in records])
+    return [[records[s].file, records[t].file]
+            for s, t in duplicates.choose_pairs(labels, splits, cfg.planted_duplicates, seed)]
