@@ -14,13 +14,13 @@ import numpy as np
 from pir import files, reports, seed_runs, tracking
 from pir.config import to_dict
 from pir.data.prepared import load_prepared
-from pir.data.text import load_tokenizer
+from pir.data.text import model_tokenizer
 from pir.device import resolve_device
 from pir.evaluation.embed import embed_split
 from pir.evaluation.gallery import save_gallery
 from pir.evaluation.metrics import METRIC_KEYS, caption_keys, per_class_table
 from pir.evaluation.report import evaluation_report
-from pir.models.checkpoint import load_model
+from pir.models.checkpoint import load_evaluated_model
 from pir.params import PipelineConfig
 from pir.paths import Paths
 
@@ -64,13 +64,13 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
     settings = cfgs.evaluate
     checkpoint = checkpoint_path(settings.checkpoint, paths)
     device = resolve_device(settings.device)
-    model, model_cfg, extra = load_model(checkpoint, device)
-    official = "official_config" in extra
+    model, model_cfg, extra = load_evaluated_model(checkpoint, device, cfgs.model)
+    checkpoint_format = "official" if "official_config" in extra else extra.get("format", "pir")
     prepared = load_prepared(paths.fetch)
     test = prepared.split("test")
     if test.n_images == 0 or test.n_texts == 0:
         raise ValueError(f"{paths.dataset_json}: the test split has no images or no captions")
-    tokenizer = load_tokenizer(paths.tokenizer)
+    tokenizer = model_tokenizer(model_cfg, paths.tokenizer)
     check_vocabulary(tokenizer, model_cfg.vocab_size, checkpoint)
 
     params = {"evaluate": {**to_dict(settings), "checkpoint_path": str(checkpoint), "dataset": prepared.name}}
@@ -89,7 +89,7 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
         class_names = list(prepared.classes)
         report = evaluation_report(sims, test.txt2img, test.labels, class_names, test.captions,
                                    seed=cfgs.seed, n_resamples=settings.bootstrap_resamples)
-        report["checkpoint"] = {"path": display_path(checkpoint, paths.root), "format": "official" if official else "pir",
+        report["checkpoint"] = {"path": display_path(checkpoint, paths.root), "format": checkpoint_format,
                                 "epoch": extra.get("epoch"), "model_key": model_key}
         report["dataset"] = prepared.name
         per_class = report.pop("per_class")

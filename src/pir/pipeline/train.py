@@ -13,7 +13,7 @@ import dataclasses
 from pir import files, seed_runs, tracking
 from pir.config import ModelConfig, to_dict
 from pir.data.prepared import load_prepared
-from pir.data.text import load_tokenizer
+from pir.data.text import model_tokenizer
 from pir.models import create_model
 from pir.models.checkpoint import load_scene_prior_weights
 from pir.params import PipelineConfig
@@ -62,7 +62,7 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
         launch.relaunch_under_torchrun(gpus)
     ctx = launch.setup(cfgs.train.device)
     prepared = load_prepared(paths.fetch)
-    tokenizer = load_tokenizer(paths.tokenizer)
+    tokenizer = model_tokenizer(cfgs.model, paths.tokenizer)
     model_cfg = dataclasses.replace(cfgs.model, vocab_size=len(tokenizer))
     model = create_model(model_cfg)
     if model_cfg.use_vir:

@@ -23,7 +23,7 @@ from pir.data.loader import set_epoch, train_pairs_loader
 from pir.data.prepared import PreparedDataset
 from pir.data.transforms import normalize_images
 from pir.device import precision_context
-from pir.evaluation.embed import embed_split
+from pir.evaluation.embed import embed_split, image_stats
 from pir.models.checkpoint import save_checkpoint, unwrap
 from pir.training.launch import DistContext, barrier
 from pir.training.optim import make_optimizer, make_scheduler
@@ -105,7 +105,7 @@ class _LossMeter:
 
 def forward_batch(model: nn.Module, batch: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     """The model on a collated batch: uint8 images normalised on ``device``, the rest moved there."""
-    return model(normalize_images(batch["images"], device),
+    return model(normalize_images(batch["images"], device, *image_stats(unwrap(model))),
                  batch["input_ids"].to(device, non_blocking=True),
                  batch["attention_mask"].to(device, non_blocking=True),
                  batch["image_ids"].to(device, non_blocking=True),
