@@ -244,6 +244,23 @@ def train(model: nn.Module, prepared: PreparedDataset, tokenizer: Any, model_cfg
                         resumed_from=start_epoch)
 
 
+def zero_shot(model: nn.Module, prepared: PreparedDataset, tokenizer: Any, model_cfg: ModelConfig,
+              train_cfg: TrainConfig, *, state: TrainState, outputs: TrainOutputs, ctx: DistContext,
+              params: Mapping[str, Any] | None = None, log: Callable[[str], None] = print) -> TrainSummary:
+    """``train.epochs: 0``: validate the starting weights once and write them as the best and last
+    checkpoints (epoch 0), so that evaluate and analyze run on them unchanged."""
+    model.to(ctx.device)
+    best_val: dict[str, float] = {}
+    if ctx.is_main:
+        best_val = validate(model, prepared, tokenizer, model_cfg, train_cfg, ctx)
+        extra = _checkpoint_extra(0, dict(params or {}), best_val, state.key)
+        save_checkpoint(outputs.best, unwrap(model), model_cfg, **extra)
+        save_checkpoint(outputs.last, unwrap(model), model_cfg, **extra)
+        log(f"zero-shot: no training (train.epochs = 0); val r_mean {best_val[SELECTION_METRIC]:.2f}")
+    barrier(ctx)
+    return TrainSummary(best_epoch=0, best_val=best_val, curves=[], resumed_from=0)
+
+
 def _val_of(row: Mapping[str, Any]) -> dict[str, float]:
     return {k[4:]: v for k, v in row.items() if k.startswith("val_")}
 
