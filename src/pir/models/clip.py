@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import os
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -92,8 +93,8 @@ class ClipPIR(PIRHeads):
                              f"{self.clip.context_length} tokens")
         if cfg.clip_weights:
             state, layout = read_clip_state(cfg.clip_weights)
-            load_clip_state(self.clip, state, cfg.clip_weights, cfg.clip_model)
-            log(f"clip: loaded {cfg.clip_model} from {cfg.clip_weights} ({layout}, {len(state)} tensors)")
+            loaded = load_clip_state(self.clip, state, cfg.clip_weights, cfg.clip_model)
+            log(f"clip: loaded {cfg.clip_model} from {cfg.clip_weights} ({layout}, {loaded} tensors)")
         if cfg.use_affiliation:
             self.temp2 = nn.Parameter(torch.tensor(float(cfg.temp2)))
         self.build_heads(cfg, dim)
@@ -228,7 +229,9 @@ def read_clip_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], s
         return _load_safetensors(path), "safetensors"
     if _is_torchscript(path):
         try:
-            state = torch.jit.load(str(path), map_location="cpu").state_dict()
+            with warnings.catch_warnings():   # torch marks jit.load deprecated; OpenAI ships nothing else
+                warnings.simplefilter("ignore", FutureWarning)
+                state = torch.jit.load(str(path), map_location="cpu").state_dict()
         except Exception as exc:
             raise ValueError(f"{path}: unreadable TorchScript archive ({first_line(exc)})") from None
         state = {k: v for k, v in state.items() if k not in OPENAI_EXTRA_KEYS}
@@ -249,9 +252,13 @@ def read_clip_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], s
     return state, layout
 
 
-def load_clip_state(model: nn.Module, state: Mapping[str, torch.Tensor], where: str | os.PathLike, arch: str) -> None:
-    """Strict load into an open_clip model; one line naming the file and the first mismatches otherwise."""
+def load_clip_state(model: nn.Module, state: Mapping[str, torch.Tensor], where: str | os.PathLike, arch: str) -> int:
+    """Strict load into an open_clip model (returns the tensors loaded); one line naming the file and
+    the first mismatches otherwise."""
     own = model.state_dict()
+    # buffers the model rebuilds itself (the causal attn_mask): TorchScript archives carry them as weights
+    rebuilt = {name for name, _ in model.named_buffers()} - set(own)
+    state = {k: v for k, v in state.items() if k not in rebuilt}
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     wrong_shape = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
@@ -261,6 +268,7 @@ def load_clip_state(model: nn.Module, state: Mapping[str, torch.Tensor], where: 
                  (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)) if keys]
         raise ValueError(f"{where}: weights do not fit open_clip {arch} ({'; '.join(parts)})")
     model.load_state_dict(state, strict=True)
+    return len(state)
 
 
 def clip_config(arch: str, **overrides: Any) -> ModelConfig:
