@@ -88,6 +88,10 @@ class ClipPIR(PIRHeads):
         if cfg.vocab_size != self.clip.vocab_size:
             raise ValueError(f"model.vocab_size = {cfg.vocab_size} but {cfg.clip_model} has {self.clip.vocab_size} "
                              "token ids (CLIP presets use open_clip's BPE tokenizer)")
+        arch_size = tuple(getattr(self.clip.visual, "image_size", (cfg.image_size, cfg.image_size)))
+        if arch_size != (cfg.image_size, cfg.image_size):
+            raise ValueError(f"model.image_size = {cfg.image_size} but {cfg.clip_model} reads {arch_size[0]} px images; "
+                             f"set model.image_size={arch_size[0]}")
         if cfg.max_tokens > self.clip.context_length:
             raise ValueError(f"data.max_tokens = {cfg.max_tokens} exceeds {cfg.clip_model}'s context of "
                              f"{self.clip.context_length} tokens")
