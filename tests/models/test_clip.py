@@ -202,7 +202,7 @@ def clip_project(tmp_path_factory, reference):
     return root
 
 
-def test_zero_shot_runs_through_train_evaluate_and_analyze(clip_project):
+def test_zero_shot_runs_through_train_evaluate_and_analyze(clip_project, reference):
     root = clip_project
     assert run_stage(root, "train") is None                       # epochs 0: the loaded weights, selected
     assert json.loads((root / "reports/train.json").read_text())["best_epoch"] == 0
@@ -222,6 +222,13 @@ def test_zero_shot_runs_through_train_evaluate_and_analyze(clip_project):
     assert direct["checkpoint"]["format"] == "clip"
     np.testing.assert_allclose(np.load(root / "data/evaluate/similarity.npz")["sims"], sims, atol=1e-5)
     assert {k: direct[k] for k in ("r_mean", "txt_r1", "img_r1")} == {k: trained[k] for k in ("r_mean", "txt_r1", "img_r1")}
+
+    # and as a Hugging Face-style folder (its run keyed by the folder's files)
+    folder = write_layout("hf_safetensors", reference, root)
+    params["evaluate"]["checkpoint"] = str(folder)
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    assert run_stage(root, "evaluate") is None
+    np.testing.assert_allclose(np.load(root / "data/evaluate/similarity.npz")["sims"], sims, atol=1e-5)
 
 
 def test_zero_shot_is_refused_for_pir_presets(clip_project, tmp_path):

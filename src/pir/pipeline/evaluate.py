@@ -41,6 +41,18 @@ def display_path(path: Path, root: Path) -> str:
         return str(path)
 
 
+def weights_digest(path: Path) -> str:
+    """sha256 of a weights file, or of a weights folder's files (name and bytes, in name order:
+    Hugging Face-style CLIP folders)."""
+    if not path.is_dir():
+        return files.sha256_file(path)
+    import hashlib
+    digest = hashlib.sha256()
+    for item in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{item.relative_to(path)}\0{files.sha256_file(item)}\n".encode())
+    return digest.hexdigest()
+
+
 def check_vocabulary(tokenizer, vocab_size: int, where: Path) -> None:
     """The model must have been trained with this tokenizer: any other one maps words to the wrong ids
     (and a smaller one silently, since every id still exists)."""
@@ -75,7 +87,7 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
 
     params = {"evaluate": {**to_dict(settings), "checkpoint_path": str(checkpoint), "dataset": prepared.name}}
     # Our checkpoints name their training run's key; any other file is identified by its bytes.
-    model_key = extra.get("model_key") or f"sha256:{files.sha256_file(checkpoint)}"
+    model_key = extra.get("model_key") or f"sha256:{weights_digest(checkpoint)}"
     run_id = tracking.find_run(paths.store, model_key)
     # A foreign checkpoint has no train run to reopen: its new run gets the compared params.
     with tracking.stage_run(paths.store, "evaluate", params, run_id=run_id, model_key=model_key,
