@@ -29,11 +29,12 @@ SECTIONS = ("machine", "options", "matmul_fp32_gflops", "loader", "train_cpu", "
 def test_report_has_every_section_and_preset(report):
     assert set(report) == set(SECTIONS)
     for section in ("loader", "train_cpu", "train_cpu_bf16", "train_cpu_compiled", "embed"):
-        assert set(report[section]) == {"tiny", "paper"}
+        assert set(report[section]) == {"tiny", "paper"} | ({"clip-b32"} if section == "train_cpu" else set())
         assert report[section]["paper"] == {"skipped": "--skip-paper"}
     assert report["train_cpu_compiled"]["tiny"] == {"skipped": "pass --compile"}
     assert report["official_style"] == {"paper": {"skipped": "--skip-paper"}}
-    assert report["train_gpu_bf16"] == {"paper": {"skipped": "no CUDA device"}}
+    assert report["train_gpu_bf16"] == {"paper": {"skipped": "no CUDA device"}, "clip-b32": {"skipped": "--skip-paper"}}
+    assert report["train_cpu"]["clip-b32"] == {"skipped": "--skip-paper"}
     assert report["concurrent_train"] == {"tiny": {"skipped": "--quick"}}
     assert report["machine"]["cpu_count"] >= 1 and report["machine"]["device"] == "cpu"
     protocols = report["evaluation_protocols"]
@@ -184,3 +185,14 @@ def test_concurrent_train_row_runs_the_real_stage_scripts_three_ways(tmp_path):
                         "retrieval_metrics": {"n_images": 1, "n_texts": 5, "vectorised_s": 1, "loop_s": 1,
                                               "speedup": 1, "identical": True}})
     assert "side by side, thread budget" in text
+
+
+def test_clip_rows_time_the_trainers_step_on_clip_towers(monkeypatch):
+    """The clip-b32 rows' code path, on the clip-tiny preset (same towers, CPU-test sized)."""
+    monkeypatch.setattr(bench, "CLIP_PRESET", "clip-tiny")
+    options = bench.BenchOptions(quick=True, skip_paper=False, device="cpu")
+    rows = bench.clip_benchmarks(options, bench._sizes(options), 1.0, None, None, log=lambda _: None)
+    assert rows["train_gpu_bf16"] == {"skipped": "no CUDA device"}
+    row = rows["train_cpu"]
+    assert row["preset"] == "clip-tiny" and row["fold_text"] is False and row["samples_per_s"] > 0
+    assert row["flops_per_sample"] > 0 and row["precision"] == "fp32"

@@ -25,7 +25,7 @@ def resolve(*overrides: str) -> PipelineConfig:
 
 
 def test_recipes_ship_with_the_library():
-    assert {"cpu", "paper"} <= set(recipe_names())
+    assert {"cpu", "paper", "clip"} <= set(recipe_names())
 
 
 def test_paper_recipe_is_the_released_recipe():
@@ -110,7 +110,7 @@ BAD_VALUES = [
     ("model.use_vir", '"flase"', "model.use_vir = 'flase': expected true or false"),
     ("train.lr", "abc", "train.lr = 'abc': expected a number"),
     ("train.lr", "-1", "train.lr = -1.0: must be > 0"),
-    ("train.epochs", "0", "train.epochs = 0: must be >= 1"),
+    ("train.epochs", "-1", "train.epochs = -1: must be >= 1, or 0 (CLIP presets) for zero-shot"),
     ("train.epochs", "2.5", "train.epochs = 2.5: expected an integer"),
     ("train.global_batch_size", "0", "train.global_batch_size = 0: must be >= 1"),
     ("scene_prior.epochs", "-1", "scene_prior.epochs = -1: must be >= 1, or 0"),
@@ -207,3 +207,11 @@ def test_pir_recipe_show_from_inside_the_project(tmp_path):
     assert listed.stdout.split() == recipe_names()
     # the console script `pir` is what pyproject declares
     assert 'pir = "pir_tools.cli:main"' in (ROOT / "pyproject.toml").read_text()
+
+
+def test_zero_shot_is_for_clip_presets_only():
+    assert any("train.epochs = 0 (zero-shot) needs a CLIP preset" in p for p in resolve("train.epochs=0").problems())
+    clip = resolve("recipe=clip", "model.preset=clip-tiny", "train.epochs=0")
+    assert clip.model.is_clip and clip.model.clip_model == "PIR-CLIP-tiny" and clip.problems() == []
+    assert "model.clip_weights = '/nowhere/rc.pt': file or folder not found" in \
+        resolve("recipe=clip", "model.clip_weights=/nowhere/rc.pt").problems()

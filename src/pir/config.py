@@ -20,6 +20,9 @@ T = TypeVar("T")
 DATASETS = ("synthetic", "rsitmd", "rsicd")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("bf16", "fp32")
+# CLIP's normalisation constants: every preset normalises with them unless model.image_mean/std say otherwise.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def from_mapping(cls: type[T], values: Mapping[str, Any] | None, where: str = "") -> T:
@@ -181,12 +184,18 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """PIR architecture. The presets ``PAPER`` and ``TINY`` below hold its named defaults."""
+    """PIR architecture. The presets below (``PRESETS``) hold its named defaults.
+
+    With ``clip_model`` set (the ``clip-*`` presets) the towers are open_clip's (pir.models.clip)
+    and the Swin/BERT fields are unused; the PIR heads, prior and losses are the same.
+    """
     # vision backbone: timm Swin, built by name with these geometry overrides
     vision_model: str = "swin_tiny_patch4_window7_224"
     vision_pretrained: str = ""     # "" random init, "timm" hub weights, a timm tag (swin_tiny_patch4_window7_224
                                     # .ms_in22k), or a local file (original Microsoft Swin layout accepted)
     image_size: int = 224
+    image_mean: tuple[float, float, float] = CLIP_MEAN  # per-channel normalisation of every input image
+    image_std: tuple[float, float, float] = CLIP_STD    # (the released configs and CLIP checkpoints use CLIP's)
     swin_patch_size: int = 4
     swin_window_size: int = 7
     swin_embed_dim: int = 96
@@ -205,6 +214,11 @@ class ModelConfig:
     max_words: int = 30             # and first to this many words (set from data.max_words by the stage)
     text_mask: bool = True          # False reproduces the official code: no attention mask anywhere on text
     fold_text: bool = True          # with text_mask, BERT runs on real tokens only, two captions a row (CPU; same outputs)
+    # CLIP towers (pir.models.clip): an open_clip architecture name replaces Swin + BERT
+    clip_model: str = ""            # "" = PIR's Swin + BERT; else open_clip name (ViT-B-32, ViT-B-16, ViT-L-14, PIR-CLIP-tiny)
+    clip_weights: str = ""          # starting weights: "" random init, or a local file / HF-style folder (any layout
+                                    # pir.models.clip.load_clip_checkpoint reads: RemoteCLIP, GeoRSCLIP, OpenAI, ...)
+    clip_quick_gelu: bool = False   # QuickGELU activations (OpenAI's own weights); RemoteCLIP/GeoRSCLIP use GELU
     # scene prior ("instruction encoder"): timm classifier, pooled features, frozen unless finetune_prior
     prior_model: str = "resnet50"
     prior_channels: tuple[int, ...] = ()  # timm ResNet stage widths; () = the model's own
@@ -243,6 +257,14 @@ class ModelConfig:
         check(self.temp2 > 0, "temp2", self.temp2, "must be > 0")
         check(self.center_factor >= 0, "center_factor", self.center_factor, "must be >= 0")
         check(self.triplet_margin >= 0, "triplet_margin", self.triplet_margin, "must be >= 0")
+        check(all(v > 0 for v in self.image_std), "image_std", list(self.image_std), "three values > 0")
+        check(not self.clip_weights or bool(self.clip_model), "clip_weights", self.clip_weights,
+              "needs model.clip_model (use a clip-* preset)")
+
+    @property
+    def is_clip(self) -> bool:
+        """open_clip towers (a clip-* preset) rather than Swin + BERT."""
+        return bool(self.clip_model)
 
 
 # Named model presets (create-by-name, as litgpt's named configs): a preset is only a set of
@@ -273,7 +295,19 @@ TINY = dataclasses.replace(
     dropout=0.1,
 )
 
-PRESETS: dict[str, ModelConfig] = {"paper": PAPER, "tiny": TINY}
+# CLIP towers (pir.models.clip): open_clip architectures by name, the PIR heads in the CLIP embedding
+# width (embed_dim must equal the architecture's), OpenAI's 49,408-token BPE vocabulary.
+CLIP_B32 = dataclasses.replace(PAPER, clip_model="ViT-B-32", vocab_size=49408, embed_dim=512)
+CLIP_B16 = dataclasses.replace(CLIP_B32, clip_model="ViT-B-16")
+CLIP_L14 = dataclasses.replace(CLIP_B32, clip_model="ViT-L-14", embed_dim=768)
+# A CLIP-architecture model small enough for the CPU default and the tests (open_clip config
+# src/pir/models/clip_configs/PIR-CLIP-tiny.json: ViT patch 16 at 112 px = 49 patches + [CLS],
+# 2-layer towers of width 64), with the tiny preset's narrow ResNet-18 prior.
+CLIP_TINY = dataclasses.replace(TINY, clip_model="PIR-CLIP-tiny", vocab_size=49408, embed_dim=64, heads=4)
+
+PRESETS: dict[str, ModelConfig] = {"paper": PAPER, "tiny": TINY, "clip-b32": CLIP_B32, "clip-b16": CLIP_B16,
+                                   "clip-l14": CLIP_L14, "clip-tiny": CLIP_TINY}
+CLIP_PRESETS = tuple(name for name, preset in PRESETS.items() if preset.is_clip)
 
 
 def model_config(preset: str = "tiny", where: str = "", **overrides: Any) -> ModelConfig:
@@ -296,7 +330,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-8
     warmup_fraction: float = 0.1    # of all steps, then linear decay to 0
-    epochs: int = 50
+    epochs: int = 50                # 0 = zero-shot (CLIP presets only): the starting weights become the checkpoint
     global_batch_size: int = 256    # pairs per optimizer step over all processes; split evenly over the
                                     # GPUs in use, and the losses gather the whole of it (2 GPUs x 128 released)
     pairs_per_image: int = 0        # captions per image per epoch (0 = every caption, the released recipe;
@@ -323,7 +357,7 @@ class TrainConfig:
         check(all(0 <= b < 1 for b in self.betas), "betas", list(self.betas), "two values in [0, 1)")
         check(self.eps > 0, "eps", self.eps, "must be > 0")
         check(0 <= self.warmup_fraction <= 1, "warmup_fraction", self.warmup_fraction, "must be in [0, 1]")
-        check(self.epochs >= 1, "epochs", self.epochs, "must be >= 1")
+        check(self.epochs >= 0, "epochs", self.epochs, "must be >= 1, or 0 (CLIP presets) for zero-shot")
         check(self.global_batch_size >= 1, "global_batch_size", self.global_batch_size, "must be >= 1")
         check(self.pairs_per_image >= 0, "pairs_per_image", self.pairs_per_image,
               "must be >= 0 (0 = every caption each epoch)")

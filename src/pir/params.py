@@ -117,6 +117,11 @@ class PipelineConfig:
                            ("model.vision_pretrained", self.model.vision_pretrained)):
             if _looks_like_path(value) and not Path(value).expanduser().is_file():
                 found.append(f"{key} = {value!r}: file not found")
+        if self.train.epochs == 0 and not self.model.is_clip:
+            found.append(f"train.epochs = 0 (zero-shot) needs a CLIP preset (model.preset: {', '.join(C.CLIP_PRESETS)}); "
+                         f"preset {self.model_preset!r} has no pretrained image-text weights to start from")
+        if self.model.clip_weights and not Path(self.model.clip_weights).expanduser().exists():
+            found.append(f"model.clip_weights = {self.model.clip_weights!r}: file or folder not found")
         if self.data.dataset != "synthetic" and not self.data.source:
             found.append(f"data.dataset = {self.data.dataset!r} needs data.source (a folder, archive or URL)")
         return found

@@ -14,27 +14,16 @@ reports/ablation.md and reports/figures/ablation.png.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 
 from pathlib import Path
 
 from pir import files
-from pir.evaluation.metrics import METRIC_KEYS
 from pir.paths import Paths
 from pir.seed_runs import group_experiments, logged_interval
-from pir.tracking import ensure_experiment
-from pir_tools.experiments import (ABLATION, Variant, ablation_figure, experiment_name, markdown_table,
-                                   set_param_args, summarise)
+from pir_tools.dvc_queue import finished_metrics, queue_experiment, run_queue
+from pir_tools.experiments import ABLATION, Variant, ablation_figure, experiment_name, markdown_table, summarise
 from pir_tools.project import project_root
-
-
-def dvc(root: Path, *args: str, capture: bool = False) -> str:
-    proc = subprocess.run(["dvc", *args], cwd=root, text=True, capture_output=capture)
-    if proc.returncode != 0:
-        sys.exit(f"dvc {' '.join(args)} failed with exit code {proc.returncode}" + (f": {proc.stderr.strip().splitlines()[-1]}" if capture and proc.stderr.strip() else ""))
-    return proc.stdout if capture else ""
 
 
 def chosen(names: list[str] | None) -> list[Variant]:
@@ -48,24 +37,7 @@ def chosen(names: list[str] | None) -> list[Variant]:
 def queue(root: Path, prefix: str, variants: list[Variant], seeds: list[int], extra: list[str]) -> None:
     for variant in variants:
         for seed in seeds:
-            name = experiment_name(prefix, variant, seed)
-            print(f"queueing {name}", flush=True)
-            dvc(root, "exp", "run", "--queue", "-n", name, *set_param_args({**variant.overrides, "seed": seed}),
-                *[a for s in extra for a in ("-S", s)])
-
-
-def finished_metrics(root: Path, prefix: str) -> dict[str, dict[str, float]]:
-    """Experiment name -> reports/metrics.json of every finished experiment named <prefix>-*."""
-    shown = json.loads(dvc(root, "exp", "show", "--json", "--no-fetch", capture=True) or "[]")
-    found: dict[str, dict[str, float]] = {}
-    for baseline in shown:
-        for group in baseline.get("experiments") or []:
-            for rev in group.get("revs") or []:
-                name = rev.get("name") or ""
-                metrics = ((rev.get("data") or {}).get("metrics") or {}).get("reports/metrics.json", {}).get("data")
-                if name.startswith(prefix + "-") and metrics and all(k in metrics for k in METRIC_KEYS):
-                    found[name] = metrics
-    return found
+            queue_experiment(root, experiment_name(prefix, variant, seed), {**variant.overrides, "seed": seed}, extra)
 
 
 def collect(root: Path, prefix: str, variants: list[Variant], seeds: list[int]) -> None:
@@ -107,9 +79,7 @@ def main(argv: list[str] | None = None, root: Path | None = None) -> None:
     root = root or project_root()
     variants = chosen(args.variants)
     if not args.collect_only:
-        # Create the MLflow store before parallel workers start: concurrent first use races.
-        ensure_experiment(root)
         queue(root, args.prefix, variants, args.seeds, args.set_param)
-        dvc(root, "exp", "run", "--run-all", "-j", str(args.jobs))
+        run_queue(root, args.jobs)
     collect(root, args.prefix, variants, args.seeds)
 

@@ -394,7 +394,9 @@ def _train_step_benchmark(model: torch.nn.Module, cfg: ModelConfig, case: StepCa
     median = statistics.median(times)
     samples_per_s = case.batch_size / median
     from pir.models.folding import can_fold
-    folded = case.fold_text and can_fold(model.text_encoder, torch.ones(1, 1, dtype=torch.long, device=device))
+    text_encoder = getattr(model, "text_encoder", None)     # CLIP towers have no BERT to fold
+    folded = (case.fold_text and text_encoder is not None
+              and can_fold(text_encoder, torch.ones(1, 1, dtype=torch.long, device=device)))
     row = {"preset": case.preset, "batch_size": case.batch_size, "tokens": int(lengths.max()),
            "mean_tokens": float(lengths.float().mean()), "fold_text": folded, "precision": case.precision,
            "warmup_steps": case.warmup, "timed_steps": case.steps, "median_step_s": median,
@@ -625,6 +627,11 @@ def run_benchmarks(options: BenchOptions, workdir: Path, log: Callable[[str], No
 
     report["train_gpu_bf16"] = {"paper": _skipped("no CUDA device") if gpu is None else
                                 _gpu_benchmark(options, sizes, gpu, report["matmul_fp32_gflops"]["gpu"])}
+    clip_rows = ({"train_cpu": _skipped("--skip-paper"), "train_gpu_bf16": _skipped("--skip-paper")}
+                 if options.skip_paper else
+                 clip_benchmarks(options, sizes, peak, gpu, report["matmul_fp32_gflops"]["gpu"], log))
+    for section, row in clip_rows.items():
+        report[section][CLIP_PRESET] = row
 
     if options.quick or root is None:
         report["concurrent_train"] = {"tiny": _skipped("--quick" if options.quick else "no project root")}
@@ -703,6 +710,36 @@ def _gpu_benchmark(options: BenchOptions, sizes: dict[str, int], gpu: torch.devi
     row["rsitmd_assumption"] = (f"{RSITMD_TRAIN_PAIRS} pairs/epoch (every caption), one GPU at batch "
                                 f"{case.batch_size}, step time only: no loader stalls, no validation")
     return row
+
+
+CLIP_PRESET = "clip-b32"
+
+
+def clip_benchmarks(options: BenchOptions, sizes: dict[str, int], peak: float, gpu: torch.device | None,
+                    gpu_peak: float | None, log: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
+    """One CLIP-B/32 train step (CLIP-CL: open_clip towers, contrastive loss) on CPU in fp32 at the paper
+    batch, and on the GPU in bf16 at the GPU batch when there is one: {section: row}."""
+    cpu = torch.device("cpu")
+    log(f"train_cpu {CLIP_PRESET}")
+    torch.manual_seed(options.seed)
+    from pir.config import model_config
+    from pir.models import create_model
+    cfg = model_config(CLIP_PRESET, use_vir=False, use_lca=False, use_affiliation=False)
+    model = create_model(cfg)
+    case = StepCase(f"train_cpu/{CLIP_PRESET}", CLIP_PRESET, sizes["paper_batch"], "fp32", sizes["warmup"],
+                    sizes["steps"])
+    rows = {"train_cpu": train_step_benchmark(model, cfg, case, cpu, options.seed)}
+    rows["train_cpu"]["fraction_of_matmul_peak"] = rows["train_cpu"]["achieved_gflops"] / peak
+    if gpu is None:
+        rows["train_gpu_bf16"] = _skipped("no CUDA device")
+        return rows
+    log(f"train_gpu_bf16 {CLIP_PRESET}")
+    model.to(gpu)
+    case = StepCase(f"train_gpu_bf16/{CLIP_PRESET}", CLIP_PRESET, sizes["gpu_batch"], "bf16", 3,
+                    10 if not options.quick else 1)
+    rows["train_gpu_bf16"] = train_step_benchmark(model, cfg, case, gpu, options.seed)
+    rows["train_gpu_bf16"]["fraction_of_fp32_matmul_peak"] = rows["train_gpu_bf16"]["achieved_gflops"] / gpu_peak
+    return rows
 
 
 def table(report: dict[str, Any]) -> str:
@@ -793,6 +830,8 @@ def main(argv: list[str] | None = None, root: Path | None = None) -> None:
                         help="also time torch.compile'd CPU train steps (minutes of compiling for the paper preset)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--out", type=Path, default=Paths(root).reports / "bench.json")
+    parser.add_argument("--only", choices=("clip",),
+                        help="measure only these rows and update them in --out (clip: train_cpu/train_gpu_bf16 clip-b32)")
     args = parser.parse_args(argv)
     try:   # only the seed is read: the bench does not need the rest of params.yaml to be runnable
         seed = PipelineConfig.from_params(load_params(root / "params.yaml")).seed
@@ -801,6 +840,19 @@ def main(argv: list[str] | None = None, root: Path | None = None) -> None:
     tuned = retain_freed_memory()      # as the train and evaluate stages run (pir.device)
     options = BenchOptions(quick=args.quick, skip_paper=args.skip_paper, compile=args.compile, device=args.device,
                            seed=seed)
+    if args.only == "clip":
+        report = json.loads(args.out.read_text()) if args.out.is_file() else {}
+        gpu = torch.device("cuda") if args.device in ("auto", "cuda") and torch.cuda.is_available() else None
+        sizes = _sizes(options)
+        rows = clip_benchmarks(options, sizes, matmul_gflops(torch.device("cpu"), sizes["matmul"]), gpu,
+                               matmul_gflops(gpu, 4096) if gpu else None,
+                               log=lambda msg: print(f"[bench] {msg}", flush=True))
+        for section, row in rows.items():
+            report.setdefault(section, {})[CLIP_PRESET] = row
+            print(f"{section} {CLIP_PRESET}: " + json.dumps(row))
+        files.write_json(args.out, report)
+        print(f"updated {args.out}")
+        return
     with tempfile.TemporaryDirectory(prefix="pir-bench-") as workdir:
         report = run_benchmarks(options, Path(workdir), log=lambda msg: print(f"[bench] {msg}", flush=True),
                                 root=root)

@@ -4,6 +4,7 @@
     pir recipe list                          the recipes that ship with the library
     pir bench [--quick] [...]                the benchmark -> reports/bench.json
     pir ablation [--seeds 0 1 2] [...]       the paper's ablation as queued DVC experiments
+    pir baselines NAME=PATH [...]            zero-shot CLIP-family checkpoints -> reports/baselines.md
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     if command == "bench":
         from pir_tools.bench import main as bench
         bench(rest)
+        return 0
+    if command == "baselines":
+        from pir_tools.baselines import main as baselines
+        baselines(rest)
         return 0
     if command == "ablation":
         from pir_tools.ablation import main as ablation

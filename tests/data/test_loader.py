@@ -136,7 +136,7 @@ def test_normalize_images_uses_clip_statistics():
     assert torch.allclose(white[0, :, 0, 0], (1 - torch.tensor(CLIP_MEAN)) / torch.tensor(CLIP_STD))
     # the constants are made once per device, not per batch (a blocking host-to-GPU copy each time)
     cpu = torch.device("cpu")
-    assert transforms._clip_scale_shift(cpu) is transforms._clip_scale_shift(cpu)
+    assert transforms._scale_shift(cpu, CLIP_MEAN, CLIP_STD) is transforms._scale_shift(cpu, CLIP_MEAN, CLIP_STD)
 
 
 def test_memory_map_pickles_by_file_name(data):

@@ -43,3 +43,18 @@ def test_text_folding_stays_off_on_cuda():
     model = build_tiny().cuda()
     _, _, mask, _, _ = random_batch(model.cfg)
     assert can_fold(model.text_encoder, mask) and not can_fold(model.text_encoder, mask.cuda())
+
+
+def test_pir_on_clip_bf16_train_step_on_cuda_is_finite():
+    from pir.config import model_config
+    from pir.models import create_model
+    torch.manual_seed(0)
+    model = create_model(model_config("clip-tiny", filter_size=20)).cuda().train()
+    images, _, mask, image_ids, labels = [t.cuda() for t in random_batch(model.cfg)]
+    input_ids = torch.randint(1, 49406, mask.shape, device="cuda") * mask
+    input_ids[:, -1] = 49407                      # an end-of-text token per caption
+    with precision_context("cuda", "bf16"):
+        out = model(images, input_ids, mask, image_ids, labels)
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]).item()
+    assert model.clip.visual.proj.grad is not None and torch.isfinite(model.clip.visual.proj.grad).all()

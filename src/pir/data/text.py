@@ -5,6 +5,10 @@ words, as the released configs do (docs/design.md, "Data"). Without a pretrained
 the fetch stage trains a BERT-style WordPiece vocabulary on the train captions
 and saves it as a ``transformers`` fast tokenizer folder, so every later stage
 loads either kind the same way: ``AutoTokenizer.from_pretrained``.
+
+CLIP presets tokenize with open_clip's BPE instead (``ClipTokenizer``; its vocabulary ships
+inside the open_clip package, so it works offline). ``model_tokenizer`` picks the right one
+for a model config: every stage that feeds a model goes through it.
 """
 
 from __future__ import annotations
@@ -91,3 +95,44 @@ def tokenize(tokenizer, captions: Sequence[str], max_tokens: int, max_words: int
     texts = [normalize_caption(c, max_words) for c in captions]
     encoded = tokenizer(texts, padding="longest", truncation=True, max_length=max_tokens, return_tensors="pt")
     return encoded["input_ids"].long(), encoded["attention_mask"].long()
+
+
+class ClipTokenizer:
+    """open_clip's BPE tokenizer (OpenAI CLIP's 49,408 ids) behind the calling convention ``tokenize`` uses.
+
+    ``tokenizer(texts, padding="longest", truncation=True, max_length=L, return_tensors="pt")`` gives
+    {"input_ids", "attention_mask"} [B, <= L]: <start> + BPE + <end>, zeros after, the ids of
+    ``open_clip.tokenize`` cut to the longest caption; a caption cut short still ends with <end>
+    (open_clip's truncation), whose state is CLIP's text embedding.
+    """
+
+    def __init__(self) -> None:
+        from open_clip.tokenizer import SimpleTokenizer
+        self.bpe = SimpleTokenizer()
+        self.sot, self.eot = self.bpe.sot_token_id, self.bpe.eot_token_id
+
+    def __len__(self) -> int:
+        return self.bpe.vocab_size
+
+    def encode(self, text: str, max_length: int) -> list[int]:
+        ids = [self.sot, *self.bpe.encode(text), self.eot]
+        return ids if len(ids) <= max_length else [*ids[:max_length - 1], self.eot]
+
+    def __call__(self, texts: Sequence[str], padding: str = "longest", truncation: bool = True,
+                 max_length: int = 77, return_tensors: str = "pt") -> dict[str, torch.Tensor]:
+        rows = [self.encode(t, max_length) for t in texts]
+        width = max(len(r) for r in rows) if padding == "longest" else max_length
+        input_ids = torch.zeros(len(rows), width, dtype=torch.long)
+        attention_mask = torch.zeros(len(rows), width, dtype=torch.long)
+        for i, row in enumerate(rows):   # per caption, in the collate (not model code)
+            input_ids[i, :len(row)] = torch.tensor(row)
+            attention_mask[i, :len(row)] = 1
+        return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+def model_tokenizer(cfg, folder: str | os.PathLike):
+    """The tokenizer model config ``cfg`` was built for: open_clip's BPE for CLIP presets
+    (``cfg.is_clip``), else the tokenizer the fetch stage wrote to ``folder``."""
+    if getattr(cfg, "is_clip", False):
+        return ClipTokenizer()
+    return load_tokenizer(folder)

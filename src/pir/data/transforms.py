@@ -21,9 +21,10 @@ from torch import nn
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
-# CLIP's normalisation constants (the released configs normalise with these).
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+# CLIP's normalisation constants (the released configs normalise with these), the default of
+# model.image_mean / model.image_std.
+from pir.config import CLIP_MEAN, CLIP_STD
+
 
 # RandAugment as in the released code (BLIP's RandomAugment): levels out of 10, each chosen
 # op applied with probability 1/2, grey fill for geometric ops.
@@ -279,17 +280,20 @@ def eval_transform(image_size: int) -> EvalResize:
 
 
 @functools.lru_cache(maxsize=8)
-def _clip_scale_shift(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _scale_shift(device: torch.device, mean: tuple[float, ...], std: tuple[float, ...]
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """[1,3,1,1] scale and shift with x*scale + shift == (x/255 - mean)/std, made once per device:
     building them per batch from Python lists is a blocking host-to-GPU copy every step."""
-    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
-    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
-    return (1 / (255.0 * std)).to(device), (-mean / std).to(device)
+    std_t = torch.tensor(std).view(1, 3, 1, 1)
+    mean_t = torch.tensor(mean).view(1, 3, 1, 1)
+    return (1 / (255.0 * std_t)).to(device), (-mean_t / std_t).to(device)
 
 
-def normalize_images(images: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
-    """uint8 [B,3,S,S] -> float32 CLIP-normalised on ``device`` (non-blocking copy from pinned memory)."""
+def normalize_images(images: torch.Tensor, device: torch.device | str | None = None,
+                     mean: tuple[float, ...] = CLIP_MEAN, std: tuple[float, ...] = CLIP_STD) -> torch.Tensor:
+    """uint8 [B,3,S,S] -> float32 normalised by ``mean``/``std`` (the model config's ``image_mean``/
+    ``image_std``, CLIP's by default) on ``device`` (non-blocking copy from pinned memory)."""
     images = images.to(device or images.device, non_blocking=True)
-    scale, shift = _clip_scale_shift(images.device)
+    scale, shift = _scale_shift(images.device, tuple(mean), tuple(std))
     # (x/255 - mean)/std as one in-place multiply-add on the fresh float copy (5x faster on CPU)
     return images.float().mul_(scale).add_(shift)

@@ -15,6 +15,13 @@ from pir import threads
 from pir.device import precision_context
 
 
+def image_stats(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) the model's images are normalised with (its config's; CLIP's for a model without one)."""
+    from pir.config import CLIP_MEAN, CLIP_STD
+    cfg = getattr(model, "cfg", None)
+    return (tuple(cfg.image_mean), tuple(cfg.image_std)) if cfg is not None else (CLIP_MEAN, CLIP_STD)
+
+
 @torch.inference_mode()
 def embed_split(model: nn.Module, prepared: PreparedDataset, split_view: SplitView, tokenizer: Any,
                 image_size: int, max_tokens: int, batch_size: int, device: torch.device | str = "cpu",
@@ -38,7 +45,7 @@ def embed_split(model: nn.Module, prepared: PreparedDataset, split_view: SplitVi
     with precision_context(device, precision, cpu_bf16):
         for batch, _rows in tqdm(images, desc=f"embed {split_view.name} images", disable=not progress, leave=False):
             threads.refresh()   # see pir.threads
-            image_chunks.append(model.encode_image(normalize_images(batch, device)).float().cpu())
+            image_chunks.append(model.encode_image(normalize_images(batch, device, *image_stats(model))).float().cpu())
         for start in tqdm(range(0, split_view.n_texts, batch_size), desc=f"embed {split_view.name} texts",
                           disable=not progress, leave=False):
             ids, mask = tokenize(tokenizer, split_view.captions[start:start + batch_size], max_tokens, max_words)

@@ -16,7 +16,9 @@ from torch import nn
 
 from pir.config import ModelConfig, from_mapping, to_dict
 from pir.files import load_torch, save_torch
+from pir.models import create_model
 from pir.models.official import model_from_official
+from pir.models.heads import PIRHeads
 from pir.models.pir import PIR
 from pir.models.weights import load_state
 
@@ -37,17 +39,19 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, cfg: ModelConfig,
 
 def _architecture_only(cfg: ModelConfig) -> ModelConfig:
     """Same architecture without pretrained loading: the checkpoint supplies every weight."""
-    return dataclasses.replace(cfg, vision_pretrained="", text_pretrained=False)
+    return dataclasses.replace(cfg, vision_pretrained="", text_pretrained=False, clip_weights="")
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[PIR, ModelConfig, dict[str, Any]]:
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", checkpoint: Any = None
+               ) -> tuple[PIRHeads, ModelConfig, dict[str, Any]]:
     """(model in eval mode on ``device``, its ModelConfig, the checkpoint's other entries).
 
     Official checkpoints return the config derived from them (text_mask=False)
-    and ``extra = {"official_config": <their config dict>}``.
+    and ``extra = {"official_config": <their config dict>}``. ``checkpoint``: the file's
+    contents when the caller has already loaded them.
     """
     where = str(path)
-    checkpoint = load_torch(path)
+    checkpoint = load_torch(path) if checkpoint is None else checkpoint
     if not isinstance(checkpoint, dict) or "model" not in checkpoint:
         raise ValueError(f"{where}: not a PIR checkpoint (no 'model' entry)")
     if "model_config" not in checkpoint and "config" in checkpoint:
@@ -57,12 +61,39 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
         raise ValueError(f"{where}: checkpoint has no 'model_config' (nor an official 'config')")
     extra = {k: v for k, v in checkpoint.items() if k not in ("model", "model_config")}
     cfg = from_mapping(ModelConfig, checkpoint["model_config"], f"{where}: model_config")
-    model = PIR(_architecture_only(cfg))
+    model = create_model(_architecture_only(cfg))
     load_state(model, checkpoint["model"], where)
     return model.to(device).eval(), cfg, extra
 
 
-def load_scene_prior_weights(model: PIR, path: str | os.PathLike) -> None:
+def is_pir_checkpoint(checkpoint: Any) -> bool:
+    """Ours ({"model", "model_config"}) or the authors' ({"model", "config"})."""
+    return isinstance(checkpoint, dict) and "model" in checkpoint and ("model_config" in checkpoint or
+                                                                      "config" in checkpoint)
+
+
+def load_evaluated_model(path: str | os.PathLike, device: str | torch.device, model_cfg: ModelConfig
+                         ) -> tuple[PIRHeads, ModelConfig, dict[str, Any]]:
+    """``load_model``, and with a CLIP preset (``model_cfg.is_clip``) also released CLIP weights in any
+    layout ``pir.models.clip.load_clip_checkpoint`` reads, as the preset's model (``extra["clip_layout"]``)."""
+    from pathlib import Path
+    if model_cfg.is_clip:
+        from pir.models.clip import _is_torchscript, load_clip_checkpoint
+        file = Path(path)
+        contents = None
+        if file.is_file() and file.suffix != ".safetensors" and not _is_torchscript(file):
+            contents = load_torch(file)
+            if is_pir_checkpoint(contents):
+                return load_model(path, device, checkpoint=contents)
+        del contents
+        # released CLIP weights hold no PIR heads: they are evaluated as the plain CLIP model
+        plain = dataclasses.replace(model_cfg, use_vir=False, use_lca=False, use_affiliation=False)
+        model = load_clip_checkpoint(path, model_cfg.clip_model, cfg=plain)
+        return model.to(device).eval(), model.cfg, {"format": "clip"}
+    return load_model(path, device)
+
+
+def load_scene_prior_weights(model: PIRHeads, path: str | os.PathLike) -> None:
     """Load a scene_prior-stage checkpoint's classifier into PIR's prior (classifier 'fc.*' dropped)."""
     where = str(path)
     if not hasattr(model, "scene_prior"):

@@ -5,27 +5,26 @@ Module names mirror the official state_dict (``vision_encoder``, ``text_encoder`
 ``head_img``, ``head_txt``, ``img_sa``/``img_ca``/``txt_sa``/``txt_ca``, ``temp``,
 ``temp2``) so that importing the authors' checkpoints is mostly a backbone
 renaming (``pir.models.official``). The official ``conv_encoder`` is our
-``scene_prior`` (a timm classifier instead of ResNet children by index).
+``scene_prior`` (a timm classifier instead of ResNet children by index). VIR, LCA and the
+losses live in ``pir.models.heads``, shared with the CLIP towers (``pir.models.clip``).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from pir.models import collectives
 from pir.config import ModelConfig
-from pir.models import backbones, folding, losses
-from pir.models.blocks import CrossAttentionBlock, SelfAttentionBlock, belief_filter
+from pir.models import backbones, folding
+from pir.models.heads import PIRHeads
 
 
-def _repeat(make, count: int) -> nn.ModuleList:
-    return nn.ModuleList(make() for _ in range(count))
+class PIR(PIRHeads):
+    """PIR, or the Swin-T + BERT baseline when ``use_vir`` and ``use_lca`` are off.
 
-
-class PIR(nn.Module):
-    """PIR, or the Swin-T + BERT baseline when ``use_vir`` and ``use_lca`` are off."""
+    VIR, LCA, the scene prior and the losses are ``pir.models.heads.PIRHeads``; this class
+    holds the Swin and BERT towers and their projections.
+    """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -38,72 +37,16 @@ class PIR(nn.Module):
         self.temp = nn.Parameter(torch.tensor(float(cfg.temp)))
         if cfg.use_affiliation:  # as in the official code, temp2 exists only with the affiliation loss
             self.temp2 = nn.Parameter(torch.tensor(float(cfg.temp2)))
-        block = lambda kind: (lambda: kind(dim, cfg.heads, cfg.dropout))  # noqa: E731
-        if cfg.use_vir:
-            self.scene_prior = backbones.create_scene_prior(cfg, num_classes=0)
-            self.scene_prior.to(memory_format=torch.channels_last)
-            self.conv_proj = nn.Linear(cfg.prior_width, dim)
-            self.mapping_img = _repeat(lambda: nn.Linear(dim, dim), cfg.instru_num)
-            self.img_sa = _repeat(block(SelfAttentionBlock), cfg.instru_num)
-            self.img_ca = _repeat(block(CrossAttentionBlock), cfg.instru_num)
-            self.head_img = nn.Linear(dim, dim)
-            self._freeze_prior()
-        if cfg.use_lca:
-            self.mapping_txt = _repeat(lambda: nn.Linear(dim, dim), cfg.cycle_num)
-            self.txt_sa = _repeat(block(SelfAttentionBlock), cfg.cycle_num)
-            self.txt_ca = _repeat(block(CrossAttentionBlock), cfg.cycle_num)
-            self.head_txt = nn.Linear(dim, dim)
-
-    # ------------------------------------------------------------------ scene prior
-    @property
-    def prior_frozen(self) -> bool:
-        return self.cfg.use_vir and not self.cfg.finetune_prior
-
-    def _freeze_prior(self) -> None:
-        if self.prior_frozen:
-            self.scene_prior.requires_grad_(False)
-            self.scene_prior.eval()
-
-    def train(self, mode: bool = True) -> "PIR":
-        """Like nn.Module.train, but a frozen prior stays in eval mode (BatchNorm stats untouched)."""
-        super().train(mode)
-        if self.prior_frozen:
-            self.scene_prior.eval()
-        return self
-
-    def instruction(self, images: torch.Tensor) -> torch.Tensor:
-        """[B, D]: the scene prior's pooled feature projected by conv_proj (the instruction c)."""
-        images = images.contiguous(memory_format=torch.channels_last)
-        if not self.prior_frozen:
-            return self.conv_proj(self.scene_prior(images))
-        with torch.inference_mode():  # no autograd bookkeeping at all for the frozen ResNet
-            pooled = self.scene_prior(images)
-        # an inference tensor cannot be saved for backward; conv_proj saves its input for the
-        # weight gradient, so hand it a normal copy ([B, 2048]: negligible)
-        return self.conv_proj(pooled.clone())
+        self.build_heads(cfg, dim)
 
     # ------------------------------------------------------------------ image side
     def image_tokens(self, images: torch.Tensor) -> torch.Tensor:
         """[B, 1 + N, D]: projected [global average ; Swin tokens]."""
         return self.vision_proj(backbones.swin_tokens(self.vision_encoder, images))
 
-    def vir(self, tokens: torch.Tensor, instruction: torch.Tensor) -> torch.Tensor:
-        """Vision Instruction Representation on projected tokens [B, 1+N, D] -> embedding [B, D]."""
-        kept, _ = belief_filter(tokens, instruction, self.cfg.filter_size)
-        last = len(self.img_ca) - 1
-        for i, (sa, ca, mapping) in enumerate(zip(self.img_sa, self.img_ca, self.mapping_img)):
-            attended = sa(kept)
-            # every kept token is queried by the same mapped instruction (official broadcast);
-            # only row 0 of the last block is read, so only row 0 is computed there
-            kept = ca(mapping(instruction).unsqueeze(1).expand_as(attended), attended, first_only=i == last)
-        return F.normalize(tokens[:, 0] + self.head_img(kept[:, 0]), dim=-1)
-
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """images [B, 3, S, S] (CLIP-normalised) -> L2-normalised [B, D]."""
-        tokens = self.image_tokens(images)
-        if not self.cfg.use_vir:
-            return F.normalize(tokens[:, 0], dim=-1)
-        return self.vir(tokens, self.instruction(images))
+        return self.embed_image_tokens(self.image_tokens(images), images)
 
     # ------------------------------------------------------------------ text side
     def text_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
@@ -118,17 +61,6 @@ class PIR(nn.Module):
             hidden = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return self.text_proj(hidden)
 
-    def lca(self, tokens: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
-        """Language Cycle Attention on projected tokens [B, L, D] -> embedding [B, D]."""
-        cycled = tokens
-        last = len(self.txt_ca) - 1
-        for i, (sa, ca, mapping) in enumerate(zip(self.txt_sa, self.txt_ca, self.mapping_txt)):
-            attended = sa(cycled, key_mask)
-            # only row 0 ([CLS]) of the last cycle is read: map and cross-attend just that row
-            query = cycled[:, :1] if i == last else cycled
-            cycled = ca(mapping(query), attended, key_mask, first_only=i == last)
-        return F.normalize(tokens[:, 0] + self.head_txt(cycled[:, 0]), dim=-1)
-
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """input_ids, attention_mask [B, L] -> L2-normalised [B, D].
 
@@ -137,40 +69,4 @@ class PIR(nn.Module):
         """
         mask = attention_mask if self.cfg.text_mask else None
         tokens = self.text_tokens(input_ids, mask)
-        if not self.cfg.use_lca:
-            return F.normalize(tokens[:, 0], dim=-1)
-        return self.lca(tokens, None if mask is None else mask.bool())
-
-    # ------------------------------------------------------------------ training
-    def loss(self, image_emb: torch.Tensor, text_emb: torch.Tensor, image_ids: torch.Tensor,
-             scene_labels: torch.Tensor | None, rank: int = 0, world_size: int = 1) -> dict[str, torch.Tensor]:
-        """Loss terms on local embeddings, gathered over ``world_size`` ranks."""
-        labels = scene_labels if scene_labels is not None else torch.full_like(image_ids, -1)
-        # losses in float32 even under bf16 autocast: logits are divided by a 0.07 temperature
-        with torch.autocast(image_emb.device.type, enabled=False):
-            return self._loss_fp32(image_emb.float(), text_emb.float(), image_ids, labels, rank, world_size)
-
-    def _loss_fp32(self, image_emb, text_emb, image_ids, labels, rank, world_size) -> dict[str, torch.Tensor]:
-        images, texts, ids, labels = losses.gather_batch(image_emb, text_emb, image_ids, labels,
-                                                         rank=rank, world_size=world_size)
-        out = {"loss_contrastive": losses.contrastive_loss(images, texts, ids, self.temp)}
-        total = out["loss_contrastive"]
-        if self.cfg.use_affiliation:
-            out["loss_affiliation"] = losses.affiliation_loss(images, texts, labels, self.temp2)
-            total = total + self.cfg.center_factor * out["loss_affiliation"]
-        if self.cfg.use_triplet:
-            out["loss_triplet"] = losses.triplet_loss(images, texts, ids, self.cfg.triplet_margin,
-                                                      self.cfg.triplet_hardest)
-            total = total + out["loss_triplet"]
-        return {"loss": total, **out}
-
-    def forward(self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
-                image_ids: torch.Tensor, scene_labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Embeds both sides and returns dict(loss, loss_contrastive, loss_affiliation?, loss_triplet?).
-
-        Gathers across ranks itself when torch.distributed is initialised.
-        """
-        image_emb = self.encode_image(images)
-        text_emb = self.encode_text(input_ids, attention_mask)
-        return self.loss(image_emb, text_emb, image_ids, scene_labels,
-                         rank=collectives.rank(), world_size=collectives.world_size())
+        return self.embed_text_tokens(tokens, None if mask is None else mask.bool())

@@ -15,13 +15,13 @@ from pir import files, reports, seed_runs, tracking
 from pir.config import to_dict
 from pir.data import leakage
 from pir.data.prepared import load_prepared
-from pir.data.text import load_tokenizer
+from pir.data.text import model_tokenizer
 from pir.device import resolve_device
 from pir.evaluation.embed import embed_split
 from pir.evaluation.gallery import save_gallery
 from pir.evaluation.metrics import METRIC_KEYS, caption_keys, per_class_table
 from pir.evaluation.report import evaluation_report
-from pir.models.checkpoint import load_model
+from pir.models.checkpoint import load_evaluated_model
 from pir.params import PipelineConfig
 from pir.paths import Paths
 
@@ -40,6 +40,18 @@ def display_path(path: Path, root: Path) -> str:
         return str(path.resolve().relative_to(root.resolve()))
     except ValueError:
         return str(path)
+
+
+def weights_digest(path: Path) -> str:
+    """sha256 of a weights file, or of a weights folder's files (name and bytes, in name order:
+    Hugging Face-style CLIP folders)."""
+    if not path.is_dir():
+        return files.sha256_file(path)
+    import hashlib
+    digest = hashlib.sha256()
+    for item in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{item.relative_to(path)}\0{files.sha256_file(item)}\n".encode())
+    return digest.hexdigest()
 
 
 def check_vocabulary(tokenizer, vocab_size: int, where: Path) -> None:
@@ -65,8 +77,8 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
     settings = cfgs.evaluate
     checkpoint = checkpoint_path(settings.checkpoint, paths)
     device = resolve_device(settings.device)
-    model, model_cfg, extra = load_model(checkpoint, device)
-    official = "official_config" in extra
+    model, model_cfg, extra = load_evaluated_model(checkpoint, device, cfgs.model)
+    checkpoint_format = "official" if "official_config" in extra else extra.get("format", "pir")
     prepared = load_prepared(paths.fetch)
     test = prepared.split("test")
     leaked = {"exclude_leaked": False, "excluded_test_images": 0}
@@ -75,13 +87,13 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
         print(f"evaluate: excluded {leaked['excluded_test_images']} leaked test images ({paths.audit})")
     if test.n_images == 0 or test.n_texts == 0:
         raise ValueError(f"{paths.dataset_json}: the test split has no images or no captions")
-    tokenizer = load_tokenizer(paths.tokenizer)
+    tokenizer = model_tokenizer(model_cfg, paths.tokenizer)
     check_vocabulary(tokenizer, model_cfg.vocab_size, checkpoint)
 
     params = {"evaluate": {**to_dict(settings), "checkpoint_path": str(checkpoint), "dataset": prepared.name,
                            "exclude_leaked": cfgs.data.exclude_leaked}}
     # Our checkpoints name their training run's key; any other file is identified by its bytes.
-    model_key = extra.get("model_key") or f"sha256:{files.sha256_file(checkpoint)}"
+    model_key = extra.get("model_key") or f"sha256:{weights_digest(checkpoint)}"
     run_id = tracking.find_run(paths.store, model_key)
     # A foreign checkpoint has no train run to reopen: its new run gets the compared params.
     with tracking.stage_run(paths.store, "evaluate", params, run_id=run_id, model_key=model_key,
@@ -95,7 +107,7 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
         class_names = list(prepared.classes)
         report = evaluation_report(sims, test.txt2img, test.labels, class_names, test.captions,
                                    seed=cfgs.seed, n_resamples=settings.bootstrap_resamples)
-        report["checkpoint"] = {"path": display_path(checkpoint, paths.root), "format": "official" if official else "pir",
+        report["checkpoint"] = {"path": display_path(checkpoint, paths.root), "format": checkpoint_format,
                                 "epoch": extra.get("epoch"), "model_key": model_key}
         report["dataset"] = prepared.name
         report["leakage"] = leaked

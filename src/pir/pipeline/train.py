@@ -13,14 +13,14 @@ import dataclasses
 from pir import files, seed_runs, tracking
 from pir.config import ModelConfig, to_dict
 from pir.data.prepared import load_prepared
-from pir.data.text import load_tokenizer
+from pir.data.text import model_tokenizer
 from pir.models import create_model
 from pir.models.checkpoint import load_scene_prior_weights
 from pir.params import PipelineConfig
 from pir.paths import Paths
 from pir.training import launch
 from pir.training.state import TrainState, file_digest, run_key
-from pir.training.trainer import TrainOutputs, TrainSummary, train, write_curves_csv
+from pir.training.trainer import TrainOutputs, TrainSummary, train, write_curves_csv, zero_shot
 
 # Runtime knobs that do not change the numbers: a resume may use other values.
 NOT_IN_RUN_KEY = ("num_workers", "log_interval")
@@ -60,9 +60,12 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
     cfgs.train.per_process_batch(max(1, gpus))   # a global batch that does not split fails here, not later
     if gpus > 1 and not launch.under_torchrun():
         launch.relaunch_under_torchrun(gpus)
+    if cfgs.train.epochs == 0 and not cfgs.model.is_clip:
+        raise ValueError(f"train.epochs = 0 (zero-shot) is for CLIP presets only; model.preset = {cfgs.model_preset!r} "
+                         "has no pretrained image-text weights to start from")
     ctx = launch.setup(cfgs.train.device)
     prepared = load_prepared(paths.fetch)
-    tokenizer = load_tokenizer(paths.tokenizer)
+    tokenizer = model_tokenizer(cfgs.model, paths.tokenizer)
     model_cfg = dataclasses.replace(cfgs.model, vocab_size=len(tokenizer))
     model = create_model(model_cfg)
     if model_cfg.use_vir:
@@ -85,8 +88,13 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
     with mlflow_run as tracker:
         if ctx.is_main:  # the seed's siblings share this key: evaluate nests them under one parent run
             tracker.set_tags({seed_runs.CONFIG_KEY_TAG: seed_runs.config_key(declared_params(cfgs))})
-        summary = train(model, prepared, tokenizer, model_cfg, cfgs.train, seed=cfgs.seed, state=state,
-                        outputs=TrainOutputs(paths.best, paths.last), ctx=ctx, params=params, tracker=tracker)
+        outputs = TrainOutputs(paths.best, paths.last)
+        if cfgs.train.epochs == 0:   # zero-shot: the starting weights are the selected checkpoint
+            summary = zero_shot(model, prepared, tokenizer, model_cfg, cfgs.train, state=state, outputs=outputs,
+                                ctx=ctx, params=params)
+        else:
+            summary = train(model, prepared, tokenizer, model_cfg, cfgs.train, seed=cfgs.seed, state=state,
+                            outputs=outputs, ctx=ctx, params=params, tracker=tracker)
         if ctx.is_main:
             write_reports(paths, summary, ctx)
             tracker.log_metrics({**{f"best_val_{k}": v for k, v in summary.best_val.items()}, **summary.timing()})

@@ -23,7 +23,7 @@ from pir.data.loader import set_epoch, train_pairs_loader
 from pir.data.prepared import PreparedDataset
 from pir.data.transforms import normalize_images
 from pir.device import precision_context
-from pir.evaluation.embed import embed_split
+from pir.evaluation.embed import embed_split, image_stats
 from pir.models.checkpoint import save_checkpoint, unwrap
 from pir.training.launch import DistContext, barrier
 from pir.training.optim import make_optimizer, make_scheduler
@@ -105,7 +105,7 @@ class _LossMeter:
 
 def forward_batch(model: nn.Module, batch: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     """The model on a collated batch: uint8 images normalised on ``device``, the rest moved there."""
-    return model(normalize_images(batch["images"], device),
+    return model(normalize_images(batch["images"], device, *image_stats(unwrap(model))),
                  batch["input_ids"].to(device, non_blocking=True),
                  batch["attention_mask"].to(device, non_blocking=True),
                  batch["image_ids"].to(device, non_blocking=True),
@@ -242,6 +242,23 @@ def train(model: nn.Module, prepared: PreparedDataset, tokenizer: Any, model_cfg
     barrier(ctx)
     return TrainSummary(best_epoch=int(best["epoch"]), best_val=dict(best["val"]), curves=curves,
                         resumed_from=start_epoch)
+
+
+def zero_shot(model: nn.Module, prepared: PreparedDataset, tokenizer: Any, model_cfg: ModelConfig,
+              train_cfg: TrainConfig, *, state: TrainState, outputs: TrainOutputs, ctx: DistContext,
+              params: Mapping[str, Any] | None = None, log: Callable[[str], None] = print) -> TrainSummary:
+    """``train.epochs: 0``: validate the starting weights once and write them as the best and last
+    checkpoints (epoch 0), so that evaluate and analyze run on them unchanged."""
+    model.to(ctx.device)
+    best_val: dict[str, float] = {}
+    if ctx.is_main:
+        best_val = validate(model, prepared, tokenizer, model_cfg, train_cfg, ctx)
+        extra = _checkpoint_extra(0, dict(params or {}), best_val, state.key)
+        save_checkpoint(outputs.best, unwrap(model), model_cfg, **extra)
+        save_checkpoint(outputs.last, unwrap(model), model_cfg, **extra)
+        log(f"zero-shot: no training (train.epochs = 0); val r_mean {best_val[SELECTION_METRIC]:.2f}")
+    barrier(ctx)
+    return TrainSummary(best_epoch=0, best_val=best_val, curves=[], resumed_from=0)
 
 
 def _val_of(row: Mapping[str, Any]) -> dict[str, float]:
