@@ -14,7 +14,7 @@ import numpy as np
 from pir import files, reports, seed_runs, tracking
 from pir.config import to_dict
 from pir.data.prepared import load_prepared
-from pir.data.text import load_tokenizer
+from pir.data.text import check_vocabulary, load_tokenizer
 from pir.device import resolve_device
 from pir.evaluation.embed import embed_split
 from pir.evaluation.gallery import save_gallery
@@ -39,14 +39,6 @@ def display_path(path: Path, root: Path) -> str:
         return str(path.resolve().relative_to(root.resolve()))
     except ValueError:
         return str(path)
-
-
-def check_vocabulary(tokenizer, vocab_size: int, where: Path) -> None:
-    """The model must have been trained with this tokenizer: any other one maps words to the wrong ids
-    (and a smaller one silently, since every id still exists)."""
-    if len(tokenizer) != vocab_size:
-        raise ValueError(f"{where}: model vocabulary has {vocab_size} ids but the tokenizer has {len(tokenizer)}; "
-                         "set data.tokenizer to the tokenizer the model was trained with and rerun fetch")
 
 
 def mlflow_metrics(report: dict) -> dict[str, float]:
