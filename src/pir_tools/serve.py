@@ -43,6 +43,7 @@ def create_app(index_dir: str | Path, checkpoint: str | Path | None = None, devi
     entries = {e.path: e for e in index.entries}
     encode_lock = threading.Lock()   # one query through the model at a time; the matrix product is shared
     app = Flask(__name__)
+    app.url_map.merge_slashes = False   # "/image//etc/passwd" reaches the containment check, not a redirect
 
     def indexed(relative: str) -> Path:
         """The file of an indexed path inside the root, or 404."""
