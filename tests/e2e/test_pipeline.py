@@ -149,6 +149,10 @@ def test_search_page_over_the_indexed_test_split_in_chromium(repro, tmp_path):
                     raise AssertionError(f"pir serve did not come up: {server.communicate()[0][-2000:]}")
                 time.sleep(0.2)
         url = f"http://127.0.0.1:{port}/?q=many+planes+near+a+runway&top=6"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/search?q=planes&top=6", timeout=30) as reply:
+            hits = json.loads(reply.read())
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{hits[0]['thumb']}", timeout=30) as reply:
+            assert reply.headers["Content-Type"] == "image/jpeg" and reply.read(2) == b"\xff\xd8"
         dom = browser.dump_dom(url, wait_ms=5000)
         shot = SEARCH_SCREENSHOT if os.environ.get("PIR_UPDATE_SCREENSHOTS") == "1" else tmp_path / "search.png"
         browser.screenshot(url, shot, size=(1280, 720), wait_ms=5000)
@@ -156,5 +160,6 @@ def test_search_page_over_the_indexed_test_split_in_chromium(repro, tmp_path):
         server.terminate()
         server.wait(timeout=30)
     assert dom.count('class="hit-img"') == 6, dom[-3000:]
+    assert dom.count('class="hit loaded"') == 6, "thumbnails did not load"
     assert "6 results for" in dom
     assert shot.read_bytes()[:4] == b"\x89PNG"

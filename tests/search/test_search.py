@@ -119,3 +119,10 @@ def test_api_returns_ranked_json(client, indexed):
 ])
 def test_paths_outside_the_indexed_root_are_404(client, url):
     assert client.get(url).status_code == 404
+
+
+def test_a_relative_index_folder_serves_its_thumbnails(indexed, monkeypatch):
+    from pir_tools.serve import create_app
+    monkeypatch.chdir(indexed.parent)   # `pir serve data/index` from the project folder
+    reply = create_app(Path(indexed.name)).test_client().get("/thumb/forest_1.png")
+    assert reply.status_code == 200 and reply.data[:2] == b"\xff\xd8"

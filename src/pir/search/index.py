@@ -147,7 +147,7 @@ def manifest_text(entries: Iterable[Entry]) -> str:
 
 def load_index(folder: str | os.PathLike) -> Index:
     """The live generation of the index at ``folder``; ValueError naming the folder when there is none."""
-    folder = Path(folder)
+    folder = Path(folder).resolve()   # absolute: servers hand these paths to code with another base folder
     generation = current_generation(folder)
     if generation is None:
         raise ValueError(f"{folder}: not an index (no {CURRENT} file); build one with `pir index`")
