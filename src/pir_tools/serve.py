@@ -54,7 +54,7 @@ def create_app(index_dir: str | Path, checkpoint: str | Path | None = None, devi
     @app.get("/")
     def page():
         return render_template("search.html", count=len(index.entries), scenes=index.scenes,
-                               identity=index.identity, folder=str(index.folder))
+                               identity=index.identity, folder=str(index_dir))   # as the user named it
 
     @app.get("/api/search")
     def api_search():
