@@ -100,9 +100,9 @@ def search_main(argv: list[str]) -> int:
     try:
         searcher, encoder = open_search(args.index, args.checkpoint, args.device)
         if args.image is not None:
-            query = encoder.encode_images(encoder.preprocess(read_rgb(args.image, args.bands))[None])[0]
+            query = encoder.query_image(read_rgb(args.image, args.bands))
         else:
-            query = encoder.encode_texts([args.text])[0]
+            query = encoder.query_text(args.text)
         hits = searcher.search(query, args.top, args.scene)
         if args.sheet:
             contact_sheet(searcher.index, hits, args.sheet, title=args.text or f"image: {args.image}")

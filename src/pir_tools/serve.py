@@ -67,7 +67,7 @@ def create_app(index_dir: str | Path, checkpoint: str | Path | None = None, devi
             query = searcher.vector_of(like)
         elif text:
             with encode_lock:
-                query = encoder.encode_texts([text])[0]
+                query = encoder.query_text(text)
         else:
             return jsonify({"error": "give q=<text> or like=<indexed path>"}), 400
         return jsonify([{"path": h.path, "score": round(h.score, 6), "scene": h.entry.scene,

@@ -7,6 +7,7 @@ tokenizer code of pir.data.text, the eval transform and CLIP normalisation of pi
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,20 @@ def search_tokenizer(cfg: ModelConfig, folder: str | os.PathLike | None, checkpo
     tokenizer = load_tokenizer(folder)
     check_vocabulary(tokenizer, cfg.vocab_size, checkpoint)
     return tokenizer
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run one query on one intra-op thread. A query is a few tiny matrix products: split over threads,
+    OpenMP's barriers cost more than the work, and when the cores are busy (a stage running beside the
+    server) the threads spin-wait for each other: a tiny-preset text query took ~950 ms on 2 threads of
+    this 2-core machine under load and ~14 ms on one (measured)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass
@@ -81,6 +96,17 @@ class Encoder:
         """Free-text queries -> float32 [B, D], unit rows (normalised and tokenized like training captions)."""
         return encode_captions(self.model, self.tokenizer, list(texts), self.cfg.max_tokens, self.cfg.max_words,
                                self.device).numpy()
+
+
+    def query_text(self, text: str) -> np.ndarray:
+        """One text query -> float32 [D] (one thread, see :func:`one_thread`)."""
+        with one_thread():
+            return self.encode_texts([text])[0]
+
+    def query_image(self, rgb: np.ndarray) -> np.ndarray:
+        """One image (uint8 [H, W, 3], any size) -> float32 [D] (one thread, see :func:`one_thread`)."""
+        with one_thread():
+            return self.encode_images(self.preprocess(rgb)[None])[0]
 
 
 def load_encoder(checkpoint: str | os.PathLike, tokenizer: str | os.PathLike | None = None,
