@@ -67,7 +67,7 @@ def index_main(argv: list[str]) -> int:
         root = _source_folder(args.source, args.out)
         scenes = (lambda rel: scene_from_filename(rel) or "") if args.scene_from_name else None
         result = build_index(root, args.out, encoder, args.checkpoint, bands=args.bands, scenes=scenes,
-                             batch_size=args.batch_size, progress=sys.stderr.isatty(),
+                             batch_size=args.batch_size, progress=True,
                              git_commit=git_commit(Path(__file__).resolve().parent), on_batch=_pause_hook())
     except (ValueError, OSError) as exc:
         print(f"pir index: {exc}", file=sys.stderr)
