@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 
 from pir.search.index import build_index, load_index
-from pir.search.query import Searcher, open_search, top_k
+from pir.search.query import open_search, top_k
 from pir_tools.search import search_main
 
 from tests.search.conftest import SCENES, write_images

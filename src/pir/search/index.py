@@ -219,6 +219,76 @@ def _clean_stale(folder: Path, keep: set[str]) -> None:
             shutil.rmtree(child, ignore_errors=True)
 
 
+@dataclass
+class _Plan:
+    """The rows of the next generation, in file order, and where each one's vector comes from."""
+    entries: list[Entry]
+    sources: list[int | Path]      # per row: a row of the previous generation to reuse, or the file to embed
+
+    @property
+    def todo(self) -> list[int]:
+        """Rows to embed, ascending."""
+        return [i for i, s in enumerate(self.sources) if isinstance(s, Path)]
+
+
+def _plan(root: Path, out: Path, reusable: Index | None, scene_of: Callable[[str], str]) -> _Plan:
+    """Unchanged (size, mtime) reuses a row without reading the file; a changed stamp hashes the file,
+    and a known sha256 (touched, copied or renamed) still reuses its row; the rest is embedded."""
+    by_path = {e.path: i for i, e in enumerate(reusable.entries)} if reusable else {}
+    by_sha = {e.sha256: i for i, e in enumerate(reusable.entries)} if reusable else {}
+    plan = _Plan([], [])
+    for path in list_images(root, exclude=out.resolve()):
+        rel = path.relative_to(root).as_posix()
+        stat = path.stat()
+        old = by_path.get(rel)
+        if old is not None and (reusable.entries[old].size, reusable.entries[old].mtime_ns) == (stat.st_size,
+                                                                                              stat.st_mtime_ns):
+            sha = reusable.entries[old].sha256
+        else:
+            sha = files.sha256_file(path)
+            old = by_sha.get(sha)
+        width, height = (reusable.entries[old].width, reusable.entries[old].height) if old is not None else (0, 0)
+        plan.entries.append(Entry(rel, stat.st_size, stat.st_mtime_ns, sha, width, height, scene_of(rel) or ""))
+        plan.sources.append(old if old is not None else path)
+    return plan
+
+
+def _embed_new(plan: _Plan, fresh: np.ndarray, encoder: Encoder, out: Path, bands: tuple[int, ...] | None,
+               batch_size: int, workers: int, progress: bool, on_batch: Callable[[int], None] | None
+               ) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """Embed the plan's new files into ``fresh`` (row k = k-th row to embed), filling in their sizes;
+    (bool mask over the plan's rows that were embedded, [(path, reason)] of the unreadable ones)."""
+    todo = plan.todo
+    embedded = np.zeros(len(plan.entries), bool)
+    unreadable: list[tuple[str, str]] = []
+    bar = tqdm(total=len(todo), desc="index images", unit="img", disable=not progress, mininterval=1.0)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:   # PIL and tifffile decode outside the GIL
+        for start in range(0, len(todo), batch_size):
+            rows = todo[start:start + batch_size]
+            reads = list(pool.map(lambda i: _read_one(plan.sources[i], plan.entries[i].sha256, encoder, out, bands),
+                                  rows))
+            good = [(i, r) for i, r in zip(rows, reads) if r.pixels is not None]
+            unreadable += [(plan.entries[i].path, r.problem) for i, r in zip(rows, reads) if r.pixels is None]
+            if good:
+                slots = np.searchsorted(todo, [i for i, _ in good])   # todo is ascending: row -> its fresh slot
+                fresh[slots] = encoder.encode_images(torch.stack([r.pixels for _, r in good])).astype(np.float16)
+                for i, r in good:
+                    plan.entries[i] = Entry(**{**asdict(plan.entries[i]), "width": r.width, "height": r.height})
+                    embedded[i] = True
+            bar.update(len(rows))
+            if on_batch is not None:
+                on_batch(start + len(rows))
+    bar.close()
+    return embedded, sorted(unreadable)
+
+
+def _copy_rows(target: np.ndarray, target_rows: list[int], source: np.ndarray, source_rows: list[int],
+               chunk: int = 65536) -> None:
+    """target[target_rows] = source[source_rows], a chunk at a time (memmaps on both sides stay on disk)."""
+    for at in range(0, len(target_rows), chunk):
+        target[target_rows[at:at + chunk]] = source[source_rows[at:at + chunk]]
+
+
 def build_index(source: str | os.PathLike, out: str | os.PathLike, encoder: Encoder, checkpoint: str | os.PathLike,
                 *, bands: tuple[int, ...] | None = None, scenes: Mapping[str, str] | Callable[[str], str] | None = None,
                 batch_size: int = 32, workers: int = 2, progress: bool = True, git_commit: str = "unknown",
@@ -226,7 +296,8 @@ def build_index(source: str | os.PathLike, out: str | os.PathLike, encoder: Enco
     """Index every image under ``source`` into ``out`` (created or updated); see the module docstring.
 
     ``scenes`` gives the scene label of a root-relative path (a mapping or a function; "" = unknown).
-    ``on_batch(done)`` is called after each embedded batch (progress hooks, tests).
+    ``on_batch(done)`` is called after each embedded batch (progress hooks, tests). One run at a time per
+    index: a run removes the temporary folders it finds.
     """
     root, out, checkpoint = Path(source).resolve(), Path(out), Path(checkpoint)
     if not root.is_dir():
@@ -241,79 +312,37 @@ def build_index(source: str | os.PathLike, out: str | os.PathLike, encoder: Enco
     except ValueError:
         previous = None
     reusable = _reusable(previous, identity)
-    by_path = {e.path: i for i, e in enumerate(reusable.entries)} if reusable else {}
-    by_sha = {e.sha256: i for i, e in enumerate(reusable.entries)} if reusable else {}
     scene_of = scenes if callable(scenes) else (lambda rel, table=dict(scenes or {}): table.get(rel, ""))
-
-    # Which files need embedding: unchanged stamps skip reading; changed stamps are hashed.
-    entries: list[Entry] = []      # final manifest rows, in file order
-    sources: list[int | Path] = []  # per row: a reused row of the previous generation, or the file to embed
-    for path in list_images(root, exclude=out.resolve()):
-        rel = path.relative_to(root).as_posix()
-        stat = path.stat()
-        old = by_path.get(rel)
-        if old is not None and (reusable.entries[old].size, reusable.entries[old].mtime_ns) == (stat.st_size,
-                                                                                              stat.st_mtime_ns):
-            sha = reusable.entries[old].sha256
-        else:
-            sha = files.sha256_file(path)
-            old = by_sha.get(sha)
-        width, height = (reusable.entries[old].width, reusable.entries[old].height) if old is not None else (0, 0)
-        entries.append(Entry(rel, stat.st_size, stat.st_mtime_ns, sha, width, height, scene_of(rel) or ""))
-        sources.append(old if old is not None else path)
+    plan = _plan(root, out, reusable, scene_of)
 
     number = max([int(m.group(1)) for c in out.iterdir() if (m := _GENERATION.match(c.name))], default=0) + 1
     tmp = out / f".gen-{number}.{secrets.token_hex(4)}"
     tmp.mkdir()
-    todo = [i for i, s in enumerate(sources) if isinstance(s, Path)]
-    # New rows stream into a memmap inside the temporary generation: memory stays flat on big archives.
-    fresh = np.lib.format.open_memmap(tmp / "fresh.npy", mode="w+", dtype=np.float16,
-                                      shape=(len(todo), encoder.dim))
-    unreadable: list[tuple[str, str]] = []
-    ok = np.zeros(len(entries), bool)
-    bar = tqdm(total=len(todo), desc="index images", unit="img", disable=not progress, mininterval=1.0)
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:   # PIL and tifffile decode outside the GIL
-        for start in range(0, len(todo), batch_size):
-            rows = todo[start:start + batch_size]
-            reads = list(pool.map(lambda i: _read_one(sources[i], entries[i].sha256, encoder, out, bands), rows))
-            good = [(i, r) for i, r in zip(rows, reads) if r.pixels is not None]
-            unreadable += [(entries[i].path, r.problem) for i, r in zip(rows, reads) if r.pixels is None]
-            if good:
-                vectors = encoder.encode_images(torch.stack([r.pixels for _, r in good]))
-                at = np.searchsorted(todo, [i for i, _ in good])   # todo is sorted: row -> its fresh slot
-                fresh[at] = vectors.astype(np.float16)
-                for i, r in good:
-                    entries[i] = Entry(**{**asdict(entries[i]), "width": r.width, "height": r.height})
-                    ok[i] = True
-            bar.update(len(rows))
-            if on_batch is not None:
-                on_batch(start + len(rows))
-    bar.close()
-    fresh.flush()
+    todo = plan.todo
+    # New vectors stream into a memmap inside the temporary generation: memory stays flat on big archives.
+    fresh = np.lib.format.open_memmap(tmp / "fresh.npy", mode="w+", dtype=np.float16, shape=(len(todo), encoder.dim))
+    embedded, unreadable = _embed_new(plan, fresh, encoder, out, bands, batch_size, workers, progress, on_batch)
 
-    # Assemble the generation: reused rows from the previous one, fresh rows from this run.
-    for i, s in enumerate(sources):
-        ok[i] |= not isinstance(s, Path)
-    keep = np.flatnonzero(ok)
-    vectors = np.empty((len(keep), encoder.dim), np.float16)
-    fresh_at = {row: k for k, row in enumerate(todo)}
-    reused = [(n, sources[i]) for n, i in enumerate(keep) if not isinstance(sources[i], Path)]
-    if reused:
-        vectors[[n for n, _ in reused]] = reusable.vectors[[old for _, old in reused]]
-    new_rows = [(n, fresh_at[i]) for n, i in enumerate(keep) if isinstance(sources[i], Path)]
-    if new_rows:
-        vectors[[n for n, _ in new_rows]] = fresh[[k for _, k in new_rows]]
-    del fresh
+    # The generation's matrix: reused rows from the previous generation, the new ones from this run.
+    kept = [i for i, s in enumerate(plan.sources) if not isinstance(s, Path) or embedded[i]]
+    vectors = np.lib.format.open_memmap(tmp / EMBEDDINGS, mode="w+", dtype=np.float16, shape=(len(kept), encoder.dim))
+    slot_of = {row: k for k, row in enumerate(todo)}
+    reused_at = [n for n, i in enumerate(kept) if not isinstance(plan.sources[i], Path)]
+    new_at = [n for n, i in enumerate(kept) if isinstance(plan.sources[i], Path)]
+    _copy_rows(vectors, reused_at, reusable.vectors if reusable else fresh,
+               [plan.sources[kept[n]] for n in reused_at])
+    _copy_rows(vectors, new_at, fresh, [slot_of[kept[n]] for n in new_at])
+    vectors.flush()
+    del vectors, fresh
     (tmp / "fresh.npy").unlink()
-    kept = [entries[i] for i in keep]
-    files.save_npy(tmp / EMBEDDINGS, vectors)
-    files.write_text(tmp / MANIFEST, manifest_text(kept))
+
+    files.write_text(tmp / MANIFEST, manifest_text(plan.entries[i] for i in kept))
     save_tokenizer(encoder.tokenizer, tmp / TOKENIZER)
-    result = IndexResult(new=len(new_rows), unchanged=len(reused), unreadable=sorted(unreadable))
+    result = IndexResult(new=len(new_at), unchanged=len(reused_at), unreadable=unreadable)
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     files.write_json(tmp / IDENTITY, {**identity, "generation": number, "count": len(kept), "new": result.new,
-                                      "unchanged": result.unchanged, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                                              time.gmtime()),
-                                      "unreadable": [{"path": p, "reason": r} for p, r in result.unreadable]})
+                                      "unchanged": result.unchanged, "created": created,
+                                      "unreadable": [{"path": p, "reason": r} for p, r in unreadable]})
     generation = out / f"gen-{number}"
     os.replace(tmp, generation)
     files.write_text(out / CURRENT, generation.name + "\n")   # the commit point
