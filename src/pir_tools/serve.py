@@ -4,8 +4,8 @@ Flask with one Jinja template (package data under pir_tools/templates) and a few
 JavaScript: no frontend build. Routes:
 
     GET /                          the page (?q=...&top=K&scene=S run a search on load)
-    GET /api/search?q=...&top=K    [{"path": ..., "score": ..., "scene": ..., "thumb": ...}, ...] best first;
-                                   &like=PATH searches by an indexed image, &scene=S filters by scene label
+    GET /api/search?q=...&top=K    [{"path": ..., "score": ..., "scene": ..., "thumb": url, "image": url}, ...],
+                                   best first; &like=PATH searches by an indexed image, &scene=S filters
     GET /thumb/PATH                the thumbnail cached at index time (never decodes the full tile)
     GET /image/PATH                the original file
 
@@ -19,6 +19,7 @@ import argparse
 import sys
 import threading
 from pathlib import Path
+from urllib.parse import quote
 
 MAX_TOP = 500
 
@@ -71,7 +72,8 @@ def create_app(index_dir: str | Path, checkpoint: str | Path | None = None, devi
         else:
             return jsonify({"error": "give q=<text> or like=<indexed path>"}), 400
         return jsonify([{"path": h.path, "score": round(h.score, 6), "scene": h.entry.scene,
-                         "thumb": f"/thumb/{h.path}"} for h in searcher.search(query, top, scene)])
+                         "thumb": f"/thumb/{quote(h.path)}", "image": f"/image/{quote(h.path)}"}
+                        for h in searcher.search(query, top, scene)])
 
     @app.get("/thumb/<path:relative>")
     def thumb(relative: str):

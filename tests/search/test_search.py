@@ -8,12 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from pir.search.index import build_index, load_index
 from pir.search.query import open_search, top_k
 from pir_tools.search import search_main
 
-from tests.search.conftest import SCENES, write_images
+from tests.search.conftest import SCENES, scene_pixels, write_images
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +23,7 @@ def indexed(tmp_path_factory, encoder, checkpoint) -> Path:
     folder = tmp_path_factory.mktemp("search")
     images = write_images(folder / "images", 4)
     shutil.copy(images[0], folder / "images" / "copy_of_forest.png")
+    Image.fromarray(scene_pixels(2, 50)).save(folder / "images" / "odd name #1?.png")   # needs quoting in a URL
     build_index(folder / "images", folder / "index", encoder, checkpoint, progress=False,
                 scenes=lambda rel: rel.split("_")[0] if rel.split("_")[0] in SCENES else "")
     return folder / "index"
@@ -108,6 +110,9 @@ def test_api_returns_ranked_json(client, indexed):
     thumb = client.get(hits[0]["thumb"])
     assert thumb.status_code == 200 and thumb.mimetype == "image/jpeg"
     assert client.get("/image/forest_1.png").data == (load_index(indexed).root / "forest_1.png").read_bytes()
+    odd = client.get("/api/search?like=odd+name+%231%3F.png&top=1").get_json()[0]
+    assert odd["path"] == "odd name #1?.png" and client.get(odd["thumb"]).status_code == 200
+    assert client.get(odd["image"]).data == (load_index(indexed).root / "odd name #1?.png").read_bytes()
 
 
 @pytest.mark.parametrize("url", [
