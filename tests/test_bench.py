@@ -23,7 +23,7 @@ def report(tmp_path_factory):
 
 SECTIONS = ("machine", "options", "matmul_fp32_gflops", "loader", "train_cpu", "train_cpu_bf16",
             "train_cpu_compiled", "official_style", "train_gpu_bf16", "embed", "retrieval_metrics", "concurrent_train",
-            "evaluation_protocols", "near_duplicates")
+            "evaluation_protocols", "near_duplicates", "search")
 
 
 def test_report_has_every_section_and_preset(report):
@@ -59,6 +59,9 @@ def test_measurements_are_positive_and_finite(report):
     assert embed["images_per_s"] > 0 and embed["texts_per_s"] > 0 and embed["texts"] == 5 * embed["images"]
     assert report["matmul_fp32_gflops"]["cpu"] > 0
     assert report["retrieval_metrics"]["identical"] is True
+    search = report["search"]
+    assert search["index_images_per_s"] > 0 and search["rerun_embedded"] == 0 and search["vectors"] == 1000
+    assert 0 < search["search_median_ms"] <= search["query_median_ms"]
 
 
 def test_table_lists_every_measurement(report):

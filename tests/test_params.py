@@ -13,7 +13,7 @@ import yaml
 from pir.params import PipelineConfig, apply_overrides, load_params, recipe_names
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("fetch", "audit", "scene_prior", "train", "evaluate", "analyze")
+STAGES = ("fetch", "audit", "scene_prior", "train", "evaluate", "analyze", "index")
 
 
 def project_params() -> dict:

@@ -23,7 +23,8 @@ class Paths:
         """The folders stage ``stage`` writes into: checked writable before it computes anything."""
         own = {"fetch": (self.fetch, self.downloads), "scene_prior": (self.scene_prior,),
                "train": (self.train, self.train_state), "evaluate": (self.evaluate,), "analyze": (self.analyze,),
-               "audit": (self.downloads,)}
+               "audit": (self.downloads,),
+               "index": (self.index, self.index_images)}
         return (*own[stage], self.reports, self.figures)
 
     # ---- one output folder per stage under data/ (DVC outs), reports/ for what people read
@@ -177,3 +178,14 @@ class Paths:
     @property
     def class_similarity(self) -> Path:
         return self.figures / "class_similarity.png"
+
+    # index
+    @property
+    def index(self) -> Path:
+        """The test split's search index (pir.search): `pir serve data/index`."""
+        return self.data / "index"
+
+    @property
+    def index_images(self) -> Path:
+        """The indexed test images, as PNG files (the index's root)."""
+        return self.index / "images"

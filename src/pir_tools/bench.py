@@ -524,6 +524,72 @@ def embed_benchmark(model: torch.nn.Module, cfg: ModelConfig, prepared: Prepared
             "images_per_s": n / max(image_side - n * per_text, 1e-9), "texts_per_s": 1 / per_text}
 
 
+# --------------------------------------------------------------------------- search (pir index / pir search)
+
+SEARCH_TARGET_MS = 50.0                  # median text query over 100,000 vectors, encoding included
+SEARCH_QUERIES = ("many planes parked near a runway", "a green forest beside a river", "storage tanks",
+                  "a bridge over the water", "dense residential buildings with roads")
+
+
+def search_benchmark(workdir: Path, images: int, vectors: int, queries: int, seed: int = 0,
+                     dim: int = 512) -> dict[str, Any]:
+    """`pir index` throughput (images/s, tiny preset, CPU) over ``images`` 256 px PNG tiles, its incremental
+    rerun, and the median latency of a text query (encoding + exact top-20) over ``vectors`` random unit
+    ``dim``-d float16 vectors, through the library code the commands call."""
+    from PIL import Image
+
+    from pir.config import model_config
+    from pir.models import create_model
+    from pir.models.checkpoint import save_checkpoint
+    from pir.search.encoder import load_encoder
+    from pir.search.index import Entry, Index, build_index
+    from pir.search.query import Searcher
+
+    prepared, tokenizer = make_bench_dataset(workdir / "prepared_search", max(images, 16), 256, seed)
+    folder = workdir / "tiles"
+    folder.mkdir(parents=True)
+    for i in range(images):
+        Image.fromarray(np.asarray(prepared.pixels[i])).save(folder / f"{prepared.records[i].file.rsplit('.', 1)[0]}.png")
+    checkpoints = {}
+    for name, overrides in (("tiny", {}), ("tiny_512", {"embed_dim": dim})):
+        torch.manual_seed(seed)
+        cfg = model_config("tiny", vocab_size=len(tokenizer), **overrides)
+        checkpoints[name] = workdir / f"{name}.pt"
+        save_checkpoint(checkpoints[name], create_model(cfg), cfg)
+    encoder = load_encoder(checkpoints["tiny"], workdir / "prepared_search" / "tokenizer")
+    start = time.perf_counter()
+    first = build_index(folder, workdir / "index", encoder, checkpoints["tiny"], progress=False)
+    index_s = time.perf_counter() - start
+    start = time.perf_counter()
+    again = build_index(folder, workdir / "index", encoder, checkpoints["tiny"], progress=False)
+    rerun_s = time.perf_counter() - start
+
+    rng = np.random.default_rng(seed)
+    matrix = rng.standard_normal((vectors, dim), dtype=np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    entries = [Entry(f"{i}.png", 0, 0, "", 0, 0) for i in range(vectors)]
+    searcher = Searcher(Index(workdir, workdir, {}, entries, matrix.astype(np.float16)))
+    encoder = load_encoder(checkpoints["tiny_512"], workdir / "prepared_search" / "tokenizer")
+    total, encode, search = [], [], []
+    for q in range(queries + 3):              # the first three warm up
+        text = SEARCH_QUERIES[q % len(SEARCH_QUERIES)]
+        t0 = time.perf_counter()
+        vector = encoder.query_text(text)
+        t1 = time.perf_counter()
+        searcher.search(vector, 20)
+        t2 = time.perf_counter()
+        if q >= 3:
+            total.append(t2 - t0), encode.append(t1 - t0), search.append(t2 - t1)
+    return {"preset": "tiny", "device": "cpu", "index_images": images, "tile_px": 256,
+            "index_images_per_s": first.new / index_s, "index_s": index_s,
+            "rerun_embedded": again.new, "rerun_s": rerun_s,
+            "vectors": vectors, "dim": dim, "queries": queries, "top": 20,
+            "query_median_ms": 1000 * statistics.median(total), "encode_median_ms": 1000 * statistics.median(encode),
+            "search_median_ms": 1000 * statistics.median(search), "target_query_ms": SEARCH_TARGET_MS,
+            # the product is memory-bound (205 MB of float32 per query): other processes' load shows in it
+            "load_average_1min": os.getloadavg()[0]}
+
+
 # --------------------------------------------------------------------------- the whole run
 
 @dataclass(frozen=True)
@@ -539,10 +605,12 @@ def _sizes(options: BenchOptions) -> dict[str, int]:
     if options.quick:
         return dict(loader_images=16, loader_batch=8, loader_batches=2, loader_repeats=1, tiny_batch=4,
                     paper_batch=2, warmup=1, steps=1, embed_images=8, gpu_batch=8, metric_images=50,
-                    metric_repeats=1, matmul=256, official_rounds=1, audit_images=300, audit_hashed=32)
+                    metric_repeats=1, matmul=256, official_rounds=1, audit_images=300, audit_hashed=32,
+                    index_images=8, search_vectors=1000, search_queries=3)
     return dict(loader_images=128, loader_batch=64, loader_batches=10, loader_repeats=3, tiny_batch=64,
                 paper_batch=8, warmup=2, steps=3, embed_images=64, gpu_batch=128, metric_images=1093,
-                metric_repeats=3, matmul=2048, official_rounds=2, audit_images=RSICD_IMAGES, audit_hashed=1024)
+                metric_repeats=3, matmul=2048, official_rounds=2, audit_images=RSICD_IMAGES, audit_hashed=1024,
+                index_images=256, search_vectors=100_000, search_queries=100)
 
 
 def _skipped(reason: str) -> dict[str, Any]:
@@ -647,6 +715,9 @@ def run_benchmarks(options: BenchOptions, workdir: Path, log: Callable[[str], No
     report["evaluation_protocols"] = protocols_benchmark(images, options.seed, sizes["metric_repeats"])
     log(f"near_duplicates (leakage audit, {sizes['audit_images']} images, all pairs)")
     report["near_duplicates"] = near_duplicates_benchmark(sizes["audit_images"], sizes["audit_hashed"], options.seed)
+    log("search (pir index throughput, text query latency)")
+    report["search"] = search_benchmark(workdir / "search", sizes["index_images"], sizes["search_vectors"],
+                                        sizes["search_queries"], options.seed)
     return report
 
 
@@ -803,13 +874,22 @@ def table(report: dict[str, Any]) -> str:
         add(f"near-duplicate audit, {audit['n_images']} images", audit["all_pairs_s"],
             f"s for {audit['pairs']} pairs (target <= {audit['target_all_pairs_s']:g} s)")
         add("  perceptual hash, 256 px images", audit["hash_images_per_s"], "images/s")
+    search = report.get("search")
+    if search:
+        add(f"pir index {search['preset']} ({search['index_images']} x {search['tile_px']} px)",
+            search["index_images_per_s"], "images/s (cpu)")
+        add("  rerun, nothing changed", search["rerun_s"], f"s ({search['rerun_embedded']} embedded)")
+        add(f"text query, {search['vectors']:,} x {search['dim']}", search["query_median_ms"],
+            f"ms median (target < {search['target_query_ms']:g} ms)")
+        add("  of which encoding / search", search["encode_median_ms"],
+            f"ms / {search['search_median_ms']:.2f} ms (load average {search['load_average_1min']:.1f})")
     return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- command line
 
 def main(argv: list[str] | None = None, root: Path | None = None) -> None:
-    """``pir bench [--quick] [--skip-paper] [--compile] [--device auto|cpu|cuda] [--out PATH]``.
+    """``pir bench [--quick] [--skip-paper] [--compile] [--device auto|cpu|cuda] [--out PATH] [--only search]``.
 
     Not part of the DVC pipeline (timings are not reproducible outputs); same keys every run.
     """
@@ -830,8 +910,9 @@ def main(argv: list[str] | None = None, root: Path | None = None) -> None:
                         help="also time torch.compile'd CPU train steps (minutes of compiling for the paper preset)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--out", type=Path, default=Paths(root).reports / "bench.json")
-    parser.add_argument("--only", choices=("clip",),
-                        help="measure only these rows and update them in --out (clip: train_cpu/train_gpu_bf16 clip-b32)")
+    parser.add_argument("--only", choices=("clip", "search"), default=None,
+                        help="measure only these rows and update them in --out (clip: train_cpu/train_gpu_bf16 "
+                             "clip-b32; search: the search section)")
     args = parser.parse_args(argv)
     try:   # only the seed is read: the bench does not need the rest of params.yaml to be runnable
         seed = PipelineConfig.from_params(load_params(root / "params.yaml")).seed
@@ -852,6 +933,17 @@ def main(argv: list[str] | None = None, root: Path | None = None) -> None:
             print(f"{section} {CLIP_PRESET}: " + json.dumps(row))
         files.write_json(args.out, report)
         print(f"updated {args.out}")
+        return
+    if args.only == "search":
+        sizes = _sizes(options)
+        with tempfile.TemporaryDirectory(prefix="pir-bench-") as workdir:
+            section = search_benchmark(Path(workdir), sizes["index_images"], sizes["search_vectors"],
+                                       sizes["search_queries"], seed)
+        report = json.loads(args.out.read_text()) if args.out.is_file() else {}
+        report["search"] = section
+        files.write_json(args.out, report)
+        print(json.dumps(section, indent=2))
+        print(f"updated the search section of {args.out}")
         return
     with tempfile.TemporaryDirectory(prefix="pir-bench-") as workdir:
         report = run_benchmarks(options, Path(workdir), log=lambda msg: print(f"[bench] {msg}", flush=True),

@@ -5,6 +5,10 @@
     pir bench [--quick] [...]                the benchmark -> reports/bench.json
     pir ablation [--seeds 0 1 2] [...]       the paper's ablation as queued DVC experiments
     pir baselines NAME=PATH [...]            zero-shot CLIP-family checkpoints -> reports/baselines.md
+    pir index SOURCE --checkpoint CKPT --out INDEX_DIR [--bands 3,2,1]
+                                             embed a folder or archive of images (incremental)
+    pir search INDEX_DIR "text" [--top K]    ranked `score<TAB>path` lines (--image PATH, --sheet out.png)
+    pir serve INDEX_DIR [--port 8000]        the search page on http://127.0.0.1:PORT/
 """
 
 from __future__ import annotations
@@ -51,6 +55,15 @@ def main(argv: list[str] | None = None) -> int:
         from pir_tools.baselines import main as baselines
         baselines(rest)
         return 0
+    if command == "index":
+        from pir_tools.search import index_main
+        return index_main(rest)
+    if command == "search":
+        from pir_tools.search import search_main
+        return search_main(rest)
+    if command == "serve":
+        from pir_tools.serve import main as serve
+        return serve(rest)
     if command == "ablation":
         from pir_tools.ablation import main as ablation
         ablation(rest)

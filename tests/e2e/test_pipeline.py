@@ -6,7 +6,9 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,11 @@ import pytest
 
 from pir.evaluation.metrics import METRIC_KEYS, retrieval_metrics
 
+from tests import browser
 from tests.e2e.e2e_project import GIT_ENV, make_project, run
+from tests.mlflow_server import free_port
+
+SEARCH_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "search-page.png"
 
 pytestmark = pytest.mark.e2e
 
@@ -28,7 +34,7 @@ def repro(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
 
 def test_repro_writes_every_report(repro):
     project, proc = repro
-    for stage in ("fetch", "audit", "scene_prior", "train", "evaluate", "analyze"):
+    for stage in ("fetch", "audit", "scene_prior", "train", "evaluate", "analyze", "index"):
         assert f"Running stage '{stage}'" in proc.stdout
     data = json.loads((project / "reports/data.json").read_text())
     assert data["dataset"] == "synthetic" and data["classes"] == 4
@@ -122,3 +128,43 @@ def test_killed_training_resumes_to_the_same_result(repro, tmp_path):
     uninterrupted = json.loads((reference / "reports/metrics.json").read_text())
     for key in METRIC_KEYS:
         assert resumed[key] == pytest.approx(uninterrupted[key], abs=1e-6), key
+
+
+def test_search_page_over_the_indexed_test_split_in_chromium(repro, tmp_path):
+    """`pir serve data/index` right after `dvc repro`: Chromium loads the page with a query in the address,
+    the page's script fetches the API and renders the hits; the DOM holds exactly `top` result images."""
+    browser.chromium()                                    # skips with the reason before any work
+    project, proc = repro
+    assert "index: indexed 16 new, 0 unchanged, 0 unreadable" in proc.stdout
+    search = run([sys.executable, "-m", "pir_tools.cli", "search", "data/index", "a plane near the runway",
+                  "--top", "3"], project).stdout.strip().splitlines()
+    assert len(search) == 3 and all(Path(line.split("\t")[1]).is_file() for line in search)
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "pir_tools.cli", "serve", "data/index", "--port", str(port)],
+                              cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.time() > deadline:
+                    raise AssertionError(f"pir serve did not come up: {server.communicate()[0][-2000:]}")
+                time.sleep(0.2)
+        url = f"http://127.0.0.1:{port}/?q=many+planes+near+a+runway&top=6"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/search?q=planes&top=6", timeout=30) as reply:
+            hits = json.loads(reply.read())
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{hits[0]['thumb']}", timeout=30) as reply:
+            assert reply.headers["Content-Type"] == "image/jpeg" and reply.read(2) == b"\xff\xd8"
+        dom = browser.dump_dom(url, wait_ms=5000)
+        shot = SEARCH_SCREENSHOT if os.environ.get("PIR_UPDATE_SCREENSHOTS") == "1" else tmp_path / "search.png"
+        browser.screenshot(url, shot, size=(1280, 720), wait_ms=5000)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert dom.count('class="hit-img"') == 6, dom[-3000:]
+    assert dom.count('class="hit loaded"') == 6, "thumbnails did not load"
+    assert "6 results for" in dom
+    assert shot.read_bytes()[:4] == b"\x89PNG"

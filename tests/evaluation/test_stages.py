@@ -140,6 +140,27 @@ def test_analyze_reports_statistics_and_figures(evaluated):
         assert (evaluated / "reports/figures" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_index_stage_embeds_the_test_split_as_evaluate_does(evaluated):
+    from pir.data.prepared import load_prepared
+    from pir.search.index import load_index
+
+    # runs before the tests below point evaluate.checkpoint elsewhere: it compares with best.pt's embeddings
+    assert yaml.safe_load((evaluated / "params.yaml").read_text())["evaluate"]["checkpoint"] == ""
+    assert run_stage(evaluated, "index") is None
+    index = load_index(evaluated / "data/index")
+    prepared = load_prepared(evaluated / "data/fetch")
+    test = [prepared.records[row] for row in prepared.split("test").image_rows]
+    names = [f"{Path(r.file).stem}.png" for r in test]
+    assert sorted(e.path for e in index.entries) == sorted(names)
+    scenes = {e.path: e.scene for e in index.entries}
+    assert [scenes[n] for n in names] == [r.scene if r.scene != "unknown" else "" for r in test]
+    # the same pixels through the same transform and model: evaluate's image embeddings, to float16
+    rows = {e.path: i for i, e in enumerate(index.entries)}
+    vectors = np.asarray(index.vectors, np.float32)[[rows[n] for n in names]]
+    np.testing.assert_allclose(vectors, np.load(evaluated / "data/evaluate/embeddings.npz")["image_emb"], atol=2e-3)
+    assert index.identity["checkpoint"] == "../train/best.pt" and index.identity["root"] == "images"
+
+
 def test_evaluate_accepts_an_official_checkpoint(evaluated, tmp_path):
     # The official format: {"model": their key layout, "config": their config dict}.
     from pir.models.checkpoint import load_model
@@ -192,3 +213,4 @@ def test_missing_checkpoint_is_a_one_line_error(project):
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     message = run_stage(project, "evaluate")
     assert message.startswith("evaluate:") and "no/such/checkpoint.pt" in message and "\n" not in message
+

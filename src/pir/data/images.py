@@ -138,3 +138,82 @@ def decode_all(sources: list[Path | bytes], names: list[str], size: int, progres
         list(tqdm(pool.map(work, range(len(sources))), total=len(sources), desc="decode images",
                   disable=not progress, mininterval=1.0))
     return pixels, sorted(problems)
+
+
+# --------------------------------------------------------------------------- reading user imagery (pir index)
+# TIFF goes through tifffile, not PIL: PIL opens only the band layouts it has modes for (no 4+ band
+# uint16, no float multi-band, no planar-separate GeoTIFFs), while tifffile reads any band count, dtype
+# and planar layout as one numpy array, ships pure-Python wheels (no GDAL to build or install), and is
+# already a dependency. Georeferencing is not needed to embed pixels, so nothing GDAL adds is missed.
+TIFF_EXTENSIONS = (".tif", ".tiff")
+
+
+def _tiff_bands_last(path: Path) -> np.ndarray:
+    """A TIFF's first image as [H, W, C] (C = 1 for single-band), whatever its layout: interleaved (YXS),
+    planar (SYX) or one band per page (QYX/IYX, as some GIS exports write stacks)."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        values, axes = series.asarray(), series.axes
+    keep = [i for i, axis in enumerate(axes) if values.shape[i] > 1 or axis in "YX"]   # drop length-1 axes
+    values, axes = values.reshape([values.shape[i] for i in keep]), "".join(axes[i] for i in keep)
+    if values.ndim == 2:
+        return values[..., None]
+    if values.ndim != 3:
+        raise ImageRefused(f"TIFF has {values.ndim} dimensions ({axes}); expected one image of any band count")
+    band_axis = next((i for i, axis in enumerate(axes) if axis in "SC"), None)
+    band_axis = band_axis if band_axis is not None else next(i for i, axis in enumerate(axes) if axis not in "YX")
+    return np.moveaxis(values, band_axis, -1)
+
+
+def select_bands(values: np.ndarray, bands: tuple[int, ...] | None, where: str) -> np.ndarray:
+    """Three bands of a [H, W, C] array: 1- and 3-band images as they are, others by ``bands``
+    (1-based; default 1,2,3, which is RGB for RGBA/RGBN files)."""
+    count = values.shape[-1]
+    if count == 1:
+        return np.repeat(values, 3, axis=-1)
+    if count == 3:
+        return values
+    if count == 2:
+        raise ImageRefused("image has 2 bands; only 1-, 3- and more-band images can be read")
+    bands = bands or (1, 2, 3)
+    if any(b < 1 or b > count for b in bands):
+        raise ImageRefused(f"--bands {','.join(map(str, bands))} asks for a band the image does not have "
+                           f"(it has {count})")
+    return values[..., [b - 1 for b in bands]]
+
+
+def read_rgb(path: str | Path, bands: tuple[int, ...] | None = None) -> np.ndarray:
+    """uint8 [H, W, 3] of an image file at full resolution.
+
+    JPEG/PNG/BMP go through PIL (:func:`to_rgb`). TIFF goes through tifffile: three bands are picked
+    (:func:`select_bands`); uint8 samples are kept as they are, any other dtype is stretched per band
+    from its 2nd..98th percentile to 0..255 (:func:`stretch_to_uint8`, the rule the dataset importers use).
+    Raises ImageRefused for images too small to embed or with an unsupported layout; other exceptions
+    mean an unreadable file.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in TIFF_EXTENSIONS:
+        with _open(path) as image:
+            if min(image.size) < MIN_SIDE:
+                raise ImageRefused(f"image is {image.size[0]}x{image.size[1]} pixels, "
+                                   f"smaller than the {MIN_SIDE}x{MIN_SIDE} minimum")
+            return np.asarray(to_rgb(image, path), dtype=np.uint8)
+    values = _tiff_bands_last(path)
+    if min(values.shape[:2]) < MIN_SIDE:
+        raise ImageRefused(f"image is {values.shape[1]}x{values.shape[0]} pixels, "
+                           f"smaller than the {MIN_SIDE}x{MIN_SIDE} minimum")
+    rgb = select_bands(values, bands, str(path))
+    return np.ascontiguousarray(rgb) if rgb.dtype == np.uint8 else stretch_to_uint8(rgb)
+
+
+def parse_bands(text: str) -> tuple[int, ...]:
+    """``"3,2,1"`` -> (3, 2, 1); three 1-based band numbers or ValueError."""
+    try:
+        bands = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        bands = ()
+    if len(bands) != 3 or min(bands) < 1:
+        raise ValueError(f"--bands {text!r}: expected three 1-based band numbers such as 3,2,1")
+    return bands

@@ -89,6 +89,14 @@ def load_tokenizer(name_or_dir: str | os.PathLike):
                          "give a local tokenizer folder or leave data.tokenizer empty to train one") from None
 
 
+def check_vocabulary(tokenizer, vocab_size: int, where: str | os.PathLike) -> None:
+    """The model must have been trained with this tokenizer: any other one maps words to the wrong ids
+    (and a smaller one silently, since every id still exists)."""
+    if len(tokenizer) != vocab_size:
+        raise ValueError(f"{where}: model vocabulary has {vocab_size} ids but the tokenizer has {len(tokenizer)}; "
+                         "set data.tokenizer to the tokenizer the model was trained with and rerun fetch")
+
+
 def tokenize(tokenizer, captions: Sequence[str], max_tokens: int, max_words: int = 30
              ) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalise and tokenize a batch: (input_ids, attention_mask) LongTensors [B, L], L = longest <= max_tokens."""

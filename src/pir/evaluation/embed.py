@@ -22,6 +22,20 @@ def image_stats(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]
     return (tuple(cfg.image_mean), tuple(cfg.image_std)) if cfg is not None else (CLIP_MEAN, CLIP_STD)
 
 
+def encode_images(model: nn.Module, images: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """uint8 [B, 3, S, S] at the model's input size -> float32 [B, D] on the CPU (normalised on ``device`` with
+    the model's own mean/std)."""
+    return model.encode_image(normalize_images(images, torch.device(device), *image_stats(model))).float().cpu()
+
+
+def encode_captions(model: nn.Module, tokenizer: Any, captions: list[str], max_tokens: int, max_words: int,
+                    device: torch.device | str) -> torch.Tensor:
+    """Raw caption strings -> float32 [B, D] on the CPU, normalised and tokenized as in training."""
+    from pir.data.text import tokenize
+    ids, mask = tokenize(tokenizer, captions, max_tokens, max_words)
+    return model.encode_text(ids.to(device, non_blocking=True), mask.to(device, non_blocking=True)).float().cpu()
+
+
 @torch.inference_mode()
 def embed_split(model: nn.Module, prepared: PreparedDataset, split_view: SplitView, tokenizer: Any,
                 image_size: int, max_tokens: int, batch_size: int, device: torch.device | str = "cpu",
@@ -32,7 +46,6 @@ def embed_split(model: nn.Module, prepared: PreparedDataset, split_view: SplitVi
     Captions are embedded in split order without length sorting: with ``text_mask=False``
     (the official behaviour) padding changes embeddings, and we keep that comparable.
     """
-    from pir.data.text import tokenize
     if split_view.n_images == 0 or split_view.n_texts == 0:
         raise ValueError(f"split {split_view.name!r} has {split_view.n_images} images and "
                          f"{split_view.n_texts} captions: nothing to embed")
@@ -45,11 +58,10 @@ def embed_split(model: nn.Module, prepared: PreparedDataset, split_view: SplitVi
     with precision_context(device, precision, cpu_bf16):
         for batch, _rows in tqdm(images, desc=f"embed {split_view.name} images", disable=not progress, leave=False):
             threads.refresh()   # see pir.threads
-            image_chunks.append(model.encode_image(normalize_images(batch, device, *image_stats(model))).float().cpu())
+            image_chunks.append(encode_images(model, batch, device))
         for start in tqdm(range(0, split_view.n_texts, batch_size), desc=f"embed {split_view.name} texts",
                           disable=not progress, leave=False):
-            ids, mask = tokenize(tokenizer, split_view.captions[start:start + batch_size], max_tokens, max_words)
-            text_chunks.append(model.encode_text(ids.to(device, non_blocking=True),
-                                                 mask.to(device, non_blocking=True)).float().cpu())
+            text_chunks.append(encode_captions(model, tokenizer, split_view.captions[start:start + batch_size],
+                                               max_tokens, max_words, device))
     model.train(was_training)
     return torch.cat(image_chunks), torch.cat(text_chunks)

@@ -26,7 +26,7 @@ from pir.params import PipelineConfig, load_params
 from pir.paths import Paths
 from pir.threads import ThreadBudget, resolve_workers
 
-STAGES = ("fetch", "audit", "scene_prior", "train", "evaluate", "analyze")
+STAGES = ("fetch", "audit", "scene_prior", "train", "evaluate", "analyze", "index")
 
 
 def load_configs(params_file: Path) -> PipelineConfig:

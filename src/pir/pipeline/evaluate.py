@@ -15,7 +15,7 @@ from pir import files, reports, seed_runs, tracking
 from pir.config import to_dict
 from pir.data import leakage
 from pir.data.prepared import load_prepared
-from pir.data.text import model_tokenizer
+from pir.data.text import check_vocabulary, model_tokenizer
 from pir.device import resolve_device
 from pir.evaluation.embed import embed_split
 from pir.evaluation.gallery import save_gallery
@@ -52,14 +52,6 @@ def weights_digest(path: Path) -> str:
     for item in sorted(p for p in path.rglob("*") if p.is_file()):
         digest.update(f"{item.relative_to(path)}\0{files.sha256_file(item)}\n".encode())
     return digest.hexdigest()
-
-
-def check_vocabulary(tokenizer, vocab_size: int, where: Path) -> None:
-    """The model must have been trained with this tokenizer: any other one maps words to the wrong ids
-    (and a smaller one silently, since every id still exists)."""
-    if len(tokenizer) != vocab_size:
-        raise ValueError(f"{where}: model vocabulary has {vocab_size} ids but the tokenizer has {len(tokenizer)}; "
-                         "set data.tokenizer to the tokenizer the model was trained with and rerun fetch")
 
 
 def mlflow_metrics(report: dict) -> dict[str, float]:

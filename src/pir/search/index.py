@@ -1,0 +1,351 @@
+"""Build or update a search index: every image under a folder embedded once, in atomic generations.
+
+An index folder (docs/design.md, "Search"):
+
+    CURRENT            the name of the live generation ("gen-3"), replaced atomically, last
+    gen-<n>/
+      embeddings.npy   float16 [N, D], row i = manifest row i, unit rows
+      manifest.csv     path (relative to the root, '/'), size, mtime_ns, sha256, width, height, scene
+      index.json       identity: checkpoint (path, sha256, preset), git commit, bands, root, counts, unreadable files
+      tokenizer/       the model's tokenizer, so text queries need only the index and the checkpoint
+    thumbs/<aa>/<sha256>.jpg   thumbnails, written while indexing, shared by generations (content-addressed)
+
+A run writes a whole new generation into a temporary folder, renames it into place and only then
+points CURRENT at it, so a run killed at any moment leaves the previous generation live and whole.
+A file is embedded again only when it is new or changed: unchanged (size, mtime) reuses the old row
+without reading the file; a changed stamp hashes it, and an unchanged sha256 (a touched or moved
+file) still reuses its row.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import secrets
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from pir import files
+from pir.data.images import IMAGE_EXTENSIONS, ImageRefused, read_rgb
+from pir.data.text import save_tokenizer
+from pir.errors import first_line
+from pir.search.encoder import Encoder
+
+CURRENT = "CURRENT"
+EMBEDDINGS = "embeddings.npy"
+MANIFEST = "manifest.csv"
+IDENTITY = "index.json"
+TOKENIZER = "tokenizer"
+THUMBS = "thumbs"
+THUMB_SIDE = 192            # px, longest side: a results grid shows them at about 160 px
+FORMAT = 1
+_GENERATION = re.compile(r"^gen-(\d+)$")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One indexed image (a manifest row)."""
+    path: str               # relative to the indexed root, '/'-separated
+    size: int
+    mtime_ns: int
+    sha256: str
+    width: int
+    height: int
+    scene: str = ""         # "" = unknown
+
+
+MANIFEST_FIELDS = tuple(f.name for f in fields(Entry))
+
+
+@dataclass
+class Index:
+    """A loaded generation: its manifest rows and their embeddings (a read-only memmap)."""
+    folder: Path
+    generation: Path
+    identity: dict
+    entries: list[Entry]
+    vectors: np.ndarray     # float16 [N, D]
+
+    @property
+    def root(self) -> Path:
+        """The indexed folder (index.json stores it relative to the index folder when it can)."""
+        return (self.folder / self.identity["root"]).resolve()
+
+    @property
+    def scenes(self) -> list[str]:
+        return sorted({e.scene for e in self.entries if e.scene})
+
+    def thumbnail(self, entry: Entry) -> Path:
+        return thumbnail_path(self.folder, entry.sha256)
+
+
+@dataclass
+class IndexResult:
+    new: int
+    unchanged: int
+    unreadable: list[tuple[str, str]] = field(default_factory=list)   # (path, reason)
+    generation: Path | None = None
+
+    def summary(self) -> str:
+        """The last line `pir index` prints (an interface: scripts parse it)."""
+        return f"indexed {self.new} new, {self.unchanged} unchanged, {len(self.unreadable)} unreadable"
+
+
+def thumbnail_path(folder: Path, sha256: str) -> Path:
+    return folder / THUMBS / sha256[:2] / f"{sha256}.jpg"
+
+
+def _relative_or_absolute(path: Path, start: Path) -> str:
+    """``path`` relative to ``start`` when both are on one tree (so a moved project keeps working), else absolute."""
+    try:
+        return os.path.relpath(path.resolve(), start.resolve())
+    except ValueError:   # another drive on Windows
+        return str(path.resolve())
+
+
+# --------------------------------------------------------------------------- reading an index
+
+def current_generation(folder: Path) -> Path | None:
+    """The live generation folder, or None for a folder that holds no index yet."""
+    pointer = Path(folder) / CURRENT
+    if not pointer.is_file():
+        return None
+    name = pointer.read_text().strip()
+    if not _GENERATION.match(name) or not (Path(folder) / name).is_dir():
+        raise ValueError(f"{pointer}: names {name!r}, which is not a generation folder of this index")
+    return Path(folder) / name
+
+
+def read_manifest(path: Path) -> list[Entry]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if tuple(reader.fieldnames or ()) != MANIFEST_FIELDS:
+            raise ValueError(f"{path}: expected the columns {','.join(MANIFEST_FIELDS)}")
+        return [Entry(r["path"], int(r["size"]), int(r["mtime_ns"]), r["sha256"], int(r["width"]),
+                      int(r["height"]), r["scene"]) for r in reader]
+
+
+def manifest_text(entries: Iterable[Entry]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(MANIFEST_FIELDS)
+    writer.writerows(tuple(asdict(e).values()) for e in entries)
+    return out.getvalue()
+
+
+def load_index(folder: str | os.PathLike) -> Index:
+    """The live generation of the index at ``folder``; ValueError naming the folder when there is none."""
+    folder = Path(folder).resolve()   # absolute: servers hand these paths to code with another base folder
+    generation = current_generation(folder)
+    if generation is None:
+        raise ValueError(f"{folder}: not an index (no {CURRENT} file); build one with `pir index`")
+    identity = json.loads((generation / IDENTITY).read_text())
+    entries = read_manifest(generation / MANIFEST)
+    vectors = np.load(generation / EMBEDDINGS, mmap_mode="r")
+    if vectors.shape[0] != len(entries):
+        raise ValueError(f"{generation}: {vectors.shape[0]} embeddings for {len(entries)} manifest rows")
+    return Index(folder, generation, identity, entries, vectors)
+
+
+# --------------------------------------------------------------------------- building one
+
+def list_images(root: Path, exclude: Path | None = None) -> list[Path]:
+    """Every image file under ``root`` (by extension, any case), sorted; hidden folders and ``exclude`` skipped."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
+                             and (exclude is None or (here / d).resolve() != exclude))
+        found += [here / name for name in filenames
+                  if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")]
+    return sorted(found)
+
+
+def _reusable(previous: Index | None, identity: dict) -> Index | None:
+    """The previous generation when its rows were made the way this run would make them."""
+    if previous is None:
+        return None
+    same = ("checkpoint_sha256", "bands", "image_size", "dim", "root")
+    old = previous.identity
+    return previous if all(old.get(k) == identity.get(k) for k in same) else None
+
+
+def _write_thumbnail(folder: Path, sha256: str, rgb: np.ndarray) -> None:
+    path = thumbnail_path(folder, sha256)
+    if path.is_file():
+        return
+    image = Image.fromarray(rgb)
+    image.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BICUBIC)
+    with files.atomic_path(path) as tmp:
+        image.save(tmp, format="JPEG", quality=85)
+
+
+@dataclass
+class _Read:
+    pixels: torch.Tensor | None    # uint8 [3, S, S]
+    width: int = 0
+    height: int = 0
+    problem: str = ""
+
+
+def _read_one(path: Path, sha256: str, encoder: Encoder, folder: Path, bands: tuple[int, ...] | None) -> _Read:
+    try:
+        rgb = read_rgb(path, bands)
+    except ImageRefused as exc:
+        return _Read(None, problem=str(exc))
+    except Exception as exc:  # decoders raise many types for corrupt files: report the file, keep going
+        return _Read(None, problem=f"unreadable image ({type(exc).__name__}: {first_line(exc, 200)})")
+    _write_thumbnail(folder, sha256, rgb)
+    return _Read(encoder.preprocess(rgb), rgb.shape[1], rgb.shape[0])
+
+
+def _clean_stale(folder: Path, keep: set[str]) -> None:
+    """Temporary folders of killed runs, and generations older than the previous one."""
+    for child in folder.iterdir():
+        if child.is_dir() and (child.name.startswith(".gen-") or
+                               (_GENERATION.match(child.name) and child.name not in keep)):
+            shutil.rmtree(child, ignore_errors=True)
+
+
+@dataclass
+class _Plan:
+    """The rows of the next generation, in file order, and where each one's vector comes from."""
+    entries: list[Entry]
+    sources: list[int | Path]      # per row: a row of the previous generation to reuse, or the file to embed
+
+    @property
+    def todo(self) -> list[int]:
+        """Rows to embed, ascending."""
+        return [i for i, s in enumerate(self.sources) if isinstance(s, Path)]
+
+
+def _plan(root: Path, out: Path, reusable: Index | None, scene_of: Callable[[str], str]) -> _Plan:
+    """Unchanged (size, mtime) reuses a row without reading the file; a changed stamp hashes the file,
+    and a known sha256 (touched, copied or renamed) still reuses its row; the rest is embedded."""
+    by_path = {e.path: i for i, e in enumerate(reusable.entries)} if reusable else {}
+    by_sha = {e.sha256: i for i, e in enumerate(reusable.entries)} if reusable else {}
+    plan = _Plan([], [])
+    for path in list_images(root, exclude=out.resolve()):
+        rel = path.relative_to(root).as_posix()
+        stat = path.stat()
+        old = by_path.get(rel)
+        if old is not None and (reusable.entries[old].size, reusable.entries[old].mtime_ns) == (stat.st_size,
+                                                                                              stat.st_mtime_ns):
+            sha = reusable.entries[old].sha256
+        else:
+            sha = files.sha256_file(path)
+            old = by_sha.get(sha)
+        width, height = (reusable.entries[old].width, reusable.entries[old].height) if old is not None else (0, 0)
+        plan.entries.append(Entry(rel, stat.st_size, stat.st_mtime_ns, sha, width, height, scene_of(rel) or ""))
+        plan.sources.append(old if old is not None else path)
+    return plan
+
+
+def _embed_new(plan: _Plan, fresh: np.ndarray, encoder: Encoder, out: Path, bands: tuple[int, ...] | None,
+               batch_size: int, workers: int, progress: bool, on_batch: Callable[[int], None] | None
+               ) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """Embed the plan's new files into ``fresh`` (row k = k-th row to embed), filling in their sizes;
+    (bool mask over the plan's rows that were embedded, [(path, reason)] of the unreadable ones)."""
+    todo = plan.todo
+    embedded = np.zeros(len(plan.entries), bool)
+    unreadable: list[tuple[str, str]] = []
+    bar = tqdm(total=len(todo), desc="index images", unit="img", disable=not progress, mininterval=1.0)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:   # PIL and tifffile decode outside the GIL
+        for start in range(0, len(todo), batch_size):
+            rows = todo[start:start + batch_size]
+            reads = list(pool.map(lambda i: _read_one(plan.sources[i], plan.entries[i].sha256, encoder, out, bands),
+                                  rows))
+            good = [(i, r) for i, r in zip(rows, reads) if r.pixels is not None]
+            unreadable += [(plan.entries[i].path, r.problem) for i, r in zip(rows, reads) if r.pixels is None]
+            if good:
+                slots = np.searchsorted(todo, [i for i, _ in good])   # todo is ascending: row -> its fresh slot
+                fresh[slots] = encoder.encode_images(torch.stack([r.pixels for _, r in good])).astype(np.float16)
+                for i, r in good:
+                    plan.entries[i] = Entry(**{**asdict(plan.entries[i]), "width": r.width, "height": r.height})
+                    embedded[i] = True
+            bar.update(len(rows))
+            if on_batch is not None:
+                on_batch(start + len(rows))
+    bar.close()
+    return embedded, sorted(unreadable)
+
+
+def _copy_rows(target: np.ndarray, target_rows: list[int], source: np.ndarray, source_rows: list[int],
+               chunk: int = 65536) -> None:
+    """target[target_rows] = source[source_rows], a chunk at a time (memmaps on both sides stay on disk)."""
+    for at in range(0, len(target_rows), chunk):
+        target[target_rows[at:at + chunk]] = source[source_rows[at:at + chunk]]
+
+
+def build_index(source: str | os.PathLike, out: str | os.PathLike, encoder: Encoder, checkpoint: str | os.PathLike,
+                *, bands: tuple[int, ...] | None = None, scenes: Mapping[str, str] | Callable[[str], str] | None = None,
+                batch_size: int = 32, workers: int = 2, progress: bool = True, git_commit: str = "unknown",
+                on_batch: Callable[[int], None] | None = None) -> IndexResult:
+    """Index every image under ``source`` into ``out`` (created or updated); see the module docstring.
+
+    ``scenes`` gives the scene label of a root-relative path (a mapping or a function; "" = unknown).
+    ``on_batch(done)`` is called after each embedded batch (progress hooks, tests). One run at a time per
+    index: a run removes the temporary folders it finds.
+    """
+    root, out, checkpoint = Path(source).resolve(), Path(out), Path(checkpoint)
+    if not root.is_dir():
+        raise ValueError(f"{source}: not a folder of images")
+    out.mkdir(parents=True, exist_ok=True)
+    identity = {"format": FORMAT, "root": _relative_or_absolute(root, out),
+                "checkpoint": _relative_or_absolute(checkpoint, out), "checkpoint_sha256": files.sha256_file(checkpoint),
+                "preset": encoder.preset, "epoch": encoder.extra.get("epoch"), "git_commit": git_commit,
+                "bands": list(bands) if bands else None, "image_size": encoder.cfg.image_size, "dim": encoder.dim}
+    try:
+        previous = load_index(out)
+    except ValueError:
+        previous = None
+    reusable = _reusable(previous, identity)
+    scene_of = scenes if callable(scenes) else (lambda rel, table=dict(scenes or {}): table.get(rel, ""))
+    plan = _plan(root, out, reusable, scene_of)
+
+    number = max([int(m.group(1)) for c in out.iterdir() if (m := _GENERATION.match(c.name))], default=0) + 1
+    tmp = out / f".gen-{number}.{secrets.token_hex(4)}"
+    tmp.mkdir()
+    todo = plan.todo
+    # New vectors stream into a memmap inside the temporary generation: memory stays flat on big archives.
+    fresh = np.lib.format.open_memmap(tmp / "fresh.npy", mode="w+", dtype=np.float16, shape=(len(todo), encoder.dim))
+    embedded, unreadable = _embed_new(plan, fresh, encoder, out, bands, batch_size, workers, progress, on_batch)
+
+    # The generation's matrix: reused rows from the previous generation, the new ones from this run.
+    kept = [i for i, s in enumerate(plan.sources) if not isinstance(s, Path) or embedded[i]]
+    vectors = np.lib.format.open_memmap(tmp / EMBEDDINGS, mode="w+", dtype=np.float16, shape=(len(kept), encoder.dim))
+    slot_of = {row: k for k, row in enumerate(todo)}
+    reused_at = [n for n, i in enumerate(kept) if not isinstance(plan.sources[i], Path)]
+    new_at = [n for n, i in enumerate(kept) if isinstance(plan.sources[i], Path)]
+    _copy_rows(vectors, reused_at, reusable.vectors if reusable else fresh,
+               [plan.sources[kept[n]] for n in reused_at])
+    _copy_rows(vectors, new_at, fresh, [slot_of[kept[n]] for n in new_at])
+    vectors.flush()
+    del vectors, fresh
+    (tmp / "fresh.npy").unlink()
+
+    files.write_text(tmp / MANIFEST, manifest_text(plan.entries[i] for i in kept))
+    save_tokenizer(encoder.tokenizer, tmp / TOKENIZER)
+    result = IndexResult(new=len(new_at), unchanged=len(reused_at), unreadable=unreadable)
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    files.write_json(tmp / IDENTITY, {**identity, "generation": number, "count": len(kept), "new": result.new,
+                                      "unchanged": result.unchanged, "created": created,
+                                      "unreadable": [{"path": p, "reason": r} for p, r in unreadable]})
+    generation = out / f"gen-{number}"
+    os.replace(tmp, generation)
+    files.write_text(out / CURRENT, generation.name + "\n")   # the commit point
+    _clean_stale(out, keep={generation.name} | ({previous.generation.name} if previous else set()))
+    result.generation = generation
+    return result

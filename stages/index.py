@@ -1,0 +1,11 @@
+"""DVC stage `index`: the test split indexed with the trained model, for `pir search` / `pir serve data/index`.
+
+One call: pir.pipeline.index.run does the work; pir.pipeline.main loads params.yaml, seeds and
+turns user errors into one line. dvc.yaml is where the stage's paths and params are wired.
+"""
+from pathlib import Path
+
+from pir.pipeline import main, index
+
+if __name__ == "__main__":
+    main(index, Path(__file__).resolve().parent.parent)
