@@ -24,7 +24,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from pir.data.prepared import SPLITS, ImageRecord
-from pir.evaluation.metrics import caption_keys, default_caption_key
+from pir.evaluation.metrics import caption_keys
 
 BLOCK_ROWS = 1024          # rows per distance block: 1024 x 10,921 float32 = 45 MB
 HASH_BATCH = 512           # images per hashing batch

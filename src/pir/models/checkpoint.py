@@ -19,7 +19,6 @@ from pir.files import load_torch, save_torch
 from pir.models import create_model
 from pir.models.official import model_from_official
 from pir.models.heads import PIRHeads
-from pir.models.pir import PIR
 from pir.models.weights import load_state
 
 
