@@ -130,3 +130,30 @@ def test_a_relative_index_folder_serves_its_thumbnails(indexed, monkeypatch):
     monkeypatch.chdir(indexed.parent)   # `pir serve data/index` from the project folder
     reply = create_app(Path(indexed.name)).test_client().get("/thumb/forest_1.png")
     assert reply.status_code == 200 and reply.data[:2] == b"\xff\xd8"
+
+
+def test_a_clip_checkpoint_indexes_and_answers_text_with_its_own_bpe(tmp_path, capsys):
+    """A CLIP-tower checkpoint: the index keeps no tokenizer (open_clip's BPE ships in the package) and a
+    text query through the CLI ranks as a brute-force product with the model's own text embedding."""
+    import torch
+
+    from pir.config import model_config
+    from pir.models import create_model
+    from pir.models.checkpoint import save_checkpoint
+    from pir.search.encoder import load_encoder
+    from pir.search.index import TOKENIZER
+
+    torch.manual_seed(0)
+    cfg = model_config("clip-tiny")
+    checkpoint = tmp_path / "best.pt"
+    save_checkpoint(checkpoint, create_model(cfg), cfg, epoch=0, model_key="clip-search")
+    write_images(tmp_path / "images", 2)
+    encoder = load_encoder(checkpoint)
+    build_index(tmp_path / "images", tmp_path / "index", encoder, checkpoint, progress=False)
+    index = load_index(tmp_path / "index")
+    assert not (index.generation / TOKENIZER).exists()
+
+    assert search_main([str(tmp_path / "index"), "a beach with few things", "--top", "3"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    expected = brute_force(np.asarray(index.vectors), encoder.encode_texts(["a beach with few things"])[0])
+    assert [Path(line.split("\t")[1]).name for line in lines] == [index.entries[i].path for i in expected[:3]]

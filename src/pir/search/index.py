@@ -337,7 +337,8 @@ def build_index(source: str | os.PathLike, out: str | os.PathLike, encoder: Enco
     (tmp / "fresh.npy").unlink()
 
     files.write_text(tmp / MANIFEST, manifest_text(plan.entries[i] for i in kept))
-    save_tokenizer(encoder.tokenizer, tmp / TOKENIZER)
+    if hasattr(encoder.tokenizer, "save_pretrained"):   # CLIP's BPE ships inside open_clip: nothing to keep
+        save_tokenizer(encoder.tokenizer, tmp / TOKENIZER)
     result = IndexResult(new=len(new_at), unchanged=len(reused_at), unreadable=unreadable)
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     files.write_json(tmp / IDENTITY, {**identity, "generation": number, "count": len(kept), "new": result.new,
