@@ -112,6 +112,14 @@ class Paths:
     def last(self) -> Path:
         return self.train / "last.pt"
 
+    def checkpoint(self, setting: str) -> Path:
+        """The checkpoint ``evaluate.checkpoint`` names: "" = the train stage's best; relative paths are
+        relative to the checkout."""
+        if not setting:
+            return self.best
+        path = Path(setting).expanduser()
+        return path if path.is_absolute() else self.root / path
+
     @property
     def train_state(self) -> Path:
         """persist: true in dvc.yaml: the resumable state of an interrupted run."""

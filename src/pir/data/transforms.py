@@ -297,3 +297,9 @@ def normalize_images(images: torch.Tensor, device: torch.device | str | None = N
     scale, shift = _scale_shift(images.device, tuple(mean), tuple(std))
     # (x/255 - mean)/std as one in-place multiply-add on the fresh float copy (5x faster on CPU)
     return images.float().mul_(scale).add_(shift)
+
+
+def image_stats(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) the model's images are normalised with (its config's; CLIP's for a model without one)."""
+    cfg = getattr(model, "cfg", None)
+    return (tuple(cfg.image_mean), tuple(cfg.image_std)) if cfg is not None else (CLIP_MEAN, CLIP_STD)

@@ -10,16 +10,9 @@ from tqdm import tqdm
 
 from pir.data.loader import eval_images, make_loader
 from pir.data.prepared import PreparedDataset, SplitView
-from pir.data.transforms import normalize_images
+from pir.data.transforms import image_stats, normalize_images
 from pir import threads
 from pir.device import precision_context
-
-
-def image_stats(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """(mean, std) the model's images are normalised with (its config's; CLIP's for a model without one)."""
-    from pir.config import CLIP_MEAN, CLIP_STD
-    cfg = getattr(model, "cfg", None)
-    return (tuple(cfg.image_mean), tuple(cfg.image_std)) if cfg is not None else (CLIP_MEAN, CLIP_STD)
 
 
 def encode_images(model: nn.Module, images: torch.Tensor, device: torch.device | str) -> torch.Tensor:

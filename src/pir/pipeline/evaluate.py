@@ -26,14 +26,6 @@ from pir.params import PipelineConfig
 from pir.paths import Paths
 
 
-def checkpoint_path(setting: str, paths: Paths) -> Path:
-    """"" = the train stage's best checkpoint; relative paths are relative to the checkout."""
-    if not setting:
-        return paths.best
-    path = Path(setting).expanduser()
-    return path if path.is_absolute() else paths.root / path
-
-
 def display_path(path: Path, root: Path) -> str:
     """Checkout-relative when inside it: reports must read the same in every clone."""
     try:
@@ -67,7 +59,7 @@ def mlflow_metrics(report: dict) -> dict[str, float]:
 
 def run(cfgs: PipelineConfig, paths: Paths) -> None:
     settings = cfgs.evaluate
-    checkpoint = checkpoint_path(settings.checkpoint, paths)
+    checkpoint = paths.checkpoint(settings.checkpoint)
     device = resolve_device(settings.device)
     model, model_cfg, extra = load_evaluated_model(checkpoint, device, cfgs.model)
     checkpoint_format = "official" if "official_config" in extra else extra.get("format", "pir")

@@ -32,9 +32,7 @@ def write_split_images(pixels, names: list[str], folder: Path) -> list[str]:
 
 
 def run(cfgs: PipelineConfig, paths: Paths) -> None:
-    setting = cfgs.evaluate.checkpoint
-    checkpoint = paths.best if not setting else Path(setting).expanduser()
-    checkpoint = checkpoint if checkpoint.is_absolute() else paths.root / checkpoint
+    checkpoint = paths.checkpoint(cfgs.evaluate.checkpoint)
     prepared = load_prepared(paths.fetch)
     test = prepared.split("test")
     if test.n_images == 0:

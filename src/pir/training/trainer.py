@@ -21,9 +21,9 @@ from pir import files, threads
 from pir.config import ModelConfig, TrainConfig
 from pir.data.loader import set_epoch, train_pairs_loader
 from pir.data.prepared import PreparedDataset
-from pir.data.transforms import normalize_images
+from pir.data.transforms import image_stats, normalize_images
 from pir.device import precision_context
-from pir.evaluation.embed import embed_split, image_stats
+from pir.evaluation.embed import embed_split
 from pir.models.checkpoint import save_checkpoint, unwrap
 from pir.training.launch import DistContext, barrier
 from pir.training.optim import make_optimizer, make_scheduler
