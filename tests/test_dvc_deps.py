@@ -111,5 +111,14 @@ def test_dvc_yaml_wires_the_paths_of_pir_paths():
     assert wired - named == set()
     outputs = {p for p in named if p.startswith("reports/") and p.count("/") >= 1} - {"reports/figures"}
     assert outputs - wired == set()
-    folders = {p for p in named if p.count("/") == 1 and p.startswith("data/")} - {"data/downloads", "data/.running"}
+    folders = {p for p in named if p.count("/") == 1 and p.startswith("data/")} - {"data/downloads"}
     assert folders - wired == set()
+
+
+def test_every_stage_that_computes_with_floats_reruns_when_the_thread_count_changes():
+    """runtime.threads changes the numbers (pir.threads): each such stage lists it, so DVC never serves
+    a result computed with another count. fetch does not: its outputs are the same at every count."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    listing = {name: {p for p in stage.get("params", []) if isinstance(p, str)} for name, stage in stages.items()}
+    assert {name for name, params in listing.items() if "runtime.threads" in params or "runtime" in params} == \
+        {"audit", "scene_prior", "train", "evaluate", "analyze", "index"}

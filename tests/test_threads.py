@@ -1,70 +1,63 @@
-"""The thread budget: each stage process takes its share of the cores (pir.threads)."""
+"""The thread count of a stage process is a param: fixed, applied to every pool, recorded (pir.threads)."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
+from threadpoolctl import threadpool_info
 
 from pir import threads
+from pir.device import numerics_record
 from pir.params import PipelineConfig
 
 
-@pytest.mark.parametrize("workers,expected", [(1, 8), (2, 4), (3, 2), (8, 1), (20, 1)])
-def test_auto_gives_each_worker_its_share_of_the_cores(workers, expected):
-    assert threads.budget("auto", cores=8, workers=workers, env={}) == expected
-
-
-def test_loader_workers_come_out_of_the_same_budget():
-    assert threads.budget("auto", cores=8, workers=2, loader_workers=3, env={}) == 1
-    assert threads.budget("auto", cores=8, workers=1, loader_workers=3, env={}) == 5
-
-
-def test_an_explicit_value_or_omp_num_threads_wins():
-    assert threads.budget(3, cores=8, workers=4, env={}) == 3
-    assert threads.budget("auto", cores=8, workers=4, env={"OMP_NUM_THREADS": "6"}) == 6
-    assert threads.budget(3, cores=8, workers=4, env={"OMP_NUM_THREADS": "6"}) == 6
-    assert threads.budget("auto", cores=8, workers=4, env={"OMP_NUM_THREADS": ""}) == 2
-
-
-def test_runtime_threads_param():
-    assert PipelineConfig.from_params({}).runtime.threads == "auto"
+def test_runtime_threads_param_is_a_fixed_number():
+    assert PipelineConfig.from_params({}).runtime.threads == 2
     assert PipelineConfig.from_params({"runtime": {"threads": "4"}}).runtime.threads == 4   # as -S writes it
-    with pytest.raises(ValueError, match="runtime.threads = 'many': auto or a number >= 1"):
-        PipelineConfig.from_params({"runtime": {"threads": "many"}})
+    for bad in ("auto", "many", 1.5):        # "auto" was the load-following count of earlier versions
+        with pytest.raises(ValueError, match=r"runtime.threads = .*: expected an integer"):
+            PipelineConfig.from_params({"runtime": {"threads": bad}})
+    with pytest.raises(ValueError, match=r"runtime.threads = 0: a number >= 1 \(fixed"):
+        PipelineConfig.from_params({"runtime": {"threads": 0}})
 
 
-def test_registry_counts_live_stage_processes_and_forgets_dead_ones(tmp_path):
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+def test_fix_threads_sets_torch_and_the_blas_pools():
+    torch_before = torch.get_num_threads()
     try:
-        host_prefix = threads.Registry(tmp_path).entry.name.rsplit("-", 1)[0]
-        (tmp_path / f"{host_prefix}-{sleeper.pid}").touch()                   # a live stage beside us
-        (tmp_path / f"{host_prefix}-{finished.stdout.strip()}").touch()       # a killed one left its file
-        (tmp_path / f"other-host-{sleeper.pid}").touch()                      # another machine's
-        with threads.Registry(tmp_path) as registry:
-            assert registry.count() == 2
-            assert not (tmp_path / f"{host_prefix}-{finished.stdout.strip()}").exists()
-        assert not registry.entry.exists()
+        threads.fix_threads(3)
+        assert torch.get_num_threads() == 3
+        np.ones((2, 2)) @ np.ones((2, 2))           # numpy's BLAS is loaded
+        blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+        assert blas and all(pool["num_threads"] == 3 for pool in blas)
     finally:
-        sleeper.kill()
-        sleeper.wait()
+        threads.fix_threads(torch_before)
 
 
-def test_budget_resizes_torch_threads_when_a_run_starts_beside_it(tmp_path, monkeypatch):
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(threads, "available_cores", lambda: 4)
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        with threads.ThreadBudget("auto", tmp_path) as budget:
-            assert torch.get_num_threads() == 4
-            (tmp_path / f"{budget.registry.entry.name.rsplit('-', 1)[0]}-{sleeper.pid}").touch()
-            threads.refresh()
-            assert torch.get_num_threads() == 2
-        threads.refresh()                      # no active budget: nothing changes
-        assert torch.get_num_threads() == 2
-    finally:
-        sleeper.kill()
-        sleeper.wait()
+def test_stage_processes_let_idle_threads_sleep_and_a_users_setting_wins():
+    """pir.pipeline sets the OpenMP wait before torch loads OpenMP; values the user set are kept."""
+    probe = "import pir.pipeline, os; print(os.environ['OMP_WAIT_POLICY'], os.environ['GOMP_SPINCOUNT'])"
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    assert subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                          check=True).stdout.split() == ["PASSIVE", "3000"]
+    assert subprocess.run([sys.executable, "-c", probe], env={**env, "OMP_WAIT_POLICY": "ACTIVE", "GOMP_SPINCOUNT": "7"},
+                          capture_output=True, text=True, check=True).stdout.split() == ["ACTIVE", "7"]
+
+
+def test_numerics_record_names_threads_software_and_processor():
+    record = numerics_record("cpu")
+    assert record["threads"] == torch.get_num_threads()
+    assert record["torch"] == torch.__version__ and record["numpy"] == np.__version__
+    assert record["cpu"] and record["device"] == "cpu"
+    assert record["gpu"] is None and record["cuda"] is None
+    json.dumps(record)                                     # goes into JSON reports as is
+
+
+def test_auto_workers_none_on_cpu():
+    assert threads.resolve_workers(-1, "cpu") == 0
+    assert threads.resolve_workers(3, "cpu") == 3

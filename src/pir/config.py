@@ -440,16 +440,16 @@ class AuditConfig:
 
 @dataclass(frozen=True)
 class RuntimeConfig:
-    """How a stage process uses the machine (never what it computes: not part of any stage's params)."""
-    threads: int | str = "auto"     # intra-op threads: auto = cores / concurrent stage processes (pir.threads);
-                                    # OMP_NUM_THREADS, when set, wins over both
+    """How many threads a stage process computes with: part of what a run computes (pir.threads)."""
+    threads: int = 2                # intra-op threads of torch, numpy's BLAS and scikit-learn's OpenMP; fixed,
+                                    # whatever else runs (a different count gives different bytes)
 
     def __post_init__(self) -> None:
         value = self.threads
         if isinstance(value, str) and value.strip().isdigit():
             value = int(value)
-        check(value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1),
-              "threads", self.threads, "auto or a number >= 1")
+        check(isinstance(value, int) and not isinstance(value, bool) and value >= 1, "threads", self.threads,
+              "a number >= 1 (fixed: the thread count changes the numbers, so it never follows the machine's load)")
         object.__setattr__(self, "threads", value)
 
 

@@ -10,7 +10,9 @@ import contextlib
 import ctypes
 import ctypes.util
 import functools
+import platform
 
+import numpy as np
 import torch
 
 from pir.config import effective_precision
@@ -35,6 +37,30 @@ def precision_context(device: torch.device | str, precision: str, cpu_bf16: bool
     if effective_precision(precision, device_type, cpu_bf16) == "bf16":
         return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The processor's model name (its instruction set picks the kernels, and so the last bits)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def numerics_record(device: torch.device | str = "cpu") -> dict:
+    """What fixes a stage's numbers beside its params: intra-op threads, the software that computes, the
+    processor, and the GPU and CUDA version where one computes. Each stage writes it into its report
+    under "runtime" and tags its MLflow run with it (docs/design.md, "Reproducibility contract")."""
+    on_gpu = torch.device(device).type == "cuda"
+    return {"threads": torch.get_num_threads(), "torch": torch.__version__, "numpy": np.__version__,
+            "cpu": cpu_model(), "device": torch.device(device).type,
+            "gpu": torch.cuda.get_device_name(torch.device(device)) if on_gpu else None,
+            "cuda": torch.version.cuda if on_gpu else None}
 
 
 # glibc mallopt parameters (malloc.h)

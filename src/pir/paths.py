@@ -41,11 +41,6 @@ class Paths:
         return self.reports / "figures"
 
     @property
-    def running(self) -> Path:
-        """One file per live stage process (pir.threads): shared by queued experiments' clones."""
-        return self.store / "data" / ".running"
-
-    @property
     def downloads(self) -> Path:
         """Raw downloads and extracted archives: outside data/fetch (which DVC deletes before a run)."""
         return self.store / "data" / "downloads"

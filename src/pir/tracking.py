@@ -331,11 +331,13 @@ def _open_run(root: Path, stage: str, run_id: str | None, label: str | None) -> 
 @contextlib.contextmanager
 def stage_run(root: str | os.PathLike, stage: str, params: Mapping[str, Any], run_id: str | None = None,
               label: str | None = None, model_key: str | None = None, compared: Mapping[str, Any] | None = None,
-              system_metrics: bool = True) -> Iterator[Tracker]:
+              system_metrics: bool = True, runtime: Mapping[str, Any] | None = None) -> Iterator[Tracker]:
     """Context manager: a (new or reopened) MLflow run for one stage, tagged and with its params.
 
     A new run is named ``<label or run_label(root)> · <stage>`` (see run_name_for); a reopened
     one keeps its name. ``model_key`` tags the run with the model it belongs to (see find_run).
+    ``runtime`` (pir.device.numerics_record: threads, software, processor, GPU) becomes the tags
+    ``runtime.<stage>.<key>``: evaluate and analyze reopen train's run, and each stage keeps its own.
     ``compared`` (pir.params.PipelineConfig.compared_params) is logged as top-level params on a new
     run only: a run reopened by a later stage keeps the values of the stage that made it.
 
@@ -358,6 +360,7 @@ def stage_run(root: str | os.PathLike, stage: str, params: Mapping[str, Any], ru
             "git_commit": git_commit(root),
             **({MODEL_KEY_TAG: model_key} if model_key else {}),
             HOST_TAG: processes.this_host(), PID_TAG: str(os.getpid()),
+            **{f"runtime.{stage}.{key}": value for key, value in (runtime or {}).items() if value is not None},
         })
         tracker.log_params({**params, **(compared if compared and not resumed else {})})
         if system_metrics:

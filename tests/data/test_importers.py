@@ -245,7 +245,14 @@ def set_at(keys: tuple, value):
     return edit
 
 
-DELETE = object()
+class _Delete:
+    """Marker: remove the key (its repr names it, so test ids are the same in every process: pytest-xdist)."""
+
+    def __repr__(self) -> str:
+        return "DELETE"
+
+
+DELETE = _Delete()
 
 
 def rewrite(path: Path, edit) -> None:

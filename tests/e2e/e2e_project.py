@@ -2,12 +2,16 @@
 
 The copy holds exactly what a clone would (tracked and untracked-but-not-ignored
 files), so the real `dvc repro` / `dvc exp run` run against it as a user would.
+One such project runs `dvc repro` once per test session (tests/e2e/conftest.py);
+tests that need a pipeline that already ran start from a copy of it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -22,6 +26,8 @@ TINY_PARAMS = {
     "train": {"epochs": 2, "global_batch_size": 32, "num_workers": 0},
     "evaluate": {"batch_size": 64},
     "analyze": {"max_points": 120, "perplexity": 5.0},
+    # one thread per stage process: pytest-xdist runs two test workers on the cores
+    "runtime": {"threads": 1},
 }
 
 GIT_ENV = {
@@ -30,8 +36,9 @@ GIT_ENV = {
 }
 
 
-def run(cmd: list[str], cwd: Path, timeout: float = 900, check: bool = True, **kw) -> subprocess.CompletedProcess:
-    env = {**os.environ, **GIT_ENV, "PYTHONUNBUFFERED": "1"}
+def run(cmd: list[str], cwd: Path, timeout: float = 900, check: bool = True, env: dict[str, str] | None = None,
+        **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, **GIT_ENV, "PYTHONUNBUFFERED": "1", **(env or {})}
     env.pop("DVC_ROOT", None)
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, **kw)
     if check and proc.returncode != 0:
@@ -65,3 +72,18 @@ def make_project(dest: Path, overrides: dict | None = None) -> Path:
     run(["git", "commit", "-qm", "tiny project"], dest)
     return dest
 
+
+
+def copy_project(source: Path, dest: Path) -> Path:
+    """A copy of a project that already ran: git history, DVC cache and run cache, data/, reports and
+    its MLflow store (whose artifact locations are moved to the copy). DVC's temporary state (queue,
+    locks) is left behind."""
+    shutil.copytree(source, dest, symlinks=True, ignore=lambda folder, names: [
+        n for n in names if n == "tmp" and Path(folder).name == ".dvc"])
+    store = dest / "mlflow.db"
+    if store.exists():
+        old, new = (Path(source).resolve() / "mlartifacts").as_uri(), (Path(dest).resolve() / "mlartifacts").as_uri()
+        with contextlib.closing(sqlite3.connect(store)) as db, db:
+            db.execute("UPDATE experiments SET artifact_location = replace(artifact_location, ?, ?)", (old, new))
+            db.execute("UPDATE runs SET artifact_uri = replace(artifact_uri, ?, ?)", (old, new))
+    return dest

@@ -17,19 +17,14 @@ import pytest
 from pir.evaluation.metrics import METRIC_KEYS, retrieval_metrics
 
 from tests import browser
-from tests.e2e.e2e_project import GIT_ENV, make_project, run
+from tests.e2e.e2e_project import GIT_ENV, copy_project, run
 from tests.mlflow_server import free_port
 
 SEARCH_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "search-page.png"
 
-pytestmark = pytest.mark.e2e
-
-
-
-@pytest.fixture(scope="module")
-def repro(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
-    project = make_project(tmp_path_factory.mktemp("pipeline"))
-    return project, run(["dvc", "repro"], project)
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("pipeline")]
+REPORTS = ("data.json", "audit.json", "scene_prior.json", "train.json", "metrics.json", "analysis.json")
+TRAIN_OUTPUTS = ("data/train/best.pt", "data/train/last.pt", "reports/train.json", "reports/train_curves.csv")
 
 
 def test_repro_writes_every_report(repro):
@@ -50,6 +45,18 @@ def test_repro_writes_every_report(repro):
     assert metrics["leakage"] == {"exclude_leaked": False, "excluded_test_images": 0}
     for figure in ("gallery.png", "tsne.png", "class_similarity.png", "scene_prior_confusion.png", "audit_pairs.png"):
         assert (project / "reports/figures" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_report_records_what_fixes_its_numbers(repro):
+    """Thread count (the param's, though OMP_NUM_THREADS=3 was set), software and processor, in each report."""
+    import torch
+
+    project, _ = repro
+    for name in REPORTS:
+        runtime = json.loads((project / "reports" / name).read_text())["runtime"]
+        assert runtime["threads"] == 1, name
+        assert runtime["torch"] == torch.__version__ and runtime["numpy"] == np.__version__ and runtime["cpu"], name
+        assert runtime["device"] == "cpu" and runtime["gpu"] is None and runtime["cuda"] is None, name
 
 
 def test_metrics_come_from_the_saved_similarity_matrix(repro):
@@ -83,6 +90,12 @@ def test_mlflow_runs_are_tagged(repro):
         assert train_run.data.tags.get(tag)
     # evaluate logs its test metrics into the trained model's run
     assert "test_r_mean" in train_run.data.metrics
+    commit = run(["git", "rev-parse", "--short", "HEAD"], project).stdout.strip()
+    assert train_run.info.run_name == f"main@{commit} · train"            # a plain `dvc repro` on a branch
+    # what fixed each stage's numbers, per stage, on the run the stages logged into
+    for stage in ("train", "evaluate", "analyze"):
+        assert train_run.data.tags[f"runtime.{stage}.threads"] == "1"
+        assert train_run.data.tags[f"runtime.{stage}.torch"] and train_run.data.tags[f"runtime.{stage}.cpu"]
 
 
 def test_git_sees_no_stray_files(repro):
@@ -108,12 +121,14 @@ def test_editing_library_code_reruns_the_stages_that_use_it(repro, edited):
     assert json.loads(run(["dvc", "status", "--json"], project).stdout) == {}
 
 
-def test_killed_training_resumes_to_the_same_result(repro, tmp_path):
+def test_killed_training_resumes_to_the_same_bytes(repro, tmp_path):
+    """Kill `train` after its first epoch, run it again: it resumes, and writes the checkpoints, report and
+    curves of the uninterrupted run byte for byte (so DVC finds evaluate's inputs unchanged)."""
     reference, _ = repro
-    project = make_project(tmp_path / "resume")
-    run(["dvc", "repro", "scene_prior"], project)
+    project = copy_project(reference, tmp_path / "resume")
     env = {**os.environ, **GIT_ENV, "PYTHONUNBUFFERED": "1"}
-    train = subprocess.Popen(["dvc", "repro", "train"], cwd=project, env=env, start_new_session=True,
+    # -f: train reruns although nothing changed (-s: train alone, not what it depends on)
+    train = subprocess.Popen(["dvc", "repro", "-f", "-s", "train"], cwd=project, env=env, start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = project / "data/train_state"
     deadline = time.time() + 600
@@ -122,12 +137,11 @@ def test_killed_training_resumes_to_the_same_result(repro, tmp_path):
     os.killpg(train.pid, signal.SIGKILL)
     train.wait()
     assert any(state.glob("*/state.pt")), "train never completed an epoch before the kill"
-    proc = run(["dvc", "repro"], project)
-    assert "resuming from epoch" in proc.stdout + proc.stderr
-    resumed = json.loads((project / "reports/metrics.json").read_text())
-    uninterrupted = json.loads((reference / "reports/metrics.json").read_text())
-    for key in METRIC_KEYS:
-        assert resumed[key] == pytest.approx(uninterrupted[key], abs=1e-6), key
+    proc = run(["dvc", "repro", "-f", "-s", "train"], project)
+    assert "resuming from epoch 1" in proc.stdout + proc.stderr
+    for rel in TRAIN_OUTPUTS:
+        assert (project / rel).read_bytes() == (reference / rel).read_bytes(), rel
+    assert json.loads(run(["dvc", "status", "--json"], project).stdout) == {}
 
 
 def test_search_page_over_the_indexed_test_split_in_chromium(repro, tmp_path):

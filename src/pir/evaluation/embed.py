@@ -11,7 +11,6 @@ from tqdm import tqdm
 from pir.data.loader import eval_images, make_loader
 from pir.data.prepared import PreparedDataset, SplitView
 from pir.data.transforms import image_stats, normalize_images
-from pir import threads
 from pir.device import precision_context
 
 
@@ -50,7 +49,6 @@ def embed_split(model: nn.Module, prepared: PreparedDataset, split_view: SplitVi
     image_chunks, text_chunks = [], []
     with precision_context(device, precision, cpu_bf16):
         for batch, _rows in tqdm(images, desc=f"embed {split_view.name} images", disable=not progress, leave=False):
-            threads.refresh()   # see pir.threads
             image_chunks.append(encode_images(model, batch, device))
         for start in tqdm(range(0, split_view.n_texts, batch_size), desc=f"embed {split_view.name} texts",
                           disable=not progress, leave=False):

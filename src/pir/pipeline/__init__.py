@@ -3,7 +3,7 @@
 Each module here holds one DVC stage as ``run(cfgs, paths)``: typed configs in (pir.params),
 every file it reads or writes from ``paths`` (pir.paths). dvc.yaml calls stages/<name>.py, and
 each of those is one call to :func:`main` with its stage module, which handles params, output
-folders, seeding, the thread budget and errors the same way for every stage (docs/design.md,
+folders, seeding, the thread count and errors the same way for every stage (docs/design.md,
 "Where things live" and "Failures").
 """
 
@@ -18,13 +18,26 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
-import numpy as np
-import torch
+# OpenMP's default lets an idle thread spin for ~300,000 rounds: two processes on the same cores then
+# wait for cores the other holds (a tiny train stage pair: 48 s against 16 s back to back). PASSIVE
+# sleeps at once (portable: libgomp and LLVM's libomp read it), but waking costs every small parallel
+# region (the default train stage alone: 117 s against 87 s); libgomp's GOMP_SPINCOUNT, which wins
+# over the policy there, spins a few microseconds first. Measured in docs/design.md, "Reproducibility
+# contract". A value the user set is kept. Never changes the numbers, only the waiting.
+OPENMP_WAIT = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "3000"}
 
-from pir.device import resolve_device, retain_freed_memory
+# Before torch loads its OpenMP runtime: an idle thread spins briefly, then sleeps, so stage processes
+# that share the cores keep their fixed thread counts without slowing each other down (pir.threads).
+for _name, _value in OPENMP_WAIT.items():
+    os.environ.setdefault(_name, _value)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from pir.device import retain_freed_memory
 from pir.params import PipelineConfig, load_params
 from pir.paths import Paths
-from pir.threads import ThreadBudget, resolve_workers
+from pir.threads import fix_threads
 
 STAGES = ("fetch", "audit", "scene_prior", "train", "evaluate", "analyze", "index")
 
@@ -59,13 +72,6 @@ def check_writable(folders: tuple[Path, ...]) -> None:
                                   f"({exc.strerror or type(exc).__name__})") from None
 
 
-def loader_workers(name: str, cfgs: PipelineConfig) -> int:
-    """DataLoader worker processes the stage starts: they take cores from the same budget."""
-    if name not in ("scene_prior", "train"):
-        return 0
-    return resolve_workers(cfgs.train.num_workers, resolve_device(cfgs.train.device))
-
-
 def run_stage(name: str, cfgs: PipelineConfig, paths: Paths) -> None:
     """Check the output folders, seed, then run stage ``name``; errors propagate (tests call this)."""
     if name not in STAGES:
@@ -73,9 +79,9 @@ def run_stage(name: str, cfgs: PipelineConfig, paths: Paths) -> None:
     stage = importlib.import_module(f"pir.pipeline.{name}")
     check_writable(paths.stage_folders(name))
     seed_everything(cfgs.seed)
-    # This process's share of the cores, beside the other stage processes running now (pir.threads).
-    with ThreadBudget(cfgs.runtime.threads, paths.running, loader_workers(name, cfgs)):
-        stage.run(cfgs, paths)
+    # A fixed count whatever else runs: the thread count changes the numbers (pir.threads).
+    fix_threads(cfgs.runtime.threads)
+    stage.run(cfgs, paths)
 
 
 # What a user can cause: bad params or data, a missing, unreadable or unwritable file, a failed download,

@@ -14,6 +14,7 @@ from pir import files, reports, tracking
 from pir.analysis.clusters import cluster_statistics
 from pir.analysis.tsne import class_similarity_figure, joint_tsne, subsample, tsne_figure, tsne_table
 from pir.config import to_dict
+from pir.device import numerics_record
 from pir.params import PipelineConfig
 from pir.paths import Paths
 
@@ -45,8 +46,9 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
 
     model_key = evaluated_model_key(paths)
     run_id = tracking.find_run(paths.store, model_key) if model_key else None
+    runtime = numerics_record()
     with tracking.stage_run(paths.store, "analyze", {"analyze": to_dict(settings)}, run_id=run_id,
-                            model_key=model_key, compared=cfgs.compared_params("analyze")) as tracker:
+                            model_key=model_key, compared=cfgs.compared_params("analyze"), runtime=runtime) as tracker:
         stats, class_matrix = cluster_statistics(image_emb, image_labels, text_emb, txt2img, class_names,
                                                  settings.knn)
         # t-SNE on a seeded per-modality sample: O(n^2) memory and minutes beyond a few thousand points.
@@ -58,6 +60,7 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
         scenes = [class_names[c] if c >= 0 else "unknown" for c in labels]
         stats["tsne"] = {"images": int(len(image_pick)), "texts": int(len(text_pick)),
                          "perplexity": float(min(settings.perplexity, (len(labels) - 1) / 3))}
+        stats["runtime"] = runtime
 
         paths.analyze.mkdir(parents=True, exist_ok=True)
         files.save_npz(paths.tsne_points, coords=coords, labels=labels,

@@ -18,6 +18,7 @@ from pir import files, reports, tracking
 from pir.config import AuditConfig, to_dict
 from pir.data import download, importers, leakage
 from pir.data.prepared import ImageRecord, load_prepared
+from pir.device import numerics_record
 from pir.params import PipelineConfig
 from pir.paths import Paths
 
@@ -56,12 +57,14 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
     cfg = cfgs.audit
     start = time.time()
     prepared = load_prepared(paths.fetch)
+    runtime = numerics_record()
     with tracking.stage_run(paths.store, "audit", {"audit": to_dict(cfg)},
-                            compared=cfgs.compared_params("audit")) as tracker:
+                            compared=cfgs.compared_params("audit"), runtime=runtime) as tracker:
         bits = leakage.phash_bits(prepared.pixels, cfg.hash_size)
         report = leakage.audit_report(prepared.records, bits, cfg.threshold, closest=max(cfg.figure_pairs, 10))
         report["dataset"] = prepared.name
         report["against"] = against_report(cfg, cfgs, paths, prepared.records, bits) if cfg.against else None
+        report["runtime"] = runtime
 
         row_of = {r.file: i for i, r in enumerate(prepared.records)}
         shown = report["closest_cross_split_pairs"][:cfg.figure_pairs]

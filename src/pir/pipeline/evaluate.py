@@ -16,7 +16,7 @@ from pir.config import to_dict
 from pir.data import leakage
 from pir.data.prepared import load_prepared
 from pir.data.text import check_vocabulary, model_tokenizer
-from pir.device import resolve_device
+from pir.device import numerics_record, resolve_device
 from pir.evaluation.embed import embed_split
 from pir.evaluation.gallery import save_gallery
 from pir.evaluation.metrics import METRIC_KEYS, caption_keys, per_class_table
@@ -80,8 +80,10 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
     model_key = extra.get("model_key") or f"sha256:{weights_digest(checkpoint)}"
     run_id = tracking.find_run(paths.store, model_key)
     # A foreign checkpoint has no train run to reopen: its new run gets the compared params.
+    runtime = numerics_record(device)
     with tracking.stage_run(paths.store, "evaluate", params, run_id=run_id, model_key=model_key,
-                            compared=cfgs.compared_params("evaluate", device_type=device.type)) as tracker:
+                            compared=cfgs.compared_params("evaluate", device_type=device.type),
+                            runtime=runtime) as tracker:
         image_emb, text_emb = embed_split(model, prepared, test, tokenizer, model_cfg.image_size,
                                           model_cfg.max_tokens, settings.batch_size, device, settings.precision,
                                           max_words=model_cfg.max_words)
@@ -95,6 +97,7 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
                                 "epoch": extra.get("epoch"), "model_key": model_key}
         report["dataset"] = prepared.name
         report["leakage"] = leaked
+        report["runtime"] = runtime
         per_class = report.pop("per_class")
 
         paths.evaluate.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from pir import files
 from pir.data import download, importers, synthetic, text
 from pir.data.prepared import ImageRecord, resize_pixels, write_prepared
 from pir.data.summary import dataset_summary, save_sample_grid
+from pir.device import numerics_record
 from pir.params import PipelineConfig
 from pir.paths import Paths
 
@@ -59,6 +60,7 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
     summary = dataset_summary(cfgs.data.dataset, classes, records, cfgs.data.max_words, len(tokenizer))
     if cfgs.data.dataset == "synthetic":   # the answer the audit stage is checked against
         summary["planted_duplicates"] = synthetic.planted_duplicates(cfgs.synthetic, cfgs.seed, records)
+    summary["runtime"] = numerics_record()
     files.write_json(paths.data_report, summary)
     save_sample_grid(classes, records, pixels, paths.data_samples)
     print(f"fetch: {summary['images']} images, {summary['captions']} captions, {len(classes)} classes, "

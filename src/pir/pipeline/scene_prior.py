@@ -13,7 +13,7 @@ import time
 from pir import tracking
 from pir.config import to_dict
 from pir.data.prepared import load_prepared
-from pir.device import resolve_device
+from pir.device import numerics_record, resolve_device
 from pir.params import PipelineConfig
 from pir.paths import Paths
 from pir.training.scene_prior import (build_scene_prior, check_prior_config, load_class_folders, prepared_scene_sets,
@@ -41,7 +41,9 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
     params = {"seed": cfgs.seed, "recipe": cfgs.recipe, "scene_prior": to_dict(cfgs.scene_prior),
               "model": to_dict(cfgs.model)}
     tracking.ensure_experiment(paths.store)
-    with tracking.stage_run(paths.store, "scene_prior", params, compared=cfgs.compared_params("scene_prior")) as tracker:
+    runtime = numerics_record(device)
+    with tracking.stage_run(paths.store, "scene_prior", params, compared=cfgs.compared_params("scene_prior"),
+                            runtime=runtime) as tracker:
         start = time.perf_counter()
         built = build_scene_prior(model, sets, len(classes), cfgs.scene_prior, cfgs.model, cfgs.seed, device,
                                   num_workers=cfgs.train.num_workers)
@@ -49,6 +51,7 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
             tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
         report = prior_report(built, classes, sets, excluded, cfgs.scene_prior.external or "train split scene labels",
                               cfgs.scene_prior.pretrained)
+        report["runtime"] = runtime
         write_prior_outputs(built, report, classes, cfgs.model, paths.prior, paths.prior_report, paths.prior_confusion)
         # wall-clock time goes to MLflow only: the report holds what the seed determines
         seconds = "prior_probe_seconds" if built.as_released else "prior_train_seconds"

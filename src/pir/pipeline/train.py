@@ -14,6 +14,7 @@ from pir import files, seed_runs, tracking
 from pir.config import ModelConfig, to_dict
 from pir.data.prepared import load_prepared
 from pir.data.text import model_tokenizer
+from pir.device import numerics_record
 from pir.models import create_model
 from pir.models.checkpoint import load_scene_prior_weights
 from pir.params import PipelineConfig
@@ -29,8 +30,9 @@ NOT_IN_RUN_KEY = ("num_workers", "log_interval")
 def training_params(cfgs: PipelineConfig, model_cfg: ModelConfig) -> dict:
     """Everything that decides the trained weights (also logged to MLflow and stored in checkpoints)."""
     train_params = {k: v for k, v in to_dict(cfgs.train).items() if k not in NOT_IN_RUN_KEY}
+    # the thread count changes the weights (pir.threads): a resume with another count starts afresh
     return {"seed": cfgs.seed, "recipe": cfgs.recipe, "model_preset": cfgs.model_preset, "model": to_dict(model_cfg),
-            "train": train_params}
+            "train": train_params, "threads": cfgs.runtime.threads}
 
 
 def declared_params(cfgs: PipelineConfig) -> dict:
@@ -51,7 +53,8 @@ def input_digests(paths: Paths, model_cfg: ModelConfig) -> dict[str, str]:
 
 def write_reports(paths: Paths, summary: TrainSummary, ctx: launch.DistContext) -> None:
     write_curves_csv(paths.train_curves, summary.curves)
-    summary.extra.update({"device": str(ctx.device.type), "world_size": ctx.world_size})
+    summary.extra.update({"device": str(ctx.device.type), "world_size": ctx.world_size,
+                          "runtime": numerics_record(ctx.device)})
     files.write_json(paths.train_report, summary.report())
 
 
@@ -83,7 +86,7 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
     logged = {**params, "train": to_dict(cfgs.train), "data": to_dict(cfgs.data)}
     compared = cfgs.compared_params("train", device_type=ctx.device.type)
     mlflow_run = (tracking.stage_run(paths.store, "train", logged, run_id=state.mlflow_run_id(), model_key=state.key,
-                                     compared=compared)
+                                     compared=compared, runtime=numerics_record(ctx.device))
                   if ctx.is_main else contextlib.nullcontext())
     with mlflow_run as tracker:
         if ctx.is_main:  # the seed's siblings share this key: evaluate nests them under one parent run

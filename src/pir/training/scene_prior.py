@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from pir import files, threads
+from pir import files
 from pir.config import ModelConfig, ScenePriorConfig, to_dict
 from pir.data.loader import LabelledImages, make_loader, set_epoch
 from pir.data.importers import IMAGE_EXTENSIONS, decode_all
@@ -175,7 +175,6 @@ def train_scene_prior(model: nn.Module, sets: dict[str, SceneSet], cfg: ScenePri
         set_epoch(loader, epoch)
         start, total = time.perf_counter(), torch.zeros(())
         for images, labels in tqdm(loader, desc=f"scene prior epoch {epoch + 1}/{cfg.epochs}", leave=False):
-            threads.refresh()   # see pir.threads
             logits = model(normalize_images(images, device).contiguous(memory_format=torch.channels_last))
             loss = criterion(logits, labels.to(device, non_blocking=True))
             optimizer.zero_grad(set_to_none=True)

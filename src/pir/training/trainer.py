@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from pir import files, threads
+from pir import files
 from pir.config import ModelConfig, TrainConfig
 from pir.data.loader import set_epoch, train_pairs_loader
 from pir.data.prepared import PreparedDataset
@@ -140,7 +140,6 @@ def train_epoch(model: nn.Module, loader, optimizer, scheduler, train_cfg: Train
     start = time.perf_counter()
     bar = tqdm(loader, desc=desc, disable=not ctx.is_main, leave=False, dynamic_ncols=True)
     for step, batch in enumerate(bar, 1):
-        threads.refresh()   # a run started or ended beside this one: resize to the new share of the cores
         out = train_step(model, batch, optimizer, ctx.device, train_cfg.precision, cpu_bf16=train_cfg.cpu_bf16,
                          grad_clip=train_cfg.grad_clip)
         scheduler.step()
