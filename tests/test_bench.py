@@ -5,7 +5,6 @@ Timings are not asserted (they depend on the machine); shapes of the report and 
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -16,12 +15,7 @@ from pir import device
 from pir_tools import bench
 
 
-# One xdist worker runs the whole module, and the quick bench below runs once in it (session scope: the
-# worker may interleave other modules, which would rebuild a module-scoped fixture).
-pytestmark = pytest.mark.xdist_group("bench")
-
-
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def report(tmp_path_factory):
     options = bench.BenchOptions(quick=True, skip_paper=True, device="cpu")
     return bench.run_benchmarks(options, tmp_path_factory.mktemp("bench"), log=lambda _: None)
@@ -173,29 +167,6 @@ def test_official_style_benchmark_runs_both_sides_in_fresh_processes():
     assert row["preset"] == "tiny" and row["timed_steps_per_round"] == 1
     assert row["ours_samples_per_s"] > 0 and row["official_style_samples_per_s"] > 0
     assert row["speedup"] == pytest.approx(row["official_style_samples_per_s"] ** -1 * row["ours_samples_per_s"])
-
-
-def test_concurrent_train_row_runs_the_real_stage_scripts_three_ways_with_the_same_bytes(tmp_path):
-    """Two training stages back to back, side by side, and side by side with spinning OpenMP threads:
-    the reproducibility contract says all six runs write the same checkpoint, report and curves."""
-    from pir.params import merge_set
-    from pir_tools import concurrency
-
-    ROOT = Path(__file__).resolve().parents[1]
-    smaller = merge_set(concurrency.TINY_RUN, {"synthetic": {"images": 40}, "train": {"pairs_per_image": 1}})
-    row = concurrency.concurrent_train_benchmark(ROOT, tmp_path, run=smaller)
-    for key in ("back_to_back_s", "side_by_side_s", "side_by_side_spinning_s"):
-        assert math.isfinite(row[key]) and row[key] > 0
-    assert row["ratio"] == pytest.approx(row["side_by_side_s"] / row["back_to_back_s"])
-    assert row["identical"] is True and row["threads"] == 2
-    report = json.loads((tmp_path / "a/reports/train.json").read_text())
-    assert report["runtime"]["threads"] == 2 and report["runtime"]["torch"] == torch.__version__
-    text = bench.table({**{k: {} for k in ("loader", "train_cpu", "train_cpu_bf16", "train_cpu_compiled",
-                                          "train_gpu_bf16", "official_style", "embed")},
-                        "matmul_fp32_gflops": {"cpu": 1.0}, "concurrent_train": {"tiny": row},
-                        "retrieval_metrics": {"n_images": 1, "n_texts": 5, "vectorised_s": 1, "loop_s": 1,
-                                              "speedup": 1, "identical": True}})
-    assert "side by side, 2 threads each" in text and "same bytes: True" in text
 
 
 def test_clip_rows_time_the_trainers_step_on_clip_towers(monkeypatch):

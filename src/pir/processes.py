@@ -1,7 +1,7 @@
 """Whether a process, named by its host and pid, is still running.
 
-The thread budget's registry (pir.threads) and the closing of orphan MLflow runs (pir.tracking)
-both record ``(host, pid)`` for a live stage process and later ask whether it is gone.
+The closing of orphan MLflow runs (pir.tracking) records ``(host, pid)`` for a live stage process
+and later asks whether it is gone.
 """
 
 from __future__ import annotations

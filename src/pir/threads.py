@@ -1,15 +1,15 @@
 """The thread count of a stage process: a fixed number, because it changes the numbers.
 
 A float sum split over threads adds its parts in another order, so the same params trained with 1
-and with 2 intra-op threads end in different weights (the default scene prior: test top-1 89.0
-against 89.5, and 1.9 mR apart after training). The count is therefore a param, ``runtime.threads``,
+and with 2 intra-op threads end in different weights (the default run: scene prior test top-1 89.5
+against 89.0, test r_mean 25.40 against 29.18). The count is therefore a param, ``runtime.threads``,
 listed in the params of every stage that computes with floats (dvc.yaml), recorded in each stage's
 report, and never derived from the machine's load: a run gives the same bytes alone, beside a
 second ``dvc repro`` or in ``dvc queue start -j N`` (docs/design.md, "Reproducibility contract").
 
-Sharing the cores without changing the count: idle OpenMP threads sleep instead of spinning
-(``OMP_WAIT_POLICY=PASSIVE``, set by pir.pipeline before torch loads). Spinning threads of two
-processes wait for cores the other holds and run many times slower; sleeping ones give the core up.
+Sharing the cores without changing the count: idle OpenMP threads spin only briefly, then sleep
+(``pir.pipeline.OPENMP_WAIT``, set before torch loads). Threads of two processes that spin for
+long wait for cores the other holds and run many times slower; sleeping ones give the core up.
 """
 
 from __future__ import annotations

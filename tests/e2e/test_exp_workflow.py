@@ -13,7 +13,7 @@ from pir import tracking
 from tests.e2e.e2e_project import copy_project, run
 from tests.mlflow_server import mlflow_rest, mlflow_server
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("pipeline")]   # shares conftest's `repro`
+pytestmark = pytest.mark.e2e
 
 
 def experiments(project: Path) -> dict[str, dict]:

@@ -1,0 +1,41 @@
+"""The reproducibility contract under load: the real training stage alone and beside another one
+(the bench row ``concurrent_train``, pir_tools.concurrency) writes the same bytes.
+
+Timings are not asserted (they depend on the machine); what the row computes and checks is.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from pir_tools import bench
+
+pytestmark = pytest.mark.e2e
+
+
+def test_concurrent_train_row_runs_the_real_stage_scripts_three_ways_with_the_same_bytes(tmp_path):
+    """Two training stages back to back, side by side, and side by side with spinning OpenMP threads:
+    the reproducibility contract says all six runs write the same checkpoint, report and curves."""
+    from pir.params import merge_set
+    from pir_tools import concurrency
+
+    ROOT = Path(__file__).resolve().parents[2]     # the project
+    smaller = merge_set(concurrency.TINY_RUN, {"synthetic": {"images": 40}, "train": {"pairs_per_image": 1}})
+    row = concurrency.concurrent_train_benchmark(ROOT, tmp_path, run=smaller)
+    for key in ("back_to_back_s", "side_by_side_s", "side_by_side_spinning_s"):
+        assert math.isfinite(row[key]) and row[key] > 0
+    assert row["ratio"] == pytest.approx(row["side_by_side_s"] / row["back_to_back_s"])
+    assert row["identical"] is True and row["threads"] == 2
+    report = json.loads((tmp_path / "a/reports/train.json").read_text())
+    assert report["runtime"]["threads"] == 2 and report["runtime"]["torch"] == torch.__version__
+    text = bench.table({**{k: {} for k in ("loader", "train_cpu", "train_cpu_bf16", "train_cpu_compiled",
+                                          "train_gpu_bf16", "official_style", "embed")},
+                        "matmul_fp32_gflops": {"cpu": 1.0}, "concurrent_train": {"tiny": row},
+                        "retrieval_metrics": {"n_images": 1, "n_texts": 5, "vectorised_s": 1, "loop_s": 1,
+                                              "speedup": 1, "identical": True}})
+    assert "side by side, 2 threads each" in text and "same bytes: True" in text
