@@ -6,7 +6,7 @@
     pir ablation --collect-only       # only rebuild the table from finished experiments
 
 Each variant x seed is `dvc exp run --queue -n <prefix>-<variant>-s<seed> -S ...`;
-`dvc exp run --run-all -j N` runs the queue (each in a temporary clone, MLflow
+`dvc queue start -j N` runs the queue (pir_tools.dvc_queue; each in a temporary clone, MLflow
 runs tagged with the experiment name). The table comes from `dvc exp show --json`:
 reports/ablation.md and reports/figures/ablation.png.
 """

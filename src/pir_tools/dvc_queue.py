@@ -1,15 +1,17 @@
 """Queued DVC experiments, shared by the tools that run a batch of them (ablation, baselines).
 
-Each experiment is `dvc exp run --queue -n <name> -S ...`; `dvc exp run --run-all -j N` runs the
-queue, each in a temporary clone, every run landing in MLflow under its experiment's name. Finished
-results come back from `dvc exp show --json`.
+Each experiment is `dvc exp run --queue -n <name> -S ...`; `dvc queue start -j N` runs the queue,
+each in a temporary clone, every run landing in MLflow under its experiment's name, and
+`dvc queue status` says when every task is done. Finished results come back from `dvc exp show --json`.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Mapping
 
@@ -33,11 +35,30 @@ def queue_experiment(root: Path, name: str, overrides: Mapping[str, object], ext
     dvc(root, "exp", "run", "--queue", "-n", name, *set_param_args(overrides), *[a for s in extra for a in ("-S", s)])
 
 
-def run_queue(root: Path, jobs: int) -> None:
-    """Run every queued experiment, ``jobs`` at a time. The MLflow store is created first:
-    concurrent first use races."""
+# Seconds between `dvc queue status` calls: each is a process start that takes CPU from the experiments.
+POLL_S = 5.0
+
+
+def run_queue(root: Path, jobs: int, poll_s: float = POLL_S) -> None:
+    """Run every queued experiment, ``jobs`` at a time, and return when none is queued or running.
+
+    Not `dvc exp run --run-all`: with -j 2 a worker's monitor can decide the queue is empty while
+    the worker still runs a task, and that worker then never exits, so `--run-all` waits forever
+    after every experiment succeeded (seen here with DVC 3.67; treeverse/dvc#10398). Polling the
+    tasks' states and stopping the workers afterwards does not depend on them exiting. The MLflow
+    store is created first: concurrent first use races."""
     ensure_experiment(root)
-    dvc(root, "exp", "run", "--run-all", "-j", str(jobs))
+    dvc(root, "queue", "start", "-j", str(jobs))
+    while True:
+        status = dvc(root, "queue", "status", capture=True)
+        if not re.search(r"\b(Queued|Running)\b", status):
+            break
+        time.sleep(poll_s)
+    dvc(root, "queue", "stop", capture=True)
+    failed = re.findall(r"^\S+\s+(\S+)\s+.*\bFailed\b", status, re.M)   # this batch's and earlier ones
+    if failed:
+        print(f"dvc queue: failed experiment(s) in the queue: {', '.join(failed)} "
+              f"(`dvc queue logs {failed[0]}` says why)", file=sys.stderr)
 
 
 def finished_metrics(root: Path, prefix: str) -> dict[str, dict[str, float]]:
