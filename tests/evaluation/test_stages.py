@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shutil
 from pathlib import Path
 from unittest import mock
 
@@ -159,6 +160,18 @@ def test_index_stage_embeds_the_test_split_as_evaluate_does(evaluated):
     vectors = np.asarray(index.vectors, np.float32)[[rows[n] for n in names]]
     np.testing.assert_allclose(vectors, np.load(evaluated / "data/evaluate/embeddings.npz")["image_emb"], atol=2e-3)
     assert index.identity["checkpoint"] == "../train/best.pt" and index.identity["root"] == "images"
+    # a rerun writes the same bytes (DVC deletes the output first): no time stamp, fixed file times
+    first = folder_digests(evaluated / "data/index")
+    shutil.rmtree(evaluated / "data/index")
+    assert run_stage(evaluated, "index") is None
+    assert folder_digests(evaluated / "data/index") == first and index.identity["created"] is None
+
+
+def folder_digests(folder: Path) -> dict[str, str]:
+    import hashlib
+
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def test_evaluate_accepts_an_official_checkpoint(evaluated, tmp_path):

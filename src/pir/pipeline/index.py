@@ -7,17 +7,23 @@ fetch stage's tokenizer, with their scene labels for the page's scene filter (pi
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from PIL import Image
 
-from pir import files, tracking
+from pir import files
 from pir.data.prepared import UNKNOWN_SCENE, load_prepared
 from pir.device import resolve_device
 from pir.params import PipelineConfig
 from pir.paths import Paths
 from pir.search.encoder import load_encoder
 from pir.search.index import build_index
+
+
+# The manifest keeps each file's mtime (pir index's change check): a fixed one keeps the stage's output
+# the same bytes on every rerun (docs/design.md, "Reproducibility contract").
+FIXED_MTIME_NS = 0
 
 
 def write_split_images(pixels, names: list[str], folder: Path) -> list[str]:
@@ -27,6 +33,7 @@ def write_split_images(pixels, names: list[str], folder: Path) -> list[str]:
         target = folder / f"{Path(name).stem}.png"
         with files.atomic_path(target) as tmp:
             Image.fromarray(rows).save(tmp, format="PNG")
+        os.utime(target, ns=(FIXED_MTIME_NS, FIXED_MTIME_NS))
         written.append(target.name)
     return written
 
@@ -42,7 +49,10 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
     scenes = {name: (r.scene if r.scene != UNKNOWN_SCENE else "") for name, r in zip(names, records)}
     encoder = load_encoder(checkpoint, paths.tokenizer, resolve_device(cfgs.evaluate.device))
     result = build_index(paths.index_images, paths.index, encoder, checkpoint, scenes=scenes,
-                         batch_size=cfgs.evaluate.batch_size, git_commit=tracking.git_commit(paths.root))
+                         batch_size=cfgs.evaluate.batch_size, stamp_time=False,
+                         # dvc.lock, not the index, names the code that built it: a new commit alone
+                         # must not change the stage's output
+                         git_commit="see dvc.lock")
     for path, reason in result.unreadable:
         print(f"index: unreadable {path}: {reason}")
     print(f"index: {result.summary()} -> {paths.index} (pir serve {paths.index.relative_to(paths.root)})")

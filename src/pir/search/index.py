@@ -292,12 +292,13 @@ def _copy_rows(target: np.ndarray, target_rows: list[int], source: np.ndarray, s
 def build_index(source: str | os.PathLike, out: str | os.PathLike, encoder: Encoder, checkpoint: str | os.PathLike,
                 *, bands: tuple[int, ...] | None = None, scenes: Mapping[str, str] | Callable[[str], str] | None = None,
                 batch_size: int = 32, workers: int = 2, progress: bool = True, git_commit: str = "unknown",
-                on_batch: Callable[[int], None] | None = None) -> IndexResult:
+                on_batch: Callable[[int], None] | None = None, stamp_time: bool = True) -> IndexResult:
     """Index every image under ``source`` into ``out`` (created or updated); see the module docstring.
 
     ``scenes`` gives the scene label of a root-relative path (a mapping or a function; "" = unknown).
     ``on_batch(done)`` is called after each embedded batch (progress hooks, tests). One run at a time per
-    index: a run removes the temporary folders it finds.
+    index: a run removes the temporary folders it finds. ``stamp_time=False`` writes ``created: null``,
+    so the same inputs give the same bytes (the DVC stage: its outputs are reproducible).
     """
     root, out, checkpoint = Path(source).resolve(), Path(out), Path(checkpoint)
     if not root.is_dir():
@@ -340,7 +341,7 @@ def build_index(source: str | os.PathLike, out: str | os.PathLike, encoder: Enco
     if hasattr(encoder.tokenizer, "save_pretrained"):   # CLIP's BPE ships inside open_clip: nothing to keep
         save_tokenizer(encoder.tokenizer, tmp / TOKENIZER)
     result = IndexResult(new=len(new_at), unchanged=len(reused_at), unreadable=unreadable)
-    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) if stamp_time else None
     files.write_json(tmp / IDENTITY, {**identity, "generation": number, "count": len(kept), "new": result.new,
                                       "unchanged": result.unchanged, "created": created,
                                       "unreadable": [{"path": p, "reason": r} for p, r in unreadable]})
