@@ -19,6 +19,7 @@ import os
 import torch
 from threadpoolctl import threadpool_limits
 
+
 def available_cores() -> int:
     """Cores this process may run on (its CPU affinity, e.g. a container's or taskset's share)."""
     try:

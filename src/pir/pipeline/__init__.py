@@ -22,8 +22,8 @@ from types import ModuleType
 # wait for cores the other holds (a tiny train stage pair: 48 s against 16 s back to back). PASSIVE
 # sleeps at once (portable: libgomp and LLVM's libomp read it), but waking costs every small parallel
 # region (the default train stage alone: 117 s against 87 s); libgomp's GOMP_SPINCOUNT, which wins
-# over the policy there, spins a few microseconds first. Measured in docs/design.md, "Reproducibility
-# contract". A value the user set is kept. Never changes the numbers, only the waiting.
+# over the policy there, spins a few microseconds first. Measured in docs/design.md, "Parallel
+# runs". A value the user set is kept. Never changes the numbers, only the waiting.
 OPENMP_WAIT = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "3000"}
 
 # Before torch loads its OpenMP runtime: an idle thread spins briefly, then sleeps, so stage processes

@@ -51,10 +51,9 @@ def input_digests(paths: Paths, model_cfg: ModelConfig) -> dict[str, str]:
     return digests
 
 
-def write_reports(paths: Paths, summary: TrainSummary, ctx: launch.DistContext) -> None:
+def write_reports(paths: Paths, summary: TrainSummary, ctx: launch.DistContext, runtime: dict) -> None:
     write_curves_csv(paths.train_curves, summary.curves)
-    summary.extra.update({"device": str(ctx.device.type), "world_size": ctx.world_size,
-                          "runtime": numerics_record(ctx.device)})
+    summary.extra.update({"device": str(ctx.device.type), "world_size": ctx.world_size, "runtime": runtime})
     files.write_json(paths.train_report, summary.report())
 
 
@@ -85,8 +84,9 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
     # MLflow shows every resolved value the run used (recipe applied), runtime knobs included.
     logged = {**params, "train": to_dict(cfgs.train), "data": to_dict(cfgs.data)}
     compared = cfgs.compared_params("train", device_type=ctx.device.type)
+    runtime = numerics_record(ctx.device)
     mlflow_run = (tracking.stage_run(paths.store, "train", logged, run_id=state.mlflow_run_id(), model_key=state.key,
-                                     compared=compared, runtime=numerics_record(ctx.device))
+                                     compared=compared, runtime=runtime)
                   if ctx.is_main else contextlib.nullcontext())
     with mlflow_run as tracker:
         if ctx.is_main:  # the seed's siblings share this key: evaluate nests them under one parent run
@@ -99,7 +99,7 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
             summary = train(model, prepared, tokenizer, model_cfg, cfgs.train, seed=cfgs.seed, state=state,
                             outputs=outputs, ctx=ctx, params=params, tracker=tracker)
         if ctx.is_main:
-            write_reports(paths, summary, ctx)
+            write_reports(paths, summary, ctx, runtime)
             tracker.log_metrics({**{f"best_val_{k}": v for k, v in summary.best_val.items()}, **summary.timing()})
             for path in (paths.train_curves, paths.train_report, paths.best):
                 tracker.log_artifact(path)
