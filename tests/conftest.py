@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
+
 import pytest
 import torch
+
+# Per-user state (pir_tools.known_indexes: the indexes built on this machine) goes to a throw-away
+# folder, never the real home; set at import so subprocesses the tests start (`dvc repro`, `pir serve`)
+# inherit it. One folder per test process, removed when it exits.
+os.environ["PIR_STATE_HOME"] = tempfile.mkdtemp(prefix="pir-test-state-")
+atexit.register(shutil.rmtree, os.environ["PIR_STATE_HOME"], ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -52,3 +52,32 @@ def test_table_and_figure(tmp_path):
 def test_cli_lists_the_command(capsys):
     assert cli(["help"]) == 0
     assert "pir baselines NAME=PATH" in capsys.readouterr().err
+
+
+def test_torchscript_archives_need_allow_torchscript(tmp_path, monkeypatch):
+    import warnings
+
+    import torch
+
+    import pir_tools.baselines as baselines
+    from pir_tools.experiments import set_param_args
+    with warnings.catch_warnings():   # torch marks jit.script deprecated; OpenAI's files are TorchScript all the same
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.script(torch.nn.Linear(2, 2)).save(str(tmp_path / "ViT-B-32.pt"))   # OpenAI's layout: code inside
+    torch.save({"w": torch.zeros(1)}, tmp_path / "RemoteCLIP-ViT-B-32.pt")
+    queued = []
+    monkeypatch.setattr(baselines, "queue_experiment", lambda root, name, overrides, extra: queued.append(overrides))
+    monkeypatch.setattr(baselines, "run_queue", lambda root, jobs: None)
+    monkeypatch.setattr(baselines, "collect", lambda root, rows: "")
+    specs = ["Remote=RemoteCLIP-ViT-B-32.pt", "OpenAI=ViT-B-32.pt"]
+    with pytest.raises(SystemExit) as caught:                  # refused before anything is queued
+        baselines.main(specs, root=tmp_path)
+    message = str(caught.value)
+    assert message.startswith(f"baseline OpenAI: {tmp_path / 'ViT-B-32.pt'}: a TorchScript archive")
+    assert "--allow-torchscript" in message and "runs code from the file" in message and "\n" not in message
+    assert queued == []
+    baselines.main(["--allow-torchscript", *specs], root=tmp_path)
+    assert [q["model.clip_weights"] for q in queued] == [str(tmp_path / n) for n in ("RemoteCLIP-ViT-B-32.pt",
+                                                                                     "ViT-B-32.pt")]
+    # "++": params.yaml has no such key, and DVC's -S adds one only so
+    assert all(set_param_args(q)[-2:] == ["-S", "++model.allow_torchscript=true"] for q in queued)

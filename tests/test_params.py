@@ -215,3 +215,73 @@ def test_zero_shot_is_for_clip_presets_only():
     assert clip.model.is_clip and clip.model.clip_model == "PIR-CLIP-tiny" and clip.problems() == []
     assert "model.clip_weights = '/nowhere/rc.pt': file or folder not found" in \
         resolve("recipe=clip", "model.clip_weights=/nowhere/rc.pt").problems()
+
+
+# --------------------------------------------------------------------------- exact integers, ceilings
+
+def test_integers_are_parsed_exactly_never_through_float():
+    from pir.config import coerce
+    big = 2 ** 53 + 1                                          # float(big) == big - 1
+    assert coerce(big, int, "k") == big and coerce(str(big), int, "k") == big and coerce(" 3 ", int, "k") == 3
+    assert coerce(2.0, int, "k") == 2                         # YAML's 2.0: an integer all the same
+    # the seed is refused past NumPy's range, naming its exact value (not ...992)
+    with pytest.raises(ValueError, match=r"seed = 9007199254740993: must be <= 4294967295"):
+        resolve(f"seed={big}")
+    assert resolve("seed=4294967295").seed == 4294967295
+
+
+HUGE = "1" + "0" * 400                                         # a 401-digit integer literal
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("seed", HUGE, "seed = 100000000000... (401 digits): outside the integers a param can hold"),
+    ("train.epochs", HUGE, "train.epochs = 100000000000... (401 digits): outside the integers"),
+    ("train.epochs", f"'{HUGE}'", "... (403 characters): outside the integers a param can hold"),   # as -S writes it
+    ("train.lr", HUGE, "train.lr = 100000000000... (401 digits): too large for a number"),
+    ("train.epochs", "'1e3'", "train.epochs = '1e3': expected an integer"),    # strings of ints are digits only
+    ("train.epochs", "1.0e+3", None),                                          # a YAML float with no fraction: fine
+    ("train.lr", "'1_0'", "train.lr = '1_0': expected a number"),
+    ("runtime.threads", "'²'", "runtime.threads = '²': expected an integer"),
+    ("runtime.threads", "100000", "runtime.threads = 100000: at most 4096"),
+    ("train.epochs", "9" * 5000, "invalid YAML (Exceeds the limit (4300 digits)"),
+])
+def test_huge_and_malformed_numbers_end_in_one_short_line(key, value, message):
+    if message is None:
+        assert resolve(f"{key}={value}").train.epochs == 1000
+        return
+    with pytest.raises(ValueError) as caught:
+        resolve(f"{key}={value}")
+    text = str(caught.value)
+    assert message in text and "\n" not in text and len(text) < 300
+
+
+CEILINGS = [("train.global_batch_size", "max_batch_size", 65536), ("evaluate.batch_size", "max_batch_size", 65536),
+            ("scene_prior.batch_size", "max_batch_size", 65536), ("model.image_size", "max_image_side", 2048),
+            ("data.cache_res", "max_image_side", 2048), ("synthetic.image_size", "max_image_side", 2048),
+            ("synthetic.images", "max_images", 100000)]
+
+
+@pytest.mark.parametrize("key,ceiling,default", CEILINGS, ids=[k for k, _, _ in CEILINGS])
+def test_sizes_that_are_memory_stop_at_a_raisable_ceiling(key, ceiling, default):
+    with pytest.raises(ValueError) as caught:
+        resolve(f"{key}=10000000")
+    assert str(caught.value) == (f"params.yaml: {key} = 10000000: above runtime.{ceiling} ({default}); "
+                                 f"raise runtime.{ceiling} to allow it")
+    raised = [f"runtime.{ceiling}={default * 2}", f"{key}={default * 2}"]
+    if key == "model.image_size":
+        raised.append(f"data.cache_res={default * 2}")
+    resolve(*raised)                                           # raising the ceiling lets it through
+
+
+def test_ceilings_never_bind_a_shipped_recipe_and_show_in_the_resolved_params():
+    for recipe in recipe_names():
+        cfg = resolve(f"recipe={recipe}")
+        for key, value, ceiling in cfg._bounded_sizes():
+            assert value * 8 <= getattr(cfg.runtime, ceiling), (recipe, key)
+    shown = yaml.safe_load(resolve("recipe=paper").to_yaml())
+    assert shown["runtime"] == {"threads": 2, "max_batch_size": 65536, "max_image_side": 2048, "max_images": 100000}
+    assert shown["model"]["allow_torchscript"] is False
+    for bad in ("runtime.max_images=0", "synthetic.captions_per_image=1000", "train.pairs_per_image=1000",
+                "evaluate.bootstrap_resamples=10000000000"):
+        with pytest.raises(ValueError, match=r"= \d+: must be"):
+            resolve(bad)

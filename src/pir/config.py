@@ -23,6 +23,12 @@ PRECISIONS = ("bf16", "fp32")
 # CLIP's normalisation constants: every preset normalises with them unless model.image_mean/std say otherwise.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+# Every integer param reaches torch or NumPy as a 64-bit integer: larger ones end in one line, not in
+# an OverflowError deep inside them. Sizes that are memory have lower, raisable ceilings (RuntimeConfig).
+MAX_INT = 2 ** 63 - 1
+OUT_OF_RANGE = "outside the integers a param can hold (at most 2**63 - 1 in size)"
+# torch.set_num_threads and OpenMP take any count; no machine has more hardware threads than this.
+MAX_THREADS = 4096
 
 
 def from_mapping(cls: type[T], values: Mapping[str, Any] | None, where: str = "") -> T:
@@ -70,20 +76,63 @@ def coerce(value: Any, kind: Any, key: str) -> Any:
     return value
 
 
+def shown(value: Any) -> str:
+    """``repr(value)`` for an error line, a number too long to read cut to its first digits and length."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        if value.bit_length() > 14000:           # str() refuses integers beyond 4300 digits
+            return f"<an integer of {value.bit_length()} bits>"
+        text = str(value)
+        return f"{text[:12]}... ({len(text.lstrip('-'))} digits)"
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"
+
+
 def _coerce_number(value: Any, kind: type, key: str) -> int | float:
+    # Integers are parsed as integers, never through float(): 2**53 + 1 stays itself (docs/design.md,
+    # "Recipes and params").
     what = "an integer" if kind is int else "a number"
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError(f"{key} = {value!r}: expected {what}")
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError(f"{key} = {value!r}: expected {what}") from None
-    if not math.isfinite(number):
-        raise ValueError(f"{key} = {value!r}: expected a finite number")
+        raise ValueError(f"{key} = {shown(value)}: expected {what}")
     if kind is int:
-        if number != int(number) or (isinstance(value, str) and not re.fullmatch(r"[+-]?\d+", value.strip())):
-            raise ValueError(f"{key} = {value!r}: expected {what}")
-        return int(number)
+        return _coerce_int(value, key)
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.isascii() or "_" in text:    # float() would read "1_0" and non-ASCII digits
+            raise ValueError(f"{key} = {shown(value)}: expected a number")
+        try:
+            number = float(text)
+        except ValueError:
+            raise ValueError(f"{key} = {shown(value)}: expected a number") from None
+    elif isinstance(value, int):
+        try:
+            number = float(value)
+        except OverflowError:
+            raise ValueError(f"{key} = {shown(value)}: too large for a number (at most about 1.8e308)") from None
+    else:
+        number = value
+    if not math.isfinite(number):
+        raise ValueError(f"{key} = {shown(value)}: expected a finite number")
+    return number
+
+
+def _coerce_int(value: int | float | str, key: str) -> int:
+    """An exact integer: an int, a float with no fraction (YAML's ``2.0``) or a string of digits (DVC's
+    ``'3'``; ``"1e3"`` and ``"2.0"`` are refused as strings); at most ``MAX_INT`` either way."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not re.fullmatch(r"[+-]?[0-9]+", text):
+            raise ValueError(f"{key} = {shown(value)}: expected an integer")
+        if len(text.lstrip("+-").lstrip("0")) > len(str(MAX_INT)):   # before int(): no 4300-digit parse
+            raise ValueError(f"{key} = {shown(value)}: {OUT_OF_RANGE}")
+        number = int(text)
+    elif isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            raise ValueError(f"{key} = {shown(value)}: expected an integer")
+        number = int(value)
+    else:
+        number = value
+    if not -MAX_INT <= number <= MAX_INT:
+        raise ValueError(f"{key} = {shown(value)}: {OUT_OF_RANGE}")
     return number
 
 
@@ -114,13 +163,18 @@ def check_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
     check(value in choices, key, value, f"choose from {', '.join(choices)}")
 
 
-def to_dict(config: Any) -> dict[str, Any]:
-    """Plain-dict view of a config (tuples as lists) for checkpoints, JSON and MLflow."""
+def to_dict(config: Any, permissions: bool = False) -> dict[str, Any]:
+    """Plain-dict view of a config (tuples as lists) for checkpoints, JSON and MLflow.
+
+    Fields marked ``permission`` (``model.allow_torchscript``) say what a run may load, not what it
+    computes: they stay out of checkpoints, run keys and MLflow params (so those hash as they did
+    before the field existed) unless ``permissions`` asks for them (the resolved params YAML)."""
     def plain(value: Any) -> Any:
         if isinstance(value, tuple):
             return [plain(v) for v in value]
         return value
-    return {k: plain(v) for k, v in dataclasses.asdict(config).items()}
+    skipped = set() if permissions else {f.name for f in fields(config) if f.metadata.get("permission")}
+    return {k: plain(v) for k, v in dataclasses.asdict(config).items() if k not in skipped}
 
 
 # --------------------------------------------------------------------------- data
@@ -142,7 +196,8 @@ class SyntheticConfig:
         check(self.images >= 3, "images", self.images, "must be >= 3 (one per split)")
         check(self.image_size >= 16, "image_size", self.image_size, "must be >= 16")
         check(self.classes >= 2, "classes", self.classes, "must be >= 2")
-        check(self.captions_per_image >= 1, "captions_per_image", self.captions_per_image, "must be >= 1")
+        check(1 <= self.captions_per_image <= 100, "captions_per_image", self.captions_per_image,
+              "must be in [1, 100]")
         check(self.distractor_rate >= 0, "distractor_rate", self.distractor_rate, "must be >= 0")
         check(0 <= self.generic_caption_rate <= 1, "generic_caption_rate", self.generic_caption_rate,
               "must be in [0, 1]")
@@ -168,6 +223,11 @@ class DataConfig:
     vocab_size: int = 2000          # size of the trained WordPiece vocabulary
     exclude_leaked: bool = False    # evaluate drops test images with a near-duplicate in train or val
                                     # (reports/audit.json) before scoring; the report says how many
+    # safety caps (docs/design.md, "Image size cap", "Downloads and archives"); the defaults equal
+    # pir.data.images.DEFAULT_MAX_PIXELS and pir.data.download.DEFAULT_MAX_ARCHIVE_BYTES / _RATIO
+    max_image_pixels: int = 2 ** 27       # width x height one image may decode to, checked from its header
+    max_archive_bytes: int = 64 * 2 ** 30  # total an archive source may extract to (its members' declared sizes)
+    max_archive_ratio: float = 100.0      # and at most this many times the archive's own size (zip bombs)
 
     def __post_init__(self) -> None:
         check_choice("dataset", self.dataset, DATASETS)
@@ -178,6 +238,9 @@ class DataConfig:
         check(self.max_words >= 1, "max_words", self.max_words, "must be >= 1")
         check(self.max_tokens >= 3, "max_tokens", self.max_tokens, "must be >= 3 ([CLS], a word, [SEP])")
         check(self.vocab_size >= 100, "vocab_size", self.vocab_size, "must be >= 100")
+        check(self.max_image_pixels >= 1, "max_image_pixels", self.max_image_pixels, "must be >= 1")
+        check(self.max_archive_bytes >= 1, "max_archive_bytes", self.max_archive_bytes, "must be >= 1")
+        check(self.max_archive_ratio >= 1, "max_archive_ratio", self.max_archive_ratio, "must be >= 1")
 
 
 # --------------------------------------------------------------------------- model
@@ -219,6 +282,10 @@ class ModelConfig:
     clip_weights: str = ""          # starting weights: "" random init, or a local file / HF-style folder (any layout
                                     # pir.models.clip.load_clip_checkpoint reads: RemoteCLIP, GeoRSCLIP, OpenAI, ...)
     clip_quick_gelu: bool = False   # QuickGELU activations (OpenAI's own weights); RemoteCLIP/GeoRSCLIP use GELU
+    # May clip_weights / evaluate.checkpoint be a TorchScript archive (OpenAI's .pt)? Loading one runs
+    # code from the file, so only on request. A permission, not architecture: to_dict leaves it out of
+    # checkpoints and run keys (docs/design.md, "CLIP towers").
+    allow_torchscript: bool = dataclasses.field(default=False, metadata={"permission": True})
     # scene prior ("instruction encoder"): timm classifier, pooled features, frozen unless finetune_prior
     prior_model: str = "resnet50"
     prior_channels: tuple[int, ...] = ()  # timm ResNet stage widths; () = the model's own
@@ -359,8 +426,8 @@ class TrainConfig:
         check(0 <= self.warmup_fraction <= 1, "warmup_fraction", self.warmup_fraction, "must be in [0, 1]")
         check(self.epochs >= 0, "epochs", self.epochs, "must be >= 1, or 0 (CLIP presets) for zero-shot")
         check(self.global_batch_size >= 1, "global_batch_size", self.global_batch_size, "must be >= 1")
-        check(self.pairs_per_image >= 0, "pairs_per_image", self.pairs_per_image,
-              "must be >= 0 (0 = every caption each epoch)")
+        check(0 <= self.pairs_per_image <= 100, "pairs_per_image", self.pairs_per_image,
+              "must be in [0, 100] (0 = every caption each epoch; the datasets have 5 an image)")
         check(self.grad_clip >= 0, "grad_clip", self.grad_clip, "must be >= 0 (0 = off)")
         check(0 < self.crop_scale[0] <= self.crop_scale[1] <= 1, "crop_scale", list(self.crop_scale),
               "two fractions with 0 < low <= high <= 1")
@@ -413,7 +480,8 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
-        check(self.bootstrap_resamples >= 2, "bootstrap_resamples", self.bootstrap_resamples, "must be >= 2")
+        check(2 <= self.bootstrap_resamples <= 1_000_000, "bootstrap_resamples", self.bootstrap_resamples,
+              "must be in [2, 1000000] (seven floats are kept per resample)")
         check(self.gallery_queries >= 0, "gallery_queries", self.gallery_queries, "must be >= 0")
         check_choice("device", self.device, DEVICES)
         check_choice("precision", self.precision, PRECISIONS)
@@ -440,17 +508,26 @@ class AuditConfig:
 
 @dataclass(frozen=True)
 class RuntimeConfig:
-    """How many threads a stage process computes with: part of what a run computes (pir.threads)."""
+    """How many threads a stage process computes with: part of what a run computes (pir.threads); and
+    ceilings on the params whose size is memory, checked across sections by ``PipelineConfig``."""
     threads: int = 2                # intra-op threads of torch, numpy's BLAS and scikit-learn's OpenMP; fixed,
                                     # whatever else runs (a different count gives different bytes)
+    # Ceilings (docs/design.md, "Recipes and params"): a value past one, such as a batch with three zeros
+    # too many, ends in one line instead of a machine out of memory. Far above every recipe (the paper's:
+    # batch 256, 224 px images, a 256 px cache); raise one to go past it. They never change results.
+    max_batch_size: int = 65536     # train.global_batch_size, evaluate.batch_size, scene_prior.batch_size
+    max_image_side: int = 2048      # model.image_size, data.cache_res, synthetic.image_size (pixels)
+    max_images: int = 100_000       # synthetic.images (RSICD has 10,921)
 
     def __post_init__(self) -> None:
-        value = self.threads
-        if isinstance(value, str) and value.strip().isdigit():
-            value = int(value)
-        check(isinstance(value, int) and not isinstance(value, bool) and value >= 1, "threads", self.threads,
+        for key in ("threads", "max_batch_size", "max_image_side", "max_images"):
+            # exact integers also when built directly (RuntimeConfig(threads="4")), as from params
+            object.__setattr__(self, key, coerce(getattr(self, key), int, key))
+        check(self.threads >= 1, "threads", self.threads,
               "a number >= 1 (fixed: the thread count changes the numbers, so it never follows the machine's load)")
-        object.__setattr__(self, "threads", value)
+        check(self.threads <= MAX_THREADS, "threads", self.threads, f"at most {MAX_THREADS}")
+        for key in ("max_batch_size", "max_image_side", "max_images"):
+            check(getattr(self, key) >= 1, key, getattr(self, key), "must be >= 1")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -103,6 +104,29 @@ def load_torch(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     except Exception as exc:  # unpickling errors carry long messages; keep the first line
         first = first_line(exc)
         raise ValueError(f"{path}: not a loadable checkpoint ({first})") from None
+
+
+def is_torchscript(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a TorchScript archive (OpenAI's CLIP ``.pt`` files): a zip with a ``code/``
+    folder or the ``constants.pkl`` torch itself looks for. Only the zip's directory is read, so
+    nothing in the file runs; loading one needs ``torch.jit.load``, which runs its code
+    (docs/design.md, "CLIP towers")."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return False
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return any((name.split("/")[1:2] == ["code"] and name.count("/") >= 2) or name.split("/", 1)[-1] == "constants.pkl"
+               for name in names)
+
+
+def torchscript_refused(path: str | os.PathLike) -> ValueError:
+    """The one-line refusal of a TorchScript archive loaded without the opt-in."""
+    return ValueError(f"{path}: a TorchScript archive, refused: loading it runs code from the file; set "
+                      "model.allow_torchscript: true (--allow-torchscript on the command line) only for a file "
+                      "you trust, such as OpenAI's own download")
 
 
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:

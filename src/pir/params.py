@@ -27,6 +27,7 @@ SECTIONS: dict[str, type] = {"data": C.DataConfig, "synthetic": C.SyntheticConfi
                              "train": C.TrainConfig, "evaluate": C.EvalConfig, "analyze": C.AnalyzeConfig,
                              "audit": C.AuditConfig, "runtime": C.RuntimeConfig}
 TOP_LEVEL = ("seed", "recipe", "model", *SECTIONS)
+SEED_MAX = 2 ** 32 - 1   # np.random.seed refuses more (pir.pipeline.seed_everything)
 
 
 def recipe_names() -> list[str]:
@@ -86,6 +87,7 @@ class PipelineConfig:
         resolved = merge_set(load_recipe(recipe), params)
         seed = C.coerce(resolved.get("seed", 0), int, f"{where}: seed")
         C.check(seed >= 0, f"{where}: seed", seed, "must be >= 0")
+        C.check(seed <= SEED_MAX, f"{where}: seed", seed, f"must be <= {SEED_MAX} (NumPy's seed range)")
         model_values = dict(resolved.get("model") or {})
         preset = C.coerce(model_values.pop("preset", None) or "tiny", str, f"{where}: model.preset")
         C.check(preset in PRESETS, f"{where}: model.preset", preset, f"choose from {', '.join(PRESETS)}")
@@ -104,8 +106,23 @@ class PipelineConfig:
         return cls.from_params({"recipe": name, **overrides}, where=f"recipe {name}")
 
     def _check_across_sections(self, where: str) -> None:
+        # The runtime ceilings first: a size past one would otherwise surface as some other complaint.
+        for key, value, ceiling in self._bounded_sizes():
+            limit = getattr(self.runtime, ceiling)
+            C.check(value <= limit, f"{where}: {key}", value,
+                    f"above runtime.{ceiling} ({limit}); raise runtime.{ceiling} to allow it")
         C.check(self.data.cache_res >= self.model.image_size, f"{where}: data.cache_res", self.data.cache_res,
                 f"must be >= the model's image size ({self.model.image_size})")
+
+    def _bounded_sizes(self) -> list[tuple[str, int, str]]:
+        """(key, value, the runtime ceiling over it) of every param whose size is memory."""
+        return [("train.global_batch_size", self.train.global_batch_size, "max_batch_size"),
+                ("evaluate.batch_size", self.evaluate.batch_size, "max_batch_size"),
+                ("scene_prior.batch_size", self.scene_prior.batch_size, "max_batch_size"),
+                ("model.image_size", self.model.image_size, "max_image_side"),
+                ("data.cache_res", self.data.cache_res, "max_image_side"),
+                ("synthetic.image_size", self.synthetic.image_size, "max_image_side"),
+                ("synthetic.images", self.synthetic.images, "max_images")]
 
     def problems(self) -> list[str]:
         """What stops the pipeline from running with these values, beyond types and ranges (one line each)."""
@@ -135,7 +152,7 @@ class PipelineConfig:
 
     def resolved_params(self) -> dict[str, Any]:
         """The values every stage uses, as a params.yaml-shaped mapping (for YAML, MLflow, checkpoints)."""
-        model = C.to_dict(self.model)
+        model = C.to_dict(self.model, permissions=True)   # model.allow_torchscript shows here, not in checkpoints
         for derived in ("vocab_size", "max_tokens", "max_words"):   # set from data/tokenizer by the stages
             model.pop(derived)
         return {"seed": self.seed, "recipe": self.recipe, "data": C.to_dict(self.data),
@@ -184,6 +201,13 @@ def _looks_like_path(value: str) -> bool:
     return bool(value) and ("/" in value or value.endswith((".pth", ".pt", ".bin", ".safetensors", ".ckpt")))
 
 
+def _yaml_value_error(exc: Exception) -> str:
+    """The first line of a YAML error, without Python's advice to raise its own int-to-str limit."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return first.split("; use sys.set_int_max_str_digits")[0]
+
+
 def load_params(path: str | Path) -> dict[str, Any]:
     """params.yaml as a mapping; ValueError (one line) when it is not valid YAML or not a mapping."""
     path = Path(path)
@@ -193,6 +217,8 @@ def load_params(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
         raise ValueError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    except ValueError as exc:   # a value PyYAML cannot build: int() of a number past 4300 digits, a bad date
+        raise ValueError(f"{path}: invalid YAML ({_yaml_value_error(exc)})") from None
     if not isinstance(params, dict):
         raise ValueError(f"{path}: expected a mapping of sections")
     return params
@@ -205,7 +231,10 @@ def apply_overrides(params: Mapping[str, Any], overrides: list[str]) -> dict[str
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ValueError(f"override {item!r}: expected key=value, e.g. train.lr=1e-4")
-        value = yaml.safe_load(raw) if raw else ""
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except (yaml.YAMLError, ValueError) as exc:
+            raise ValueError(f"override {C.shown(item)}: invalid YAML ({_yaml_value_error(exc)})") from None
         section, _, leaf = key.partition(".")
         if leaf:
             out.setdefault(section, {})

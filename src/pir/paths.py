@@ -24,7 +24,9 @@ class Paths:
         own = {"fetch": (self.fetch, self.downloads), "scene_prior": (self.scene_prior,),
                "train": (self.train, self.train_state), "evaluate": (self.evaluate,), "analyze": (self.analyze,),
                "audit": (self.downloads,),
-               "index": (self.index, self.index_images)}
+               # not index_images: that folder is the index's own (pir.search.index.own_folder), and a
+               # folder already holding it would not be empty, so not one the index may claim
+               "index": (self.index,)}
         return (*own[stage], self.reports, self.figures)
 
     # ---- one output folder per stage under data/ (DVC outs), reports/ for what people read
@@ -190,5 +192,6 @@ class Paths:
 
     @property
     def index_images(self) -> Path:
-        """The indexed test images, as PNG files (the index's root)."""
-        return self.index / "images"
+        """The indexed test images, as PNG files (the index's root): its own source/ folder, listed in its
+        marker (docs/design.md, 9 "Search", "Index folder")."""
+        return self.index / "source"

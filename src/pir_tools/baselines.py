@@ -4,6 +4,7 @@
     pir baselines MyCLIP=/w/my_clip.pt:seen --preset clip-b16     # say what the weights have seen
     pir baselines ... -S data.dataset=rsitmd -S data.source=/data/RSITMD -j 1
     pir baselines --collect-only NAME=PATH ...                   # only rebuild the table
+    pir baselines --allow-torchscript OpenAI-B32=/w/ViT-B-32.pt  # OpenAI's archives run code: opt in
 
 Each NAME=PATH is one queued DVC experiment `baseline-<NAME>` running the pipeline with the clip
 recipe, the CLIP preset of the file (from its name: ViT-B-32 / ViT-B-16 / ViT-L-14, else --preset),
@@ -12,6 +13,9 @@ as the checkpoint), so evaluate and analyze score it exactly as they score PIR, 
 sits next to PIR's. The table goes to reports/baselines.md and reports/figures/baselines.png, with a
 column saying whether the starting weights have already seen RSICD/RSITMD training images (from
 ``KNOWN_WEIGHTS`` by file name, or ``:seen`` / ``:unseen`` after the path): leakage is not skill.
+
+A TorchScript archive (OpenAI's own ``ViT-B-32.pt``) is refused before anything is queued: loading it
+runs code from the file. ``--allow-torchscript`` sets ``model.allow_torchscript`` in its experiments.
 """
 
 from __future__ import annotations
@@ -91,11 +95,20 @@ def parse_spec(spec: str, default_preset: str, root: Path) -> Baseline:
     return Baseline(name, path.resolve(), preset_by_name(path, default_preset), seen, why)
 
 
-def queue_baselines(root: Path, baselines: list[Baseline], extra: list[str]) -> None:
+def queue_baselines(root: Path, baselines: list[Baseline], extra: list[str], allow_torchscript: bool = False) -> None:
     for baseline in baselines:
-        queue_experiment(root, baseline.experiment, {"recipe": "clip", "model.preset": baseline.preset,
-                                                     "model.clip_weights": str(baseline.path), "train.epochs": 0},
-                         extra)
+        overrides = {"recipe": "clip", "model.preset": baseline.preset, "model.clip_weights": str(baseline.path),
+                     "train.epochs": 0}
+        if allow_torchscript:   # "++": params.yaml leaves the key out (it would change the train stage's params)
+            overrides["++model.allow_torchscript"] = True
+        queue_experiment(root, baseline.experiment, overrides, extra)
+
+
+def refuse_torchscript(baselines: list[Baseline]) -> None:
+    """Exit in one line on the first TorchScript archive, before any experiment is queued."""
+    for baseline in baselines:
+        if baseline.path.is_file() and files.is_torchscript(baseline.path):
+            sys.exit(f"baseline {baseline.name}: {files.torchscript_refused(baseline.path)}")
 
 
 def markdown_table(baselines: list[Baseline], metrics: dict[str, dict[str, float]]) -> str:
@@ -151,12 +164,16 @@ def main(argv: list[str] | None = None, root: Path | None = None) -> None:
     parser.add_argument("-j", "--jobs", type=int, default=1, help="experiments run in parallel")
     parser.add_argument("-S", "--set-param", action="append", default=[], help="extra override for every baseline")
     parser.add_argument("--collect-only", action="store_true")
+    parser.add_argument("--allow-torchscript", action="store_true",
+                        help="accept TorchScript archives (OpenAI's .pt files): loading one runs code from the file")
     args = parser.parse_args(argv)
     root = root or project_root()
     baselines = [parse_spec(spec, args.preset, root) for spec in args.checkpoints]
     if len({b.name for b in baselines}) != len(baselines):
         sys.exit("baseline names must be unique")
     if not args.collect_only:
-        queue_baselines(root, baselines, args.set_param)
+        if not args.allow_torchscript:
+            refuse_torchscript(baselines)
+        queue_baselines(root, baselines, args.set_param, allow_torchscript=args.allow_torchscript)
         run_queue(root, args.jobs)
     print(collect(root, baselines))

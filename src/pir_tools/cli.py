@@ -8,7 +8,9 @@
     pir index SOURCE --checkpoint CKPT --out INDEX_DIR [--bands 3,2,1]
                                              embed a folder or archive of images (incremental)
     pir search INDEX_DIR "text" [--top K]    ranked `score<TAB>path` lines (--image PATH, --sheet out.png)
-    pir serve INDEX_DIR [--port 8000]        the search page on http://127.0.0.1:PORT/
+    pir serve INDEX_DIR [--port 8000] [--root PATH]
+                                             the search page on http://127.0.0.1:PORT/ (--root: an index
+                                             not built here, served from PATH)
 """
 
 from __future__ import annotations

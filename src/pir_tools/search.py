@@ -1,8 +1,9 @@
 """``pir index`` and ``pir search``: embed a folder (or archive) of imagery, query it by text or by image.
 
-    pir index SOURCE --checkpoint CKPT --out INDEX_DIR [--bands 3,2,1] [--scene-from-name]
+    pir index SOURCE --checkpoint CKPT --out INDEX_DIR [--bands 3,2,1] [--scene-from-name] [--no-wait]
+              [--max-pixels N] [--max-archive-bytes N] [--max-archive-ratio X]
     pir search INDEX_DIR "a text query" [--top 20] [--scene NAME] [--sheet out.png]
-    pir search INDEX_DIR --image PATH [--top 20] [--bands 3,2,1] [--sheet out.png]
+    pir search INDEX_DIR --image PATH [--top 20] [--bands 3,2,1] [--sheet out.png] [--max-pixels N]
 
 The library (pir.search) does the work; this module owns the command lines.
 """
@@ -31,22 +32,66 @@ def _pause_hook():
     return pause
 
 
-def _source_folder(source: Path, out: Path) -> Path:
-    """A folder as it is; an archive (zip, tar.*) extracted safely once into INDEX_DIR/source/."""
-    from pir.data.download import dataset_root, extract_archive, is_archive
+# Where an archive SOURCE is extracted: inside the index's own source/ folder, which its marker lists
+# (docs/design.md, 9 "Search", "Index folder").
+ARCHIVE_FOLDER = "archive"
+
+
+def _limit(kind: type):
+    """argparse type of a safety cap: a number >= 1 (ints also as 2e8)."""
+    def parse(text: str) -> int | float:
+        try:   # digits as an exact int, anything else (2e8, 1.5) through float
+            number = int(text) if text.strip().isdigit() else float(text)
+        except ValueError:
+            number = float("nan")
+        if not number >= 1 or (kind is int and isinstance(number, float) and not number.is_integer()):
+            what = "a whole number" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {what} >= 1")
+        return kind(number)
+    return parse
+
+
+# help of --max-pixels (docs/design.md, "Image size cap")
+_MAX_PIXELS_HELP = ("refuse images above N pixels (width x height), from their header before decoding "
+                    "(default 134217728 = 2**27: a whole Sentinel-2 tile fits)")
+
+
+def _check_source(source: Path, out: Path) -> None:
+    """Before anything is touched: SOURCE is a folder or an archive, and an archive does not lie inside
+    INDEX_DIR, where extracting it could replace it (the index's own source/, outside source/archive/, aside).
+    Folders are checked by the library (pir.search.index.check_index_folder)."""
+    from pir.data.download import is_archive
+    from pir.search.index import SOURCE, IndexFolderRefused
+
+    if source.is_dir():
+        return
+    if not is_archive(source):
+        raise ValueError(f"{source}: not a folder or an archive (zip, tar, tar.gz) of images")
+    archive, index = source.resolve(), out.resolve()
+    own = index / SOURCE
+    if archive.is_relative_to(index) and not (archive.is_relative_to(own) and
+                                              not archive.is_relative_to(own / ARCHIVE_FOLDER)):
+        raise IndexFolderRefused(f"{source}: the archive lies inside the index folder {out}; "
+                                 "move it outside the index folder")
+
+
+def _source_folder(source: Path, out: Path, max_bytes: int | None = None, max_ratio: float | None = None) -> Path:
+    """A folder as it is; an archive (zip, tar.*) extracted safely once into INDEX_DIR/source/archive/, a
+    folder the index created and lists (call with the index held: pir.search.index.index_writer)."""
+    from pir.data.download import dataset_root, extract_archive
+    from pir.search.index import SOURCE, own_folder
 
     if source.is_dir():
         return source
-    if source.is_file() and is_archive(source):
-        return dataset_root(extract_archive(source, out / "source"))
-    raise ValueError(f"{source}: not a folder or an archive (zip, tar, tar.gz) of images")
+    return dataset_root(extract_archive(source, own_folder(out, SOURCE) / ARCHIVE_FOLDER, max_bytes=max_bytes,
+                                        max_ratio=max_ratio))
 
 
 def index_main(argv: list[str]) -> int:
     from pir.data.images import parse_bands
     from pir.data.importers import scene_from_filename
     from pir.search.encoder import load_encoder
-    from pir.search.index import build_index
+    from pir.search.index import build_index, index_writer
     from pir.tracking import git_commit
 
     parser = argparse.ArgumentParser(prog="pir index", description="Embed every image under SOURCE into an index.")
@@ -61,17 +106,32 @@ def index_main(argv: list[str]) -> int:
                         help="label scenes from file names (storagetanks_12.tif -> storagetanks) for the scene filter")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--no-wait", action="store_true",
+                        help="fail at once when another pir index run is writing INDEX_DIR (default: wait for it)")
+    parser.add_argument("--max-pixels", type=_limit(int), default=None, metavar="N", help=_MAX_PIXELS_HELP)
+    parser.add_argument("--max-archive-bytes", type=_limit(int), default=None, metavar="N",
+                        help="refuse an archive SOURCE that would extract to more than N bytes (default 64 GiB)")
+    parser.add_argument("--max-archive-ratio", type=_limit(float), default=None, metavar="X",
+                        help="refuse an archive SOURCE that would extract to more than X times its size (default 100)")
     args = parser.parse_args(argv)
     try:
         encoder = load_encoder(args.checkpoint, args.tokenizer, args.device)
-        root = _source_folder(args.source, args.out)
-        scenes = (lambda rel: scene_from_filename(rel) or "") if args.scene_from_name else None
-        result = build_index(root, args.out, encoder, args.checkpoint, bands=args.bands, scenes=scenes,
-                             batch_size=args.batch_size, progress=True,
-                             git_commit=git_commit(Path(__file__).resolve().parent), on_batch=_pause_hook())
+        _check_source(args.source, args.out)
+        wait = 0 if args.no_wait else None
+        # One writer, from extracting an archive to the new generation (build_index shares this hold)
+        with index_writer(args.out, source=args.source if args.source.is_dir() else None, lock_timeout=wait):
+            root = _source_folder(args.source, args.out, args.max_archive_bytes, args.max_archive_ratio)
+            scenes = (lambda rel: scene_from_filename(rel) or "") if args.scene_from_name else None
+            result = build_index(root, args.out, encoder, args.checkpoint, bands=args.bands, scenes=scenes,
+                                 batch_size=args.batch_size, progress=True, lock_timeout=wait,
+                                 max_pixels=args.max_pixels,
+                                 git_commit=git_commit(Path(__file__).resolve().parent), on_batch=_pause_hook())
     except (ValueError, OSError) as exc:
         print(f"pir index: {exc}", file=sys.stderr)
         return 1
+    # `pir serve` serves this root without --root only for indexes built here (docs/design.md, 9 "Serving")
+    from pir_tools.known_indexes import record
+    record(args.out, root)
     for path, reason in result.unreadable:
         print(f"unreadable: {path}: {reason}", file=sys.stderr)
     print(f"index: {result.generation}")
@@ -94,13 +154,14 @@ def search_main(argv: list[str]) -> int:
     parser.add_argument("--sheet", type=Path, default=None, help="also write a contact sheet PNG of the hits")
     parser.add_argument("--checkpoint", type=Path, default=None, help="the index's checkpoint, if it has moved")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--max-pixels", type=_limit(int), default=None, metavar="N", help=_MAX_PIXELS_HELP)
     args = parser.parse_args(argv)
     if (args.text is None) == (args.image is None):
         parser.error("give a text query or --image PATH (one of them)")
     try:
         searcher, encoder = open_search(args.index, args.checkpoint, args.device)
         if args.image is not None:
-            query = encoder.query_image(read_rgb(args.image, args.bands))
+            query = encoder.query_image(read_rgb(args.image, args.bands, max_pixels=args.max_pixels))
         else:
             query = encoder.query_text(args.text)
         hits = searcher.search(query, args.top, args.scene)

@@ -1,27 +1,64 @@
-"""``pir serve INDEX_DIR [--port N]``: a local search page over an index, on 127.0.0.1 only.
+"""``pir serve INDEX_DIR [--port N] [--root PATH]``: a local search page over an index, on 127.0.0.1 only.
 
-Flask with one Jinja template (package data under pir_tools/templates) and a few lines of plain
-JavaScript: no frontend build. Routes:
+Flask with one Jinja template, one script and one stylesheet (package data under pir_tools/templates
+and pir_tools/static; nothing inline, so the page runs under a self-only Content-Security-Policy) and
+no frontend build. Routes:
 
     GET /                          the page (?q=...&top=K&scene=S run a search on load)
     GET /api/search?q=...&top=K    [{"path": ..., "score": ..., "scene": ..., "thumb": url, "image": url}, ...],
                                    best first; &like=PATH searches by an indexed image, &scene=S filters
     GET /thumb/PATH                the thumbnail cached at index time (never decodes the full tile)
-    GET /image/PATH                the original file
+    GET /image/PATH                the original file, while it still is the file that was indexed
+    GET /static/search.js, .css    the page's script and style
 
-PATH is the manifest's root-relative path. Only indexed paths are served, and only when they resolve
-inside the indexed root: anything else (../, absolute, encoded forms, links out of the root) is a 404.
+An index folder is untrusted input: its index.json may name any root (``/`` included) and its manifest
+any paths (docs/design.md, section 9 "Search", "Serving"). So:
+
+- PATH is the manifest's root-relative path. Only indexed paths are served, and only when they resolve
+  (links followed) inside the root: anything else (../, absolute, encoded forms, links out of the root)
+  is a 404. An original is sent only while its size and sha256 equal its manifest row (else 409), so an
+  index from elsewhere cannot read a file whose bytes its author does not already have, and a file
+  swapped after indexing is not sent. Thumbnails are sent only from inside the index folder.
+- The index's own root is served only when this user built the index from it on this machine
+  (pir_tools.known_indexes, written by `pir index`) or when it lies inside the index folder; any other
+  root must be named: ``--root PATH`` (then the manifest's paths are served relative to PATH).
+- Only Host headers naming the bound address answer (127.0.0.1:PORT, localhost:PORT, [::1]:PORT), so a
+  page elsewhere whose name is rebound to 127.0.0.1 (DNS rebinding) gets 421 and reads nothing.
+- Every response carries a self-only Content-Security-Policy, nosniff, frame and referrer headers.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import os
+import re
+import stat
 import sys
 import threading
-from pathlib import Path
+import time
+from pathlib import Path, PurePosixPath
+from typing import Iterable
 from urllib.parse import quote
 
 MAX_TOP = 500
+ALLOWED_HOSTS = "PIR_ALLOWED_HOSTS"     # app.config key: the Host headers the app answers (none until set)
+SECURITY_HEADERS = {
+    # The page loads its own script, style, thumbnails and API only; no inline code, no framing.
+    "Content-Security-Policy": "default-src 'self'; img-src 'self'; script-src 'self'; style-src 'self'; "
+                               "object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Resource-Policy": "same-origin",   # other sites cannot even embed the images
+}
+# /image sends indexed images only (what `pir index` lists), with their own type: never HTML or script.
+IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".tif": "image/tiff",
+               ".tiff": "image/tiff", ".bmp": "image/bmp"}
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# A verdict is kept only for a file last changed longer ago than this: file systems stamp ctime from a
+# coarse clock (a few ms), so a rewrite in the same tick as the hash could keep its stamp ("racy git").
+RACY_NS = 2_000_000_000
 
 
 def contained(root: Path, relative: str) -> Path | None:
@@ -33,24 +70,138 @@ def contained(root: Path, relative: str) -> Path | None:
     return candidate if candidate != root and root in candidate.parents else None
 
 
-def create_app(index_dir: str | Path, checkpoint: str | Path | None = None, device: str = "cpu"):
-    """The Flask app over one index (loaded once; restart the server after re-indexing)."""
-    from flask import Flask, abort, jsonify, render_template, request, send_file
+def loopback_hosts(port: int) -> frozenset[str]:
+    """The Host headers a server bound to 127.0.0.1:``port`` answers: the loopback names with the port,
+    and without it only on port 80, where browsers leave it out."""
+    names = ("127.0.0.1", "localhost", "[::1]")
+    return frozenset({f"{name}:{port}" for name in names} | (set(names) if port == 80 else set()))
+
+
+def trusted_root(index, root: str | os.PathLike | None = None) -> Path:
+    """The folder to serve the index's manifest paths from: ``root`` when the user names it, else the
+    index's own root when this user built the index from it here or it lies inside the index folder;
+    otherwise ValueError (one line) asking for --root."""
+    from pir_tools import known_indexes
+
+    if root is not None:
+        chosen = Path(root).resolve()
+        if not chosen.is_dir():
+            raise ValueError(f"{root}: --root is not a folder")
+        return chosen
+    own = index.root   # resolved, links followed; index.folder is resolved too (load_index)
+    if own == index.folder or index.folder in own.parents or known_indexes.built_here(index.folder, own):
+        return own
+    raise ValueError(f"{index.folder}: its index.json names the root {own}, which this index was not built "
+                     f"from on this machine; if you trust that folder, serve it with --root PATH")
+
+
+def _open_regular(path: Path) -> tuple[int, os.stat_result] | None:
+    """(fd, fstat) of a regular file, or None. O_NOFOLLOW: a link put in place after the containment check
+    is refused; O_NONBLOCK: a FIFO named by a manifest does not hang the request."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        return None
+    os.set_blocking(fd, True)
+    return fd, info
+
+
+def _sha256_fd(fd: int) -> str:
+    """Hex sha256 of an open file, read with pread (the offset stays at 0 for sending)."""
+    digest, offset = hashlib.sha256(), 0
+    while block := os.pread(fd, 1 << 20, offset):
+        digest.update(block)
+        offset += len(block)
+    return digest.hexdigest()
+
+
+class _Verdicts:
+    """Whether an opened file's bytes are a manifest row's sha256, hashed once per file version.
+
+    Keyed by the fstat stamp of the opened descriptor (device, inode, size, mtime, ctime): any write,
+    rename over or replacement changes the inode or ctime, which no user can set back, so a stale
+    verdict is never reused; a file changed in the last RACY_NS is hashed on every request."""
+
+    def __init__(self, limit: int):
+        self._seen: dict[tuple, bool] = {}
+        self._lock = threading.Lock()
+        self._limit = limit
+
+    def matches(self, fd: int, info: os.stat_result, entry) -> bool:
+        if info.st_size != entry.size:
+            return False
+        key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns, entry.sha256)
+        with self._lock:
+            verdict = self._seen.get(key)
+        if verdict is None:
+            verdict = _sha256_fd(fd) == entry.sha256
+            if time.time_ns() - max(info.st_mtime_ns, info.st_ctime_ns) > RACY_NS:
+                with self._lock:
+                    if len(self._seen) >= self._limit:   # files rewritten over and over: start again
+                        self._seen.clear()
+                    self._seen[key] = verdict
+        return verdict
+
+
+def create_app(index_dir: str | os.PathLike, checkpoint: str | os.PathLike | None = None, device: str = "cpu", *,
+               root: str | os.PathLike | None = None, allowed_hosts: Iterable[str] = ()):
+    """The Flask app over one index (loaded once; restart the server after re-indexing).
+
+    ``root``: where the manifest's paths are served from (None: the index's own root, taken as given;
+    `pir serve` decides with :func:`trusted_root` first). ``allowed_hosts``: the Host headers answered
+    (:func:`loopback_hosts`); `pir serve` sets ``app.config[ALLOWED_HOSTS]`` once the port is bound.
+    """
+    from flask import Flask, abort, jsonify, render_template, request
+    from werkzeug.wsgi import wrap_file
 
     from pir.search.query import open_search
 
     searcher, encoder = open_search(index_dir, checkpoint, device)
     index = searcher.index
+    serve_root = Path(root).resolve() if root is not None else index.root
     entries = {e.path: e for e in index.entries}
+    verdicts = _Verdicts(limit=2 * len(entries) + 1024)
     encode_lock = threading.Lock()   # one query through the model at a time; the matrix product is shared
     app = Flask(__name__)
+    app.config[ALLOWED_HOSTS] = frozenset(h.lower() for h in allowed_hosts)
     app.url_map.merge_slashes = False   # "/image//etc/passwd" reaches the containment check, not a redirect
 
-    def indexed(relative: str) -> Path:
-        """The file of an indexed path inside the root, or 404."""
-        if relative not in entries or contained(index.root, relative) is None:
+    @app.before_request
+    def only_the_bound_address():
+        # The Host header as sent (no fallback to SERVER_NAME): missing or foreign is refused, so a
+        # rebound DNS name cannot read the page, the API or a file.
+        if request.environ.get("HTTP_HOST", "").lower() not in app.config[ALLOWED_HOSTS]:
+            return app.response_class("misdirected request: this server answers only to its loopback address\n",
+                                      status=421, mimetype="text/plain")
+        return None
+
+    @app.after_request
+    def security_headers(response):
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+    def indexed(relative: str):
+        """The manifest row of an indexed path whose file resolves inside the root, or 404."""
+        if relative not in entries or contained(serve_root, relative) is None:
             abort(404)
-        return contained(index.root, relative)
+        return entries[relative]
+
+    def send_fd(fd: int, info: os.stat_result, mimetype: str, etag: str, max_age: int | None = None):
+        """The open file itself (not its path again), with range and conditional support."""
+        response = app.response_class(wrap_file(request.environ, os.fdopen(fd, "rb")), mimetype=mimetype,
+                                      direct_passthrough=True)
+        response.content_length = info.st_size
+        response.last_modified = info.st_mtime
+        response.set_etag(etag)
+        if max_age:
+            response.cache_control.public, response.cache_control.max_age = True, max_age
+        else:
+            response.cache_control.no_cache = True
+        return response.make_conditional(request.environ, accept_ranges=True, complete_length=info.st_size)
 
     @app.get("/")
     def page():
@@ -77,15 +228,30 @@ def create_app(index_dir: str | Path, checkpoint: str | Path | None = None, devi
 
     @app.get("/thumb/<path:relative>")
     def thumb(relative: str):
-        indexed(relative)
-        cached = index.thumbnail(entries[relative])
-        if not cached.is_file():
+        sha = indexed(relative).sha256
+        # the manifest's sha256 names the file: checked, and the file must resolve inside the index folder
+        cached = contained(index.folder, f"thumbs/{sha[:2]}/{sha}.jpg") if _SHA256.match(sha) else None
+        opened = _open_regular(cached) if cached is not None else None
+        if opened is None:
             abort(404)
-        return send_file(cached, mimetype="image/jpeg", max_age=3600)
+        return send_fd(*opened, mimetype="image/jpeg", etag=sha, max_age=3600)
 
     @app.get("/image/<path:relative>")
     def image(relative: str):
-        return send_file(indexed(relative))
+        entry = indexed(relative)
+        mimetype = IMAGE_TYPES.get(PurePosixPath(relative).suffix.lower())
+        opened = _open_regular(contained(serve_root, relative)) if mimetype else None
+        if opened is None:
+            abort(404)
+        fd, info = opened
+        try:
+            same = verdicts.matches(fd, info, entry)
+        except OSError:   # a read error while hashing: not known to be the indexed file
+            same = False
+        if not same:      # changed since indexing, or never the indexed file
+            os.close(fd)
+            abort(409)
+        return send_fd(fd, info, mimetype=mimetype, etag=entry.sha256)
 
     return app
 
@@ -93,18 +259,24 @@ def create_app(index_dir: str | Path, checkpoint: str | Path | None = None, devi
 def main(argv: list[str] | None = None) -> int:
     from werkzeug.serving import make_server
 
+    from pir.search.index import load_index
+
     parser = argparse.ArgumentParser(prog="pir serve", description="A local search page over an index.")
     parser.add_argument("index", type=Path, help="index folder made by `pir index`")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--root", type=Path, default=None,
+                        help="serve the indexed files from this folder (an index not built here, or moved images)")
     parser.add_argument("--checkpoint", type=Path, default=None, help="the index's checkpoint, if it has moved")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     args = parser.parse_args(argv)
     try:
-        app = create_app(args.index, args.checkpoint, args.device)
+        root = trusted_root(load_index(args.index), args.root)
+        app = create_app(args.index, args.checkpoint, args.device, root=root)
         server = make_server("127.0.0.1", args.port, app, threaded=True)
     except (ValueError, OSError) as exc:
         print(f"pir serve: {exc}", file=sys.stderr)
         return 1
+    app.config[ALLOWED_HOSTS] = loopback_hosts(server.server_port)   # the port bound (--port 0: any free one)
     print(f"serving {args.index} on http://127.0.0.1:{server.server_port}/ (Ctrl-C stops)", flush=True)
     try:
         server.serve_forever()

@@ -123,3 +123,22 @@ def png16_bytes(pixels: np.ndarray) -> bytes:
 
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0))
             + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+# what reading a file that declares 40000x40000 pixels says (pir.data.images.DEFAULT_MAX_PIXELS)
+HUGE = ("image is 40000x40000 pixels (1.6 G), above the 134 M-pixel cap; "
+        "raise it with --max-pixels / data.max_image_pixels")
+
+
+def declared_tiff(path: Path, side: int = 40000) -> Path:
+    """A ~16 KB tiled TIFF declaring side x side 8-bit RGB (4.5 GiB decoded at 40000): one real (zero)
+    tile, every other tile empty. Never decode it: the point is that the header alone is refused."""
+    import itertools
+
+    import tifffile
+
+    tiles = (-(-side // 1024)) ** 2
+    data = itertools.chain([np.zeros((1024, 1024, 3), np.uint8)], (None for _ in range(tiles - 1)))
+    tifffile.imwrite(path, data, shape=(side, side, 3), dtype=np.uint8, tile=(1024, 1024), photometric="rgb",
+                     compression="zlib")
+    return path

@@ -1,12 +1,20 @@
-"""Download path against a loopback HTTP server: success, resume, checksum, offline, unsafe archives."""
+"""Download path against loopback HTTPS and HTTP servers: success, resume, checksum, offline, redirects,
+plain http, unsafe and oversized archives.
+
+The HTTPS server uses tests/data/loopback_tls.pem, trusted through SSL_CERT_FILE (the OpenSSL variable
+urllib's default context reads): certificates are verified as for any server, with no switch in the code.
+Without a sha256 only https is downloaded, so the re-validation tests need it.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import http.server
 import io
+import json
 import os
 import socket
+import ssl
 import tarfile
 import threading
 import zipfile
@@ -18,13 +26,16 @@ import pytest
 from pir.data import download
 from pir.data.download import DownloadError
 
+TLS_PEM = Path(__file__).with_name("loopback_tls.pem")
+
 
 class RangeHandler(http.server.SimpleHTTPRequestHandler):
     """Static files with single-range ``Range: bytes=N-`` support (what a resumed download asks for).
 
     Per file name, the server can also send an ETag (``httpd.etags``, honouring If-None-Match unless
-    ``httpd.ignore_conditional``) or reply "bare" (``httpd.bare``: no Content-Length, ETag or
-    Last-Modified, only that fraction of the body, then close). ``httpd.statuses`` logs (path, code).
+    ``httpd.ignore_conditional``), reply "bare" (``httpd.bare``: no Content-Length, ETag or
+    Last-Modified, only that fraction of the body, then close) or redirect (``httpd.redirects``: a 302
+    to that URL). ``httpd.statuses`` logs (path, code).
     """
 
     def log_message(self, *args):   # keep test output clean
@@ -40,6 +51,12 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
         super().end_headers()
 
     def send_head(self):
+        if location := self.server.redirects.get(Path(self.path).name):
+            self.send_response(302)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
         range_header = self.headers.get("Range")
         path = Path(self.translate_path(self.path))
         etag = self.server.etags.get(path.name)
@@ -73,17 +90,40 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture
-def server(tmp_path):
-    root = tmp_path / "served"
-    root.mkdir()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(RangeHandler, directory=str(root)))
-    httpd.range_requests, httpd.statuses, httpd.etags, httpd.bare = [], [], {}, {}
-    httpd.ignore_conditional = False
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{httpd.server_address[1]}", httpd
-    httpd.shutdown()
-    httpd.server_close()
+def serve(tmp_path, monkeypatch):
+    """serve(tls) -> (served folder, base URL, server): an https (trusted via SSL_CERT_FILE) or http server
+    on 127.0.0.1, each with its own folder; all stopped at the end of the test."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(TLS_PEM))
+    started = []
+
+    def start(tls: bool = True):
+        root = tmp_path / f"served{len(started)}"
+        root.mkdir()
+        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(RangeHandler, directory=str(root)))
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(TLS_PEM)
+            httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+        httpd.range_requests, httpd.statuses, httpd.etags, httpd.bare, httpd.redirects = [], [], {}, {}, {}
+        httpd.ignore_conditional = False
+        threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        started.append(httpd)
+        return root, f"{'https' if tls else 'http'}://127.0.0.1:{httpd.server_address[1]}", httpd
+
+    yield start
+    for httpd in started:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture
+def server(serve):
+    return serve(tls=True)
+
+
+@pytest.fixture
+def plain_server(serve):
+    return serve(tls=False)
 
 
 @pytest.fixture
@@ -104,18 +144,20 @@ def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_download_and_extract_zip(server, tmp_path):
-    root, url, _ = server
+def test_download_and_extract_zip(plain_server, tmp_path):
+    root, url, _ = plain_server   # plain http is fine with a sha256
     archive = make_zip(root / "rsitmd.zip", {"RSITMD/rsitmd_test.json": b"[]", "RSITMD/images/a_1.tif": b"x"})
     folder = download.resolve_source(f"{url}/rsitmd.zip", tmp_path / "cache", sha(archive), progress=False)
     key = hashlib.sha256(f"{url}/rsitmd.zip".encode()).hexdigest()[:16]   # one folder per URL
     assert folder == tmp_path / "cache" / key / "rsitmd" / "RSITMD"   # single top folder is stepped into
     assert (folder / "rsitmd_test.json").read_bytes() == b"[]"
     assert not list((tmp_path / "cache").rglob("*.part"))
+    record = json.loads((folder.parent.parent / "rsitmd.zip.source.json").read_text())
+    assert record["url"] == record["final_url"] == f"{url}/rsitmd.zip"
 
 
-def test_resume_uses_range(server, tmp_path):
-    root, url, httpd = server
+def test_resume_uses_range(plain_server, tmp_path):
+    root, url, httpd = plain_server
     payload = os.urandom(300_000)
     (root / "big.tar").write_bytes(payload)
     cache = tmp_path / "cache"
@@ -153,7 +195,7 @@ def test_offline_error_says_how_to_use_a_local_copy(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(DownloadError) as exc:
-        download.resolve_source(f"http://127.0.0.1:{port}/rsicd.zip", tmp_path / "cache", progress=False)
+        download.resolve_source(f"https://127.0.0.1:{port}/rsicd.zip", tmp_path / "cache", progress=False)
     message = str(exc.value)
     assert "cannot connect" in message and "set data.source to the local" in message and "\n" not in message
 
@@ -328,3 +370,130 @@ def test_output_folders_follow_the_umask(server, tmp_path, umask_022):
     folder = download.resolve_source(f"{url}/data.zip", tmp_path / "cache", progress=False)
     for path in (folder.parent.parent, folder.parent, folder, folder / "sub"):   # URL folder, extraction, inside
         assert path.stat().st_mode & 0o777 == 0o755, path
+
+
+# --------------------------------------------------------------------------- plain http and redirects
+
+def test_plain_http_needs_a_sha256(plain_server, tmp_path):
+    root, url, httpd = plain_server
+    make_zip(root / "data.zip", {"D/v.txt": b"one"})
+    with pytest.raises(DownloadError) as exc:
+        download.resolve_source(f"{url}/data.zip", tmp_path / "cache", progress=False)
+    assert str(exc.value) == f"{url}/data.zip: plain http can be altered in transit; use https or set data.sha256"
+    assert httpd.statuses == [] and not (tmp_path / "cache").exists()   # refused before connecting
+
+
+def test_https_to_http_redirect_is_refused(server, plain_server, tmp_path):
+    root, url, httpd = server
+    plain_root, plain_url, plain_httpd = plain_server
+    archive = make_zip(plain_root / "data.zip", {"D/v.txt": b"one"})
+    httpd.redirects["data.zip"] = f"{plain_url}/data.zip"
+    with pytest.raises(DownloadError) as exc:   # even with a sha256: https was asked for
+        download.resolve_source(f"{url}/data.zip", tmp_path / "cache", sha(archive), progress=False)
+    message = str(exc.value)
+    assert message.startswith(f"{url}/data.zip: refusing the redirect to {plain_url}/data.zip")
+    assert "leaves https for plain http" in message and "\n" not in message
+    assert plain_httpd.statuses == [] and not list((tmp_path / "cache").rglob("*.zip*"))
+
+
+@pytest.mark.parametrize("target", ["ftp://127.0.0.1/data.zip", "file:///etc/passwd"])
+def test_redirect_to_another_scheme_is_refused(server, tmp_path, target):
+    _, url, httpd = server
+    httpd.redirects["data.zip"] = target
+    with pytest.raises(DownloadError) as exc:
+        download.download(f"{url}/data.zip", tmp_path / "data.zip", progress=False)
+    assert f"refusing the redirect to {target} (only http(s) is downloaded)" in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_http_to_https_redirect_is_followed_and_the_final_url_recorded(server, plain_server, tmp_path, capsys):
+    root, url, _ = server
+    _, plain_url, plain_httpd = plain_server
+    archive = make_zip(root / "data.zip", {"D/v.txt": b"one"})
+    plain_httpd.redirects["old.zip"] = f"{url}/data.zip"   # moved to another server, and to https
+    folder = download.resolve_source(f"{plain_url}/old.zip", tmp_path / "cache", sha(archive), progress=False)
+    assert (folder / "v.txt").read_bytes() == b"one"
+    record = json.loads((folder.parent.parent / "old.zip.source.json").read_text())
+    assert record["url"] == f"{plain_url}/old.zip" and record["final_url"] == f"{url}/data.zip"
+    assert capsys.readouterr().err.strip() == f"note: {plain_url}/old.zip: redirected to {url}/data.zip"
+
+
+def test_same_scheme_redirect_to_another_server_is_recorded(serve, tmp_path):
+    _, first, first_httpd = serve(tls=True)
+    root, second, _ = serve(tls=True)
+    make_zip(root / "data.zip", {"D/v.txt": b"one"})
+    first_httpd.redirects["data.zip"] = f"{second}/data.zip"
+    dest = download.download(f"{first}/data.zip", tmp_path / "data.zip", progress=False)
+    assert json.loads(dest.with_name("data.zip.source.json").read_text())["final_url"] == f"{second}/data.zip"
+
+
+# --------------------------------------------------------------------------- archive size limits
+
+def zeros_zip(path: Path, megabytes: int = 8, extra: dict[str, bytes] | None = None) -> Path:
+    """A small zip (~1000x compression) of ``megabytes`` MiB of zeros: a zip bomb in miniature."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("bomb/zeros.bin", bytes(megabytes << 20))
+        for name, data in (extra or {}).items():
+            zf.writestr(name, data)
+    return path
+
+
+def zeros_tar(path: Path, megabytes: int = 8) -> Path:
+    with tarfile.open(path, "w:gz") as tf:
+        member = tarfile.TarInfo("bomb/zeros.bin")
+        member.size = megabytes << 20
+        tf.addfile(member, io.BytesIO(bytes(member.size)))
+    return path
+
+
+@pytest.mark.parametrize("make", [zeros_zip, zeros_tar], ids=["zip", "tar.gz"])
+def test_compression_ratio_refused_before_anything_is_written(tmp_path, make):
+    archive = make(tmp_path / ("bomb.zip" if make is zeros_zip else "bomb.tar.gz"))
+    assert archive.stat().st_size < 100_000
+    with pytest.raises(DownloadError) as exc:
+        download.extract_archive(archive, tmp_path / "out" / "bomb")
+    message = str(exc.value)
+    assert message.startswith(f"{archive}: would expand to ") and "(a zip bomb?), above the 100x limit" in message
+    assert "raise data.max_archive_ratio (pir index: --max-archive-ratio)" in message and "\n" not in message
+    assert not (tmp_path / "out").exists()   # not even the parent folder was made
+    # trusted: raising the ratio admits it
+    folder = download.extract_archive(archive, tmp_path / "out" / "bomb", max_ratio=100_000)
+    assert (folder / "bomb" / "zeros.bin").stat().st_size == 8 << 20
+
+
+@pytest.mark.parametrize("make", [zeros_zip, zeros_tar], ids=["zip", "tar.gz"])
+def test_total_size_refused_through_resolve_source(tmp_path, make):
+    archive = make(tmp_path / ("big.zip" if make is zeros_zip else "big.tar.gz"))
+    with pytest.raises(DownloadError) as exc:
+        download.resolve_source(str(archive), tmp_path / "cache", max_bytes=4 << 20, max_ratio=100_000)
+    message = str(exc.value)
+    assert "above the 4 MiB limit on extracted archives" in message and "\n" not in message
+    assert "raise data.max_archive_bytes (pir index: --max-archive-bytes)" in message
+    assert not (tmp_path / "cache").exists()
+
+
+def test_tar_hard_links_count_as_copies(tmp_path):
+    payload = os.urandom(1 << 20)   # incompressible: only the links make it big
+    with tarfile.open(tmp_path / "links.tar", "w") as tf:
+        member = tarfile.TarInfo("d/data.bin")
+        member.size = len(payload)
+        tf.addfile(member, io.BytesIO(payload))
+        for i in range(8):
+            link = tarfile.TarInfo(f"d/link{i}.bin")
+            link.type, link.linkname = tarfile.LNKTYPE, "d/data.bin"
+            tf.addfile(link)
+    with pytest.raises(DownloadError, match="would expand to more than 5 MiB, above the 4 MiB limit"):
+        download.extract_archive(tmp_path / "links.tar", tmp_path / "out", max_bytes=4 << 20)
+    assert download.extract_archive(tmp_path / "links.tar", tmp_path / "out") == tmp_path / "out"
+
+
+def test_zip_member_larger_than_its_header_is_refused(tmp_path):
+    archive = zeros_zip(tmp_path / "liar.zip", megabytes=1)
+    data = bytearray(archive.read_bytes())
+    local, central = data.index(b"PK\x03\x04"), data.index(b"PK\x01\x02")
+    data[local + 22:local + 26] = data[central + 24:central + 28] = (1000).to_bytes(4, "little")   # declares 1000 bytes
+    archive.write_bytes(bytes(data))
+    with pytest.raises(DownloadError) as exc:   # passes the size checks, then held to its 1000 bytes while
+        download.extract_archive(archive, tmp_path / "out" / "liar")   # extracting (zipfile's CRC check fires first)
+    assert str(exc.value).startswith(f"{archive}: ") and "\n" not in str(exc.value)
+    assert not (tmp_path / "out" / "liar").exists() and not list((tmp_path / "out").iterdir())

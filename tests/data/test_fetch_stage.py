@@ -66,3 +66,22 @@ def test_fetch_synthetic_then_bad_import_leaves_outputs(tmp_path, capsys):
     assert "\n" not in failed and "beach_7.tif" in capsys.readouterr().err   # every problem listed too
     assert all(p.read_bytes() == data for p, data in before.items())
     assert (repo / "data" / "downloads" / "rsitmd" / "RSITMD" / "rsitmd_val.json").exists()
+
+
+def test_fetch_applies_the_safety_caps_of_params(tmp_path):
+    """data.max_archive_bytes / max_archive_ratio reach the extraction, data.max_image_pixels the decoding."""
+    source = tmp_path / "src"
+    source.mkdir()
+    write_finetune(source)
+    write_images(source, in_split_folders=True)   # 24x24 images
+    archive = tmp_path / "rsitmd.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in source.rglob("*"):
+            zf.write(path, Path("RSITMD") / path.relative_to(source))
+    repo = tmp_path / "project"
+    repo.mkdir()
+    failed = run_fetch(repo, {"dataset": "rsitmd", "source": str(archive), "max_archive_bytes": 1000})
+    assert "above the 1000 bytes limit on extracted archives" in failed and "data.max_archive_bytes" in failed
+    failed = run_fetch(repo, {"dataset": "rsitmd", "source": str(archive), "max_archive_ratio": 1.0,
+                              "max_image_pixels": 24 * 24 - 1})
+    assert "image is 24x24 pixels (576), above the 575-pixel cap" in failed and "\n" not in failed

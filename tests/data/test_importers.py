@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.data.data_fixtures import (FILES, captions_of, png16_bytes, save_image, tiff_bytes, write_finetune,
-                                      write_images, write_karpathy, write_parquet, write_precomp)
+from tests.data.data_fixtures import (FILES, HUGE, captions_of, declared_tiff, png16_bytes, save_image, tiff_bytes,
+                                      write_finetune, write_images, write_karpathy, write_parquet, write_precomp)
 from pir.data import images, importers
 from pir.data.importers import ImportProblems, import_dataset, scene_from_filename
 
@@ -384,6 +384,22 @@ def test_refused_image_is_one_problem_naming_the_file(finetune_root, payload, re
     with pytest.raises(ImportProblems) as exc:
         load(finetune_root)
     assert f"{finetune_root / 'val' / 'beach_7.tif'}: {reason}" in one_line(exc)
+
+
+def test_image_above_the_pixel_cap_is_one_problem_naming_the_file(finetune_root):
+    declared_tiff(finetune_root / "val" / "beach_7.tif")   # 16 KB declaring 40000x40000: refused from the header
+    with pytest.raises(ImportProblems) as exc:
+        load(finetune_root)
+    assert f"{finetune_root / 'val' / 'beach_7.tif'}: {HUGE}" in one_line(exc)
+
+
+def test_embedded_parquet_images_are_capped_too(tmp_path):
+    write_parquet(tmp_path)   # 20x20 JPEG bytes inside the parquet rows
+    with pytest.raises(ImportProblems) as exc:
+        load(tmp_path, "rsicd", max_pixels=399)
+    assert ("test-00000-of-00001.parquet:airport_8.jpg: image is 20x20 pixels (400), above the 399-pixel cap; "
+            "raise it with --max-pixels / data.max_image_pixels") in one_line(exc)
+    assert load(tmp_path, "rsicd", max_pixels=400).pixels.shape[0] == sum(len(f) for f in FILES.values())
 
 
 def test_smallest_accepted_image_is_16px(tmp_path):

@@ -159,7 +159,7 @@ def test_index_stage_embeds_the_test_split_as_evaluate_does(evaluated):
     rows = {e.path: i for i, e in enumerate(index.entries)}
     vectors = np.asarray(index.vectors, np.float32)[[rows[n] for n in names]]
     np.testing.assert_allclose(vectors, np.load(evaluated / "data/evaluate/embeddings.npz")["image_emb"], atol=2e-3)
-    assert index.identity["checkpoint"] == "../train/best.pt" and index.identity["root"] == "images"
+    assert index.identity["checkpoint"] == "../train/best.pt" and index.identity["root"] == "source"
     # a rerun writes the same bytes (DVC deletes the output first): no time stamp, fixed file times
     first = folder_digests(evaluated / "data/index")
     shutil.rmtree(evaluated / "data/index")

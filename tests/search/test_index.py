@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +16,10 @@ import tifffile
 from PIL import Image
 
 from pir.data.images import read_rgb, stretch_to_uint8
-from pir.search.index import CURRENT, build_index, load_index
+from pir.search.index import CURRENT, IndexBusy, build_index, load_index
 from pir_tools.search import PAUSE_ENV, index_main, search_main
 
+from tests.data.data_fixtures import HUGE, declared_tiff
 from tests.search.conftest import scene_pixels, write_images
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,10 +121,13 @@ def test_kill_during_indexing_leaves_the_previous_index_usable(tmp_path, encoder
     while not marker.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     assert marker.exists(), f"indexer never reached its first batch: {proc.communicate()[1][-2000:]!r}"
+    # a real second process holds the index: another writer gives up in one line naming it
+    with pytest.raises(IndexBusy, match=rf"another pir index run \(pid {proc.pid}\) is writing this index"):
+        _index(tmp_path / "images", tmp_path / "index", encoder, checkpoint, lock_timeout=0)
     os.kill(proc.pid, signal.SIGKILL)      # mid-run: one batch embedded into the new generation, thumbnails written
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    partial = list((tmp_path / "index").glob(".gen-*"))
+    partial = list((tmp_path / "index").glob(".gen-*"))   # listed in the marker before it was made
     assert partial and (partial[0] / "fresh.npy").is_file()          # the killed run had started writing
     assert (tmp_path / "index" / CURRENT).read_bytes() == pointer
     survived = load_index(tmp_path / "index")
@@ -131,3 +136,56 @@ def test_kill_during_indexing_leaves_the_previous_index_usable(tmp_path, encoder
     done = _index(tmp_path / "images", tmp_path / "index", encoder, checkpoint)
     assert (done.new, done.unchanged) == (12, 6)
     assert not list((tmp_path / "index").glob(".gen-*"))             # the killed run's leftovers are gone
+
+
+# --------------------------------------------------------------------------- size caps (docs/design.md)
+
+def test_an_image_declaring_40000x40000_is_unreadable_for_index_and_search(tmp_path, checkpoint, capsys):
+    write_images(tmp_path / "images", 1)                  # three 48x48 PNGs
+    declared_tiff(tmp_path / "images" / "huge.tif")      # 16 KB, 4.5 GiB if decoded: refused from its header
+    index = str(tmp_path / "index")
+    assert index_main([str(tmp_path / "images"), "--checkpoint", str(checkpoint), "--out", index]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip().splitlines()[-1] == "indexed 3 new, 0 unchanged, 1 unreadable"
+    assert f"unreadable: huge.tif: {HUGE}" in err.splitlines()
+
+    assert search_main([index, "--image", str(tmp_path / "images" / "huge.tif")]) == 1
+    assert capsys.readouterr().err.strip() == f"pir search: {HUGE}"
+    query = str(tmp_path / "images" / "forest_0.png")
+    assert search_main([index, "--image", query, "--max-pixels", "2303"]) == 1
+    assert "image is 48x48 pixels (2.3 k), above the 2.3 k-pixel cap" in capsys.readouterr().err
+    assert search_main([index, "--image", query, "--max-pixels", "2304", "--top", "1"]) == 0
+    assert capsys.readouterr().out.strip().endswith("forest_0.png")
+    with pytest.raises(SystemExit):
+        search_main([index, "--image", query, "--max-pixels", "0"])
+    assert "--max-pixels: '0': expected a whole number >= 1" in capsys.readouterr().err
+
+
+def test_index_max_pixels_flag_and_raising_it(tmp_path, checkpoint, capsys):
+    write_images(tmp_path / "images", 1)
+    Image.fromarray(scene_pixels(0, 7, side=64)).save(tmp_path / "images" / "big.png")
+    args = [str(tmp_path / "images"), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "index")]
+    assert index_main(args + ["--max-pixels", "2304"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip().endswith("indexed 3 new, 0 unchanged, 1 unreadable")
+    assert "unreadable: big.png: image is 64x64 pixels (4.1 k), above the 2.3 k-pixel cap" in err
+    assert index_main(args) == 0   # the default cap: the refused file is read on the next run
+    assert capsys.readouterr().out.strip().endswith("indexed 1 new, 3 unchanged, 0 unreadable")
+
+
+def test_an_archive_bomb_source_is_refused_unless_the_ratio_is_raised(tmp_path, checkpoint, capsys):
+    images = write_images(tmp_path / "images", 1)
+    archive = tmp_path / "scenes.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in images:
+            zf.write(path, f"scenes/{path.name}")
+        zf.writestr("scenes/padding.bin", bytes(8 << 20))   # 8 MiB of zeros: ~1000x
+    args = [str(archive), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "index")]
+    assert index_main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"pir index: {archive}: would expand to ") and "above the 100x limit" in err
+    assert "--max-archive-ratio" in err and "\n" not in err
+    assert index_main(args + ["--max-archive-bytes", "4e6"]) == 1
+    assert "above the 3.81 MiB limit on extracted archives" in capsys.readouterr().err
+    assert index_main(args + ["--max-archive-ratio", "1e5"]) == 0
+    assert capsys.readouterr().out.strip().endswith("indexed 3 new, 0 unchanged, 0 unreadable")

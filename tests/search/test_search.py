@@ -85,7 +85,7 @@ def test_search_refuses_another_checkpoint(indexed, tmp_path, checkpoint, capsys
 
 @pytest.fixture(scope="module")
 def client(indexed):
-    from pir_tools.serve import create_app
+    from pir_tools.serve import create_app, loopback_hosts
     root = load_index(indexed).root
     outside = indexed.parent / "secret.png"
     shutil.copy(root / "beach_0.png", outside)
@@ -94,7 +94,7 @@ def client(indexed):
     ckpt = indexed / load_index(indexed).identity["checkpoint"]
     build_index(root, indexed, load_encoder(ckpt), ckpt, progress=False)
     assert "link_out.png" in {e.path for e in load_index(indexed).entries}   # so the 404 is the containment check
-    return create_app(indexed).test_client()
+    return create_app(indexed, allowed_hosts=loopback_hosts(80)).test_client()   # the test client sends Host: localhost
 
 
 def test_api_returns_ranked_json(client, indexed):
@@ -126,9 +126,9 @@ def test_paths_outside_the_indexed_root_are_404(client, url):
 
 
 def test_a_relative_index_folder_serves_its_thumbnails(indexed, monkeypatch):
-    from pir_tools.serve import create_app
+    from pir_tools.serve import create_app, loopback_hosts
     monkeypatch.chdir(indexed.parent)   # `pir serve data/index` from the project folder
-    reply = create_app(Path(indexed.name)).test_client().get("/thumb/forest_1.png")
+    reply = create_app(Path(indexed.name), allowed_hosts=loopback_hosts(80)).test_client().get("/thumb/forest_1.png")
     assert reply.status_code == 200 and reply.data[:2] == b"\xff\xd8"
 
 

@@ -9,7 +9,12 @@ Last-Modified) lets a later run ask the server whether the copy is still current
 Archives are extracted into a temp folder next to their final place and renamed
 in only when every member passed the path checks, so a hostile or broken archive
 leaves nothing behind; a downloaded archive that cannot be read is dropped from
-the cache so the next run fetches it again.
+the cache so the next run fetches it again. What an archive expands to is checked
+against a total and a compression ratio before anything is written.
+
+Plain ``http://`` is accepted only with a sha256 to check, and redirects never
+leave https for http (or http(s) for anything else); the URL a download finally
+came from is recorded. See docs/design.md, "Downloads and archives".
 """
 
 from __future__ import annotations
@@ -38,6 +43,13 @@ CHUNK = 1 << 20
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 _DONE_MARKER = ".extracted"
 _RECORD_SUFFIX = ".source.json"
+# What one archive may expand to, from its members' declared sizes, checked before anything is written
+# (docs/design.md, "Downloads and archives"). 64 GiB leaves room for big satellite archives (RSICD and
+# RSITMD are 0.5-1 GB); 100x is far above what image archives compress (JPEG, PNG and compressed TIFF
+# barely shrink, caption JSON ~10x) and far below a zip bomb (1000x and more). Raised per call
+# (max_bytes, max_ratio), by data.max_archive_bytes / data.max_archive_ratio, and pir index's flags.
+DEFAULT_MAX_ARCHIVE_BYTES = 64 * 2 ** 30
+DEFAULT_MAX_ARCHIVE_RATIO = 100.0
 
 
 class DownloadError(OSError):
@@ -105,6 +117,27 @@ def _unchanged(dest: Path, headers) -> bool | None:
     return True if length is not None else None
 
 
+class _RedirectPolicy(urllib.request.HTTPRedirectHandler):
+    """Redirects are followed within http(s) but never from https down to plain http, nor to any other
+    scheme (urllib alone would follow https -> http and -> ftp): what https protects would be lost on the
+    way. Redirects to other hosts (mirrors, CDNs) are followed; the final URL lands in the record."""
+
+    def http_error_302(self, req, fp, code, msg, headers):
+        location = headers.get("location") or headers.get("uri")
+        if location is not None:
+            target = urllib.parse.urljoin(req.full_url, location.strip())
+            old, new = urllib.parse.urlparse(req.full_url).scheme, urllib.parse.urlparse(target).scheme
+            if new not in ("http", "https") or (old == "https" and new == "http"):
+                fp.close()
+                why = ("it leaves https for plain http, which can be altered in transit" if new == "http" else
+                       "only http(s) is downloaded")
+                raise DownloadError(f"{req.full_url}: refusing the redirect to {target} ({why}); download the "
+                                    "file by hand and set data.source to it")
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+
 def _reuse(url: str, dest: Path, reason: str) -> Path:
     _note(f"{url}: cannot check the cached copy against the server ({reason}); using {dest} as it is")
     return dest
@@ -113,10 +146,13 @@ def _reuse(url: str, dest: Path, reason: str) -> Path:
 def download(url: str, dest: Path, sha256: str = "", progress: bool = True, timeout: float = 30.0) -> Path:
     """Download ``url`` to ``dest`` (resuming ``dest.part``), verify sha256, rename into place.
 
-    A cached ``dest`` is reused when it matches ``sha256``. Without one it is re-validated: a conditional
-    GET with the recorded ETag / Last-Modified; reused on 304 or a reply that matches the record (and its
-    size), downloaded again otherwise, and reused with a note when the server cannot be reached.
+    A cached ``dest`` is reused when it matches ``sha256``. Without one (https only) it is re-validated:
+    a conditional GET with the recorded ETag / Last-Modified; reused on 304 or a reply that matches the
+    record (and its size), downloaded again otherwise, and reused with a note when the server cannot be
+    reached. Plain http needs ``sha256``: nothing else tells a file altered in transit from the real one.
     """
+    if urllib.parse.urlparse(url).scheme == "http" and not sha256:
+        raise DownloadError(f"{url}: plain http can be altered in transit; use https or set data.sha256")
     if dest.is_file() and sha256 and files.sha256_file(dest) == sha256.lower():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -125,12 +161,15 @@ def download(url: str, dest: Path, sha256: str = "", progress: bool = True, time
     revalidate = dest.is_file() and not sha256 and not start   # a .part is a newer download in progress
     headers = {"Range": f"bytes={start}-"} if start else _validators(dest) if revalidate else {}
     try:
-        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+        response = urllib.request.build_opener(_RedirectPolicy).open(urllib.request.Request(url, headers=headers),
+                                                                     timeout=timeout)
+    except DownloadError:   # a refused redirect: not a connection problem, never served from the cache
+        raise
     except urllib.error.HTTPError as exc:
         if exc.code == 304 and revalidate:
             return dest
         if exc.code == 416 and start:   # the .part already holds the whole file
-            return _finish(part, dest, sha256, url, exc.headers)
+            return _finish(part, dest, sha256, url, exc.headers, exc.filename or url)
         if dest.is_file() and not sha256:
             return _reuse(url, dest, f"HTTP {exc.code} {exc.reason}")
         raise DownloadError(f"{url}: download failed (HTTP {exc.code} {exc.reason}); {_offline_hint(url)}") from None
@@ -139,6 +178,9 @@ def download(url: str, dest: Path, sha256: str = "", progress: bool = True, time
         if dest.is_file() and not sha256:
             return _reuse(url, dest, f"cannot connect: {reason}")
         raise DownloadError(f"{url}: cannot connect ({reason}); {_offline_hint(url)}") from None
+    final_url = response.geturl()
+    if urllib.parse.urlparse(final_url).netloc != urllib.parse.urlparse(url).netloc:
+        _note(f"{url}: redirected to {final_url}")
     with response:
         if revalidate:
             unchanged = _unchanged(dest, response.headers)
@@ -163,18 +205,18 @@ def download(url: str, dest: Path, sha256: str = "", progress: bool = True, time
                                 "run again to resume") from None
     if total is not None and part.stat().st_size < total:
         raise DownloadError(f"{url}: transfer ended at {part.stat().st_size} of {total} bytes; run again to resume")
-    return _finish(part, dest, sha256, url, response.headers)
+    return _finish(part, dest, sha256, url, response.headers, final_url)
 
 
-def _finish(part: Path, dest: Path, sha256: str, url: str, headers) -> Path:
+def _finish(part: Path, dest: Path, sha256: str, url: str, headers, final_url: str) -> Path:
     try:
         verify_sha256(part, sha256)
     except DownloadError:
         part.unlink()   # a wrong file must not be resumed into
         raise
     os.replace(part, dest)
-    files.write_json(_record_path(dest), {"url": url, "size": dest.stat().st_size, "etag": headers.get("ETag"),
-                                          "last_modified": headers.get("Last-Modified")})
+    files.write_json(_record_path(dest), {"url": url, "final_url": final_url, "size": dest.stat().st_size,
+                                          "etag": headers.get("ETag"), "last_modified": headers.get("Last-Modified")})
     return dest
 
 
@@ -193,32 +235,80 @@ def _check_member(archive: Path, name: str, target: Path) -> None:
         raise DownloadError(f"{archive}: unsafe path {name!r} in archive (escapes the target); refusing to extract")
 
 
-def _extract_zip(archive: Path, target: Path) -> None:
-    with zipfile.ZipFile(archive) as zf:
-        for info in zf.infolist():
-            _check_member(archive, info.filename, target)
-            if (info.external_attr >> 16) & 0o170000 == 0o120000:   # a symlink entry
-                raise DownloadError(f"{archive}: link {info.filename!r} in archive; refusing to extract")
-        zf.extractall(target)
+def _size(number: float) -> str:
+    """Bytes in messages: '64 GiB', '8.5 MiB', '900 bytes'."""
+    scale, unit = next(((2 ** p, u) for p, u in ((30, "GiB"), (20, "MiB"), (10, "KiB")) if number >= 2 ** p),
+                       (1, "bytes"))
+    text = f"{number / scale:.3g}"
+    return f"{number / scale:.0f} {unit}" if "e" in text else f"{text} {unit}"
 
 
-def _extract_tar(archive: Path, target: Path) -> None:
-    with tarfile.open(archive) as tf:
-        members = tf.getmembers()
-        for member in members:
-            _check_member(archive, member.name, target)
-            if member.issym() or member.islnk():
-                link = member.linkname if member.islnk() else str(PurePosixPath(member.name).parent / member.linkname)
-                try:
-                    _check_member(archive, link, target)
-                except DownloadError:
-                    raise DownloadError(f"{archive}: link {member.name!r} -> {member.linkname!r} escapes the target; "
-                                        "refusing to extract") from None
-            elif not (member.isfile() or member.isdir()):
-                raise DownloadError(f"{archive}: special file {member.name!r} in archive; refusing to extract")
-        # the stdlib "data" filter (3.11.4+) repeats these checks and drops permissions bits we do not want
-        extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-        tf.extractall(target, members=members, **extra)
+def _check_expansion(archive: Path, size: int, total: int, max_bytes: int, max_ratio: float,
+                     at_least: bool = False) -> None:
+    """DownloadError when ``total`` (declared) bytes exceed ``max_bytes`` or ``max_ratio`` x ``size``, the
+    archive's own size (a gzip-compressed tar's too: the file, not the tar inside)."""
+    size = max(size, 1)
+    expands = f"would expand to {'more than ' if at_least else ''}{_size(total)}"
+    if total > max_bytes:
+        raise DownloadError(f"{archive}: {expands}, above the {_size(max_bytes)} limit on extracted archives; "
+                            "if you trust it, raise data.max_archive_bytes (pir index: --max-archive-bytes)")
+    if total > max_ratio * size:
+        raise DownloadError(f"{archive}: {expands}, {total / size:.0f}x its {_size(size)} (a zip bomb?), above the "
+                            f"{max_ratio:g}x limit; if you trust it, raise data.max_archive_ratio "
+                            "(pir index: --max-archive-ratio)")
+
+
+def _check_tar_expansion(archive: Path, size: int, tf: tarfile.TarFile, max_bytes: int, max_ratio: float) -> None:
+    """Sum the members' header sizes while listing them, stopping as soon as a limit is passed (a gzip bomb
+    is not inflated to the end). Header sizes are what tarfile extracts, exactly; a hard link counts as a
+    copy of its target, which is what tarfile writes where the file system has no hard links."""
+    total, sizes = 0, {}
+    for member in tf:   # tarfile keeps the listed members: extraction does not list them again
+        sizes[member.name] = member.size if member.isfile() else sizes.get(member.linkname, 0) if member.islnk() else 0
+        total += sizes[member.name]
+        _check_expansion(archive, size, total, max_bytes, max_ratio, at_least=True)
+
+
+def _extract_zip(archive: Path, zf: zipfile.ZipFile, target: Path) -> None:
+    infos = zf.infolist()
+    for info in infos:
+        _check_member(archive, info.filename, target)
+        if (info.external_attr >> 16) & 0o170000 == 0o120000:   # a symlink entry
+            raise DownloadError(f"{archive}: link {info.filename!r} in archive; refusing to extract")
+    # Streamed with a count instead of extractall: the size checks trust the declared sizes, so a member
+    # whose data holds more than its header says is refused here (zipfile also cuts it short, by CRC).
+    for info in infos:
+        path = target / info.filename
+        if info.is_dir():
+            path.mkdir(parents=True, exist_ok=True)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with zf.open(info) as source, open(path, "wb") as out:
+            written = 0
+            while block := source.read(CHUNK):
+                written += len(block)
+                if written > info.file_size:
+                    raise DownloadError(f"{archive}: {info.filename!r} holds more than the {info.file_size} bytes "
+                                        "its header declares; refusing to extract")
+                out.write(block)
+
+
+def _extract_tar(archive: Path, tf: tarfile.TarFile, target: Path) -> None:
+    members = tf.getmembers()
+    for member in members:
+        _check_member(archive, member.name, target)
+        if member.issym() or member.islnk():
+            link = member.linkname if member.islnk() else str(PurePosixPath(member.name).parent / member.linkname)
+            try:
+                _check_member(archive, link, target)
+            except DownloadError:
+                raise DownloadError(f"{archive}: link {member.name!r} -> {member.linkname!r} escapes the target; "
+                                    "refusing to extract") from None
+        elif not (member.isfile() or member.isdir()):
+            raise DownloadError(f"{archive}: special file {member.name!r} in archive; refusing to extract")
+    # the stdlib "data" filter (3.11.4+) repeats these checks and drops permissions bits we do not want
+    extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+    tf.extractall(target, members=members, **extra)
 
 
 def _stamp(archive: Path) -> str:
@@ -231,27 +321,39 @@ _DAMAGED = (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZM
 _FILTER_ERROR = getattr(tarfile, "FilterError", ())   # the "data" filter's refusals (3.11.4+)
 
 
-def extract_archive(archive: Path, dest: Path) -> Path:
-    """Extract ``archive`` into ``dest``; skipped when a marker says this very archive was extracted there."""
+def extract_archive(archive: Path, dest: Path, *, max_bytes: int | None = None, max_ratio: float | None = None
+                    ) -> Path:
+    """Extract ``archive`` into ``dest``; skipped when a marker says this very archive was extracted there.
+
+    Refused before anything is written (``dest`` and its parent are not even created) when the members'
+    declared sizes add up to more than ``max_bytes`` or ``max_ratio`` times the archive's own size
+    (None = DEFAULT_MAX_ARCHIVE_BYTES / DEFAULT_MAX_ARCHIVE_RATIO).
+    """
     marker = dest / _DONE_MARKER
     if marker.exists() and marker.read_text() == _stamp(archive):
         return dest
-    with files.atomic_dir(dest) as tmp:
-        try:
-            if archive.name.lower().endswith(".zip"):
-                _extract_zip(archive, tmp)
+    max_bytes = DEFAULT_MAX_ARCHIVE_BYTES if max_bytes is None else max_bytes
+    max_ratio = DEFAULT_MAX_ARCHIVE_RATIO if max_ratio is None else max_ratio
+    zipped, size = archive.name.lower().endswith(".zip"), archive.stat().st_size
+    try:
+        with zipfile.ZipFile(archive) if zipped else tarfile.open(archive) as handle:
+            if zipped:
+                _check_expansion(archive, size, sum(info.file_size for info in handle.infolist()), max_bytes,
+                                 max_ratio)
             else:
-                _extract_tar(archive, tmp)
-        except DownloadError:
+                _check_tar_expansion(archive, size, handle, max_bytes, max_ratio)
+            with files.atomic_dir(dest) as tmp:
+                (_extract_zip if zipped else _extract_tar)(archive, handle, tmp)
+                (tmp / _DONE_MARKER).write_text(_stamp(archive))
+    except DownloadError:
+        raise
+    except _FILTER_ERROR as exc:
+        raise DownloadError(f"{archive}: unsafe member in archive ({first_line(exc)}); "
+                            "refusing to extract") from None
+    except (*_DAMAGED, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:   # disk full, permissions: not the archive
             raise
-        except _FILTER_ERROR as exc:
-            raise DownloadError(f"{archive}: unsafe member in archive ({first_line(exc)}); "
-                                "refusing to extract") from None
-        except (*_DAMAGED, OSError) as exc:
-            if isinstance(exc, OSError) and exc.errno is not None:   # disk full, permissions: not the archive
-                raise
-            raise UnreadableArchive(archive, first_line(exc)) from None
-        (tmp / _DONE_MARKER).write_text(_stamp(archive))
+        raise UnreadableArchive(archive, first_line(exc)) from None
     return dest
 
 
@@ -274,8 +376,10 @@ def cache_folder(url: str, cache_dir: Path) -> Path:
     return cache_dir / hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
 
 
-def resolve_source(source: str, cache_dir: Path, sha256: str = "", progress: bool = True) -> Path:
-    """``data.source`` (folder, archive file or URL) -> a local folder holding the dataset."""
+def resolve_source(source: str, cache_dir: Path, sha256: str = "", progress: bool = True, *,
+                   max_bytes: int | None = None, max_ratio: float | None = None) -> Path:
+    """``data.source`` (folder, archive file or URL) -> a local folder holding the dataset; an archive is
+    extracted within ``max_bytes`` / ``max_ratio`` (:func:`extract_archive`)."""
     if not source:
         raise ValueError("data.source is empty: set it to the dataset folder, an archive, or a URL")
     if is_url(source):
@@ -293,7 +397,7 @@ def resolve_source(source: str, cache_dir: Path, sha256: str = "", progress: boo
         raise ValueError(f"{archive}: not a folder or a .zip/.tar(.gz|.bz2|.xz) archive")
     target = folder / (_archive_stem(archive.name) or "dataset")
     try:
-        return dataset_root(extract_archive(archive, target))
+        return dataset_root(extract_archive(archive, target, max_bytes=max_bytes, max_ratio=max_ratio))
     except UnreadableArchive as exc:
         if not is_url(source):   # the user's own file: never deleted
             raise

@@ -20,12 +20,18 @@ than ``MIN_SIDE`` (16) pixels on a side: upsampling fewer pixels than that to
 the cache resolution makes a blur, not an image, and such files are most likely
 thumbnails or broken exports. Images smaller than the cache resolution but not
 tiny are upsampled (bicubic), like any other.
+
+Images larger than ``max_pixels`` (width x height, default ``DEFAULT_MAX_PIXELS``)
+are refused from their header, before a pixel is decoded: a small file can declare
+a huge image (docs/design.md, "Image size cap").
 """
 
 from __future__ import annotations
 
 import io
+import math
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -39,6 +45,17 @@ STRETCH_PERCENTILES = (2.0, 98.0)
 _DEEP_SINGLE_BAND = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 _DEEP_MULTI_BAND = ("RGB", "RGBA", "RGBX")   # modes PIL fills from a 16-bit raw mode (high byte only)
 _STRETCH_SAMPLE = 1_000_000                  # percentiles from at most this many pixels per band
+# The most pixels (width x height) one image may decode to, checked from its header before decoding
+# (docs/design.md, "Image size cap"). 2**27 = 134 M admits a whole Sentinel-2 10 m tile (10980 x 10980 =
+# 121 M) and the usual aerial tiles (10000 x 10000 and below), and refuses a file declaring 40000 x 40000
+# (1.6 G pixels, 4.5 GiB as 8-bit RGB). At the cap an 8-bit RGB image takes 384 MiB, its float stretch
+# 1.5 GiB: what a laptop can afford. Raised per call (max_pixels), data.max_image_pixels, --max-pixels.
+DEFAULT_MAX_PIXELS = 2 ** 27
+# tifffile decodes every band (and page) of a TIFF at its own sample size before three are picked, so the
+# decoded array, and each tile or strip, is also held to this many bytes per pixel of the cap (4 bands of
+# 16 bits, or 2 of float32, at the full cap): hundreds of bands cannot get around the pixel cap.
+BYTES_PER_CAPPED_PIXEL = 8
+_PIL_CAP_LOCK = threading.Lock()
 
 
 class ImageRefused(ValueError):
@@ -66,13 +83,58 @@ def _read_low_bytes(image: Image.Image) -> np.ndarray:
     return np.asarray(image)
 
 
-def _open(source: Path | bytes) -> Image.Image:
-    return Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+def _short(number: float, units: tuple[tuple[float, str], ...], last: str) -> str:
+    scale, unit = next(((s, u) for s, u in units if number >= s), (1, last))
+    text = f"{number / scale:.3g}"
+    return f"{f'{number / scale:.0f}' if 'e' in text else text}{unit}"
 
 
-def read_deep_rgb(source: Path | bytes) -> np.ndarray:
+def _count(number: int) -> str:
+    """1600000000 -> '1.6 G', 134217728 -> '134 M': pixel counts in messages."""
+    return _short(number, ((1e9, " G"), (1e6, " M"), (1e3, " k")), "")
+
+
+def _cap(max_pixels: int | None) -> int:
+    return DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+
+
+def check_size(width: int, height: int, max_pixels: int | None = None) -> None:
+    """ImageRefused for an image too small to embed or above the pixel cap; from the header, before decoding."""
+    if min(width, height) < MIN_SIDE:
+        raise ImageRefused(f"image is {width}x{height} pixels, smaller than the {MIN_SIDE}x{MIN_SIDE} minimum")
+    cap = _cap(max_pixels)
+    if width * height > cap:
+        raise ImageRefused(f"image is {width}x{height} pixels ({_count(width * height)}), above the "
+                           f"{_count(cap)}-pixel cap; raise it with --max-pixels / data.max_image_pixels")
+
+
+def _open(source: Path | bytes, max_pixels: int | None = None) -> Image.Image:
+    """Open an image (PIL reads the header only) and check its size against the cap before any decoding.
+
+    PIL has a cap of its own (Image.MAX_IMAGE_PIXELS, process-wide, 89 M: a warning above it, an error
+    above twice that) that would answer first, differently, and below a raised cap. So it is set aside
+    while the header is read, under a lock, and left at least at our cap: the load-time check PIL's TIFF
+    reader repeats never fires on an image admitted here. Every PIL open of this module goes through here.
+    """
+    cap = _cap(max_pixels)
+    with _PIL_CAP_LOCK:
+        pil_cap = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        finally:
+            Image.MAX_IMAGE_PIXELS = None if pil_cap is None else max(pil_cap, cap)
+    try:
+        check_size(image.size[0], image.size[1], cap)
+    except ImageRefused:
+        image.close()
+        raise
+    return image
+
+
+def read_deep_rgb(source: Path | bytes, max_pixels: int | None = None) -> np.ndarray:
     """uint16 [H, W, 3] of a 16-bit RGB(A) file: PIL keeps the high byte, a second decode the low one."""
-    with _open(source) as high, _open(source) as low:
+    with _open(source, max_pixels) as high, _open(source, max_pixels) as low:
         values = np.asarray(high).astype(np.uint16) << 8 | _read_low_bytes(low)
     return values[..., :3]
 
@@ -92,7 +154,7 @@ def stretch_to_uint8(values: np.ndarray) -> np.ndarray:
     return np.nan_to_num(np.clip(scaled, 0, 255), nan=0.0, posinf=0.0, neginf=0.0).astype(np.uint8)
 
 
-def to_rgb(image: Image.Image, source: Path | bytes) -> Image.Image:
+def to_rgb(image: Image.Image, source: Path | bytes, max_pixels: int | None = None) -> Image.Image:
     """8-bit RGB of an opened image; deep images stretched from their own range, never cast."""
     if image.mode in _DEEP_SINGLE_BAND:
         gray = stretch_to_uint8(np.asarray(image)[..., None])
@@ -100,34 +162,33 @@ def to_rgb(image: Image.Image, source: Path | bytes) -> Image.Image:
     if _is_deep_multi_band(image):
         if image.mode not in _DEEP_MULTI_BAND:
             raise ImageRefused(f"16-bit {image.mode} images are not supported (convert to 8-bit or to 16-bit RGB)")
-        return Image.fromarray(stretch_to_uint8(read_deep_rgb(source)))
+        return Image.fromarray(stretch_to_uint8(read_deep_rgb(source, max_pixels)))
     try:
         return image.convert("RGB")
     except ValueError:   # PIL: "conversion from X to RGB not supported"
         raise ImageRefused(f"image mode {image.mode} is not supported") from None
 
 
-def decode_image(source: Path | bytes, size: int) -> np.ndarray:
-    """Decode once to RGB and resize (bicubic) to the cache resolution."""
-    with _open(source) as image:
-        if min(image.size) < MIN_SIDE:   # checked from the header, before decoding
-            raise ImageRefused(f"image is {image.size[0]}x{image.size[1]} pixels, "
-                               f"smaller than the {MIN_SIDE}x{MIN_SIDE} minimum")
-        image = to_rgb(image, source)
+def decode_image(source: Path | bytes, size: int, max_pixels: int | None = None) -> np.ndarray:
+    """Decode once to RGB and resize (bicubic) to the cache resolution; sizes checked from the header
+    (too small, or above ``max_pixels``: None = DEFAULT_MAX_PIXELS) before decoding."""
+    with _open(source, max_pixels) as image:
+        image = to_rgb(image, source, max_pixels)
         if image.size != (size, size):
             image = image.resize((size, size), Image.Resampling.BICUBIC)
         return np.asarray(image, dtype=np.uint8)
 
 
-def decode_all(sources: list[Path | bytes], names: list[str], size: int, progress: bool, workers: int = 4
-               ) -> tuple[np.ndarray, list[str]]:
-    """Decode every image into one uint8 array; unreadable or refused ones become problems naming the file."""
+def decode_all(sources: list[Path | bytes], names: list[str], size: int, progress: bool, workers: int = 4,
+               *, max_pixels: int | None = None) -> tuple[np.ndarray, list[str]]:
+    """Decode every image into one uint8 array; unreadable or refused ones (above ``max_pixels`` too)
+    become problems naming the file."""
     pixels = np.zeros((len(sources), size, size, 3), np.uint8)
     problems: list[str] = []
 
     def work(i: int) -> None:
         try:
-            pixels[i] = decode_image(sources[i], size)
+            pixels[i] = decode_image(sources[i], size, max_pixels)
         except ImageRefused as exc:
             problems.append(f"{names[i]}: {exc}")
         except Exception as exc:  # PIL raises several types for corrupt files; report, do not crash mid-way
@@ -148,20 +209,44 @@ def decode_all(sources: list[Path | bytes], names: list[str], size: int, progres
 TIFF_EXTENSIONS = (".tif", ".tiff")
 
 
-def _tiff_bands_last(path: Path) -> np.ndarray:
+def _size(number: int) -> str:
+    """Bytes in messages: '1 GiB', '6.87 MiB', '900 bytes'."""
+    return _short(number, ((2 ** 30, " GiB"), (2 ** 20, " MiB"), (2 ** 10, " KiB")), " bytes")
+
+
+def _tiff_bands_last(path: Path, max_pixels: int | None = None) -> np.ndarray:
     """A TIFF's first image as [H, W, C] (C = 1 for single-band), whatever its layout: interleaved (YXS),
-    planar (SYX) or one band per page (QYX/IYX, as some GIS exports write stacks)."""
+    planar (SYX) or one band per page (QYX/IYX, as some GIS exports write stacks).
+
+    Sizes come from tifffile's series shape (the header) and are checked before ``asarray`` allocates:
+    width x height against the pixel cap, the whole decoded array and each tile or strip against
+    ``BYTES_PER_CAPPED_PIXEL`` bytes per pixel of it. Tiles of a compressed file are still inflated whole
+    by their codec (at most ~1000x the file's own size for deflate).
+    """
     import tifffile
 
+    cap = _cap(max_pixels)
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
-        values, axes = series.asarray(), series.axes
-    keep = [i for i, axis in enumerate(axes) if values.shape[i] > 1 or axis in "YX"]   # drop length-1 axes
-    values, axes = values.reshape([values.shape[i] for i in keep]), "".join(axes[i] for i in keep)
+        keep = [i for i, axis in enumerate(series.axes) if series.shape[i] > 1 or axis in "YX"]   # drop length-1 axes
+        shape, axes = [series.shape[i] for i in keep], "".join(series.axes[i] for i in keep)
+        if len(shape) not in (2, 3) or not {"Y", "X"} <= set(axes):
+            raise ImageRefused(f"TIFF has {len(shape)} dimensions ({axes}); expected one image of any band count")
+        width, height = shape[axes.index("X")], shape[axes.index("Y")]
+        check_size(width, height, cap)
+        itemsize, budget = series.dtype.itemsize, cap * BYTES_PER_CAPPED_PIXEL
+        decoded, chunk = math.prod(shape) * itemsize, math.prod(series.keyframe.chunks) * itemsize
+        if max(decoded, chunk) > budget:
+            what = (f"{width}x{height} pixels with {math.prod(shape) // (width * height)} band(s) of {series.dtype} "
+                    f"({_size(decoded)} decoded)" if decoded >= chunk else
+                    f"stored in tiles or strips of {'x'.join(map(str, series.keyframe.chunks))} samples "
+                    f"of {series.dtype} ({_size(chunk)} each)")
+            raise ImageRefused(f"image is {what}, above the {_size(budget)} the {_count(cap)}-pixel cap allows "
+                               f"({BYTES_PER_CAPPED_PIXEL} bytes a pixel); raise it with --max-pixels / "
+                               "data.max_image_pixels")
+        values = series.asarray().reshape(shape)
     if values.ndim == 2:
         return values[..., None]
-    if values.ndim != 3:
-        raise ImageRefused(f"TIFF has {values.ndim} dimensions ({axes}); expected one image of any band count")
     band_axis = next((i for i, axis in enumerate(axes) if axis in "SC"), None)
     band_axis = band_axis if band_axis is not None else next(i for i, axis in enumerate(axes) if axis not in "YX")
     return np.moveaxis(values, band_axis, -1)
@@ -184,26 +269,22 @@ def select_bands(values: np.ndarray, bands: tuple[int, ...] | None, where: str) 
     return values[..., [b - 1 for b in bands]]
 
 
-def read_rgb(path: str | Path, bands: tuple[int, ...] | None = None) -> np.ndarray:
+def read_rgb(path: str | Path, bands: tuple[int, ...] | None = None, *, max_pixels: int | None = None
+             ) -> np.ndarray:
     """uint8 [H, W, 3] of an image file at full resolution.
 
     JPEG/PNG/BMP go through PIL (:func:`to_rgb`). TIFF goes through tifffile: three bands are picked
     (:func:`select_bands`); uint8 samples are kept as they are, any other dtype is stretched per band
     from its 2nd..98th percentile to 0..255 (:func:`stretch_to_uint8`, the rule the dataset importers use).
-    Raises ImageRefused for images too small to embed or with an unsupported layout; other exceptions
-    mean an unreadable file.
+    Raises ImageRefused for images too small to embed, above ``max_pixels`` (None = DEFAULT_MAX_PIXELS;
+    checked from the header, before decoding) or with an unsupported layout; other exceptions mean an
+    unreadable file.
     """
     path = Path(path)
     if path.suffix.lower() not in TIFF_EXTENSIONS:
-        with _open(path) as image:
-            if min(image.size) < MIN_SIDE:
-                raise ImageRefused(f"image is {image.size[0]}x{image.size[1]} pixels, "
-                                   f"smaller than the {MIN_SIDE}x{MIN_SIDE} minimum")
-            return np.asarray(to_rgb(image, path), dtype=np.uint8)
-    values = _tiff_bands_last(path)
-    if min(values.shape[:2]) < MIN_SIDE:
-        raise ImageRefused(f"image is {values.shape[1]}x{values.shape[0]} pixels, "
-                           f"smaller than the {MIN_SIDE}x{MIN_SIDE} minimum")
+        with _open(path, max_pixels) as image:
+            return np.asarray(to_rgb(image, path, max_pixels), dtype=np.uint8)
+    values = _tiff_bands_last(path, max_pixels)
     rgb = select_bands(values, bands, str(path))
     return np.ascontiguousarray(rgb) if rgb.dtype == np.uint8 else stretch_to_uint8(rgb)
 

@@ -542,9 +542,12 @@ def locate_all(folder: DatasetFolder, images: list[RawImage], index: dict[str, l
 # --------------------------------------------------------------------------- entry point
 
 def import_dataset(root: str | os.PathLike, dataset: str, cache_res: int, seed: int, val_fraction: float = 0.1,
-                   class_list: str | os.PathLike = "", drop_empty: bool = False, progress: bool = True
-                   ) -> ImportedDataset:
-    """Read annotations and images under ``root``; validate everything before returning."""
+                   class_list: str | os.PathLike = "", drop_empty: bool = False, progress: bool = True,
+                   *, max_pixels: int | None = None) -> ImportedDataset:
+    """Read annotations and images under ``root``; validate everything before returning.
+
+    Images above ``max_pixels`` (width x height; None = images.DEFAULT_MAX_PIXELS), files and embedded
+    bytes alike, are refused from their header (data.max_image_pixels)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: dataset folder not found (set data.source to the folder holding it)")
@@ -567,7 +570,8 @@ def import_dataset(root: str | os.PathLike, dataset: str, cache_res: int, seed: 
         raise ImportProblems(problems)
 
     pixels, decode_problems = decode_all(sources, [str(s) if isinstance(s, Path) else f"{img.source}:{img.file}"
-                                                   for s, img in zip(sources, images)], cache_res, progress)
+                                                   for s, img in zip(sources, images)], cache_res, progress,
+                                          max_pixels=max_pixels)
     if decode_problems:
         raise ImportProblems(decode_problems)
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from pir.config import ModelConfig, from_mapping, to_dict
-from pir.files import load_torch, save_torch
+from pir.files import is_torchscript, load_torch, save_torch
 from pir.models import create_model
 from pir.models.official import model_from_official
 from pir.models.heads import PIRHeads
@@ -31,14 +31,19 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, cfg: ModelConfig, **extra: Any) -> None:
-    """Atomically write the model's weights, its config and ``extra`` (plain values/tensors only)."""
+    """Atomically write the model's weights, its config and ``extra`` (plain values/tensors only).
+
+    ``to_dict`` leaves loading permissions (``model.allow_torchscript``) out of ``model_config``: they
+    are not architecture, and a file must never carry its own permission."""
     model = unwrap(model)
     save_torch(path, {"model": model.state_dict(), "model_config": to_dict(cfg), **extra})
 
 
 def _architecture_only(cfg: ModelConfig) -> ModelConfig:
-    """Same architecture without pretrained loading: the checkpoint supplies every weight."""
-    return dataclasses.replace(cfg, vision_pretrained="", text_pretrained=False, clip_weights="")
+    """Same architecture without pretrained loading: the checkpoint supplies every weight (and no
+    permission to load anything else, whatever its ``model_config`` says)."""
+    return dataclasses.replace(cfg, vision_pretrained="", text_pretrained=False, clip_weights="",
+                               allow_torchscript=False)
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", checkpoint: Any = None
@@ -50,6 +55,10 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", chec
     contents when the caller has already loaded them.
     """
     where = str(path)
+    if checkpoint is None and is_torchscript(path):   # torch.load(weights_only=True) refuses it too, less clearly
+        raise ValueError(f"{where}: a TorchScript archive (OpenAI's CLIP layout), not a PIR checkpoint; score it "
+                         "as evaluate.checkpoint with a clip-* preset (model.allow_torchscript: true), or make "
+                         "a PIR checkpoint of it with `pir baselines --allow-torchscript`")
     checkpoint = load_torch(path) if checkpoint is None else checkpoint
     if not isinstance(checkpoint, dict) or "model" not in checkpoint:
         raise ValueError(f"{where}: not a PIR checkpoint (no 'model' entry)")
@@ -60,6 +69,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", chec
         raise ValueError(f"{where}: checkpoint has no 'model_config' (nor an official 'config')")
     extra = {k: v for k, v in checkpoint.items() if k not in ("model", "model_config")}
     cfg = from_mapping(ModelConfig, checkpoint["model_config"], f"{where}: model_config")
+    cfg = dataclasses.replace(cfg, allow_torchscript=False)   # a file never grants its own loading permission
     model = create_model(_architecture_only(cfg))
     load_state(model, checkpoint["model"], where)
     return model.to(device).eval(), cfg, extra
@@ -71,23 +81,24 @@ def is_pir_checkpoint(checkpoint: Any) -> bool:
                                                                       "config" in checkpoint)
 
 
-def load_evaluated_model(path: str | os.PathLike, device: str | torch.device, model_cfg: ModelConfig
-                         ) -> tuple[PIRHeads, ModelConfig, dict[str, Any]]:
+def load_evaluated_model(path: str | os.PathLike, device: str | torch.device, model_cfg: ModelConfig,
+                         allow_torchscript: bool = False) -> tuple[PIRHeads, ModelConfig, dict[str, Any]]:
     """``load_model``, and with a CLIP preset (``model_cfg.is_clip``) also released CLIP weights in any
-    layout ``pir.models.clip.load_clip_checkpoint`` reads, as the preset's model (``extra["clip_layout"]``)."""
+    layout ``pir.models.clip.load_clip_checkpoint`` reads, as the preset's model (``extra["clip_layout"]``).
+    A TorchScript archive (OpenAI's layout) loads only with ``allow_torchscript`` (its loading runs code)."""
     from pathlib import Path
     if model_cfg.is_clip:
-        from pir.models.clip import _is_torchscript, load_clip_checkpoint
+        from pir.models.clip import load_clip_checkpoint
         file = Path(path)
         contents = None
-        if file.is_file() and file.suffix != ".safetensors" and not _is_torchscript(file):
+        if file.is_file() and file.suffix != ".safetensors" and not is_torchscript(file):
             contents = load_torch(file)
             if is_pir_checkpoint(contents):
                 return load_model(path, device, checkpoint=contents)
         del contents
         # released CLIP weights hold no PIR heads: they are evaluated as the plain CLIP model
         plain = dataclasses.replace(model_cfg, use_vir=False, use_lca=False, use_affiliation=False)
-        model = load_clip_checkpoint(path, model_cfg.clip_model, cfg=plain)
+        model = load_clip_checkpoint(path, model_cfg.clip_model, cfg=plain, allow_torchscript=allow_torchscript)
         return model.to(device).eval(), model.cfg, {"format": "clip"}
     return load_model(path, device)
 

@@ -17,7 +17,8 @@ what (docs/design.md, "CLIP towers"):
 ``load_clip_checkpoint`` reads released weights in every layout people publish (plain
 open_clip state dicts, open_clip training checkpoints, OpenAI's TorchScript archives,
 Hugging Face-style folders); every format but OpenAI's TorchScript archive loads with
-``weights_only=True``.
+``weights_only=True``, and a TorchScript archive, whose loading runs code from the file, is refused
+unless the caller opts in (``model.allow_torchscript``, ``allow_torchscript=True``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import logging
 import math
 import os
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -39,7 +39,7 @@ from torch import nn
 
 from pir.config import PRESETS, ModelConfig
 from pir.errors import first_line
-from pir.files import load_torch
+from pir.files import is_torchscript, load_torch, torchscript_refused
 from pir.models.heads import PIRHeads
 
 CONFIG_DIR = Path(__file__).resolve().parent / "clip_configs"
@@ -96,7 +96,7 @@ class ClipPIR(PIRHeads):
             raise ValueError(f"data.max_tokens = {cfg.max_tokens} exceeds {cfg.clip_model}'s context of "
                              f"{self.clip.context_length} tokens")
         if cfg.clip_weights:
-            state, layout = read_clip_state(cfg.clip_weights)
+            state, layout = read_clip_state(cfg.clip_weights, allow_torchscript=cfg.allow_torchscript)
             loaded = load_clip_state(self.clip, state, cfg.clip_weights, cfg.clip_model)
             log(f"clip: loaded {cfg.clip_model} from {cfg.clip_weights} ({layout}, {loaded} tensors)")
         if cfg.use_affiliation:
@@ -184,14 +184,6 @@ def _strip_prefix(state: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     return dict(state)
 
 
-def _is_torchscript(path: Path) -> bool:
-    """OpenAI's CLIP archives are TorchScript zips (a ``code/`` folder beside the data)."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any(name.split("/", 2)[1:2] == ["code"] for name in archive.namelist() if name.count("/") >= 2)
-
-
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
     try:
@@ -200,7 +192,7 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise ValueError(f"{path}: not a loadable safetensors file ({first_line(exc)})") from None
 
 
-def _read_folder(folder: Path) -> tuple[dict[str, Any], str]:
+def _read_folder(folder: Path, allow_torchscript: bool) -> tuple[dict[str, Any], str]:
     """A Hugging Face-style folder: open_clip_config.json + open_clip_model.safetensors or *_model.bin."""
     if not (folder / HF_CONFIG).is_file():
         raise ValueError(f"{folder}: a weights folder needs {HF_CONFIG} and one of {', '.join(HF_WEIGHTS)}")
@@ -210,28 +202,32 @@ def _read_folder(folder: Path) -> tuple[dict[str, Any], str]:
         raise ValueError(f"{folder / HF_CONFIG}: unreadable ({first_line(exc)})") from None
     for name in HF_WEIGHTS:
         if (folder / name).is_file():
-            state, _ = read_clip_state(folder / name)
+            state, _ = read_clip_state(folder / name, allow_torchscript=allow_torchscript)
             return state, f"hf folder ({name})"
     raise ValueError(f"{folder}: no weights file (looked for {', '.join(HF_WEIGHTS)})")
 
 
-def read_clip_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], str]:
+def read_clip_state(path: str | os.PathLike, allow_torchscript: bool = False) -> tuple[dict[str, torch.Tensor], str]:
     """(open_clip state dict, layout name) from a file or folder in any accepted layout.
 
     Layouts: a plain state dict (RemoteCLIP, GeoRSCLIP); an open_clip training checkpoint
     (``{"state_dict": ..., "epoch": ...}``, ``module.`` prefix); a ``.safetensors`` file; a Hugging
     Face-style folder; OpenAI's TorchScript archive. All but the last load with ``weights_only=True``:
     a TorchScript archive is code as well as weights and can only be read with ``torch.jit.load``,
-    which runs that code -- load OpenAI archives only from OpenAI's own download.
+    which runs that code. It is recognised from the zip's directory alone and refused in one line
+    unless ``allow_torchscript`` (``model.allow_torchscript``): load OpenAI archives only from OpenAI's
+    own download (docs/design.md, "CLIP towers").
     """
     path = Path(path).expanduser()
     if path.is_dir():
-        return _read_folder(path)
+        return _read_folder(path, allow_torchscript)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: CLIP weights not found")
     if path.suffix == ".safetensors":
         return _load_safetensors(path), "safetensors"
-    if _is_torchscript(path):
+    if is_torchscript(path):
+        if not allow_torchscript:   # before torch.jit.load: reading the archive would run its code
+            raise torchscript_refused(path)
         try:
             with warnings.catch_warnings():   # torch marks jit.load deprecated; OpenAI ships nothing else
                 warnings.simplefilter("ignore", FutureWarning)
@@ -291,13 +287,15 @@ def clip_config(arch: str, **overrides: Any) -> ModelConfig:
 
 
 def load_clip_checkpoint(path: str | os.PathLike, arch: str, cfg: ModelConfig | None = None,
-                         log: Callable[[str], None] = print) -> ClipPIR:
+                         log: Callable[[str], None] = print, allow_torchscript: bool = False) -> ClipPIR:
     """The CLIP weights at ``path`` (any layout of ``read_clip_state``) as a ``ClipPIR`` in eval mode.
 
     ``cfg`` (default: plain CLIP, ``clip_config(arch)``) says which heads sit on top; heads the
     file does not hold keep their initialisation (zero residuals: the embeddings are CLIP's own).
     ``encode_image`` takes images normalised with the checkpoint's mean/std; ``encode_text`` takes
-    open_clip token ids. Prints one line: architecture, layout, tensors loaded.
+    open_clip token ids. Prints one line: architecture, layout, tensors loaded. ``allow_torchscript``
+    (not ``cfg``'s) decides whether a TorchScript archive may load (``read_clip_state``).
     """
-    cfg = dataclasses.replace(cfg or clip_config(arch), clip_model=arch, clip_weights=str(path))
+    cfg = dataclasses.replace(cfg or clip_config(arch), clip_model=arch, clip_weights=str(path),
+                              allow_torchscript=allow_torchscript)
     return ClipPIR(cfg, log=log).eval()

@@ -61,7 +61,8 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
     settings = cfgs.evaluate
     checkpoint = paths.checkpoint(settings.checkpoint)
     device = resolve_device(settings.device)
-    model, model_cfg, extra = load_evaluated_model(checkpoint, device, cfgs.model)
+    model, model_cfg, extra = load_evaluated_model(checkpoint, device, cfgs.model,
+                                                   allow_torchscript=cfgs.model.allow_torchscript)
     checkpoint_format = "official" if "official_config" in extra else extra.get("format", "pir")
     prepared = load_prepared(paths.fetch)
     test = prepared.split("test")

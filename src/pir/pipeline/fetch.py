@@ -29,9 +29,10 @@ def load_dataset(cfgs: PipelineConfig, downloads: Path) -> tuple[list[str], list
         return classes, records, resize_pixels(pixels, data.cache_res)
     if data.dataset not in ("rsitmd", "rsicd"):
         raise ValueError(f"params.yaml: data.dataset must be synthetic, rsitmd or rsicd, got {data.dataset!r}")
-    root = download.resolve_source(data.source, downloads, data.sha256)
+    root = download.resolve_source(data.source, downloads, data.sha256, max_bytes=data.max_archive_bytes,
+                                   max_ratio=data.max_archive_ratio)
     imported = importers.import_dataset(root, data.dataset, data.cache_res, cfgs.seed, data.val_fraction,
-                                        data.class_list, data.drop_empty_captions)
+                                        data.class_list, data.drop_empty_captions, max_pixels=data.max_image_pixels)
     for note in imported.notes:
         print(f"fetch: {note}")
     return imported.classes, imported.records, imported.pixels

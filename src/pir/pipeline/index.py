@@ -1,7 +1,7 @@
 """Stage ``index``: the test split as a searchable demo, so `pir serve data/index` works after `dvc repro`.
 
-Writes the test images (the dataset's pixel cache, as PNG files) under data/index/images and indexes
-them with the evaluated checkpoint (``evaluate.checkpoint``, default the train stage's best.pt) and the
+Writes the test images (the dataset's pixel cache, as PNG files) into the index's own folder
+data/index/source (listed in its marker, docs/design.md 9 "Search", "Index folder") and indexes them with the evaluated checkpoint (``evaluate.checkpoint``, default the train stage's best.pt) and the
 fetch stage's tokenizer, with their scene labels for the page's scene filter (pir.search).
 """
 
@@ -18,7 +18,7 @@ from pir.device import resolve_device
 from pir.params import PipelineConfig
 from pir.paths import Paths
 from pir.search.encoder import load_encoder
-from pir.search.index import build_index
+from pir.search.index import SOURCE, build_index, index_writer, own_folder
 
 
 # The manifest keeps each file's mtime (pir index's change check): a fixed one keeps the stage's output
@@ -45,14 +45,18 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
     if test.n_images == 0:
         raise ValueError(f"{paths.dataset_json}: the test split has no images to index")
     records = [prepared.records[row] for row in test.image_rows]
-    names = write_split_images(prepared.pixels[test.image_rows], [r.file for r in records], paths.index_images)
-    scenes = {name: (r.scene if r.scene != UNKNOWN_SCENE else "") for name, r in zip(names, records)}
     encoder = load_encoder(checkpoint, paths.tokenizer, resolve_device(cfgs.evaluate.device))
-    result = build_index(paths.index_images, paths.index, encoder, checkpoint, scenes=scenes,
-                         batch_size=cfgs.evaluate.batch_size, stamp_time=False,
-                         # dvc.lock, not the index, names the code that built it: a new commit alone
-                         # must not change the stage's output
-                         git_commit="see dvc.lock")
+    # The images live inside the index (so `pir serve data/index` needs nothing else): in its own source/
+    # folder, which the index lists before creating it; only there may an index's root lie inside it.
+    with index_writer(paths.index) as folder:
+        own_folder(folder, SOURCE)   # = paths.index_images (tests/search/test_index_safety.py)
+        names = write_split_images(prepared.pixels[test.image_rows], [r.file for r in records], paths.index_images)
+        scenes = {name: (r.scene if r.scene != UNKNOWN_SCENE else "") for name, r in zip(names, records)}
+        result = build_index(paths.index_images, paths.index, encoder, checkpoint, scenes=scenes,
+                             batch_size=cfgs.evaluate.batch_size, stamp_time=False,
+                             # dvc.lock, not the index, names the code that built it: a new commit alone
+                             # must not change the stage's output
+                             git_commit="see dvc.lock")
     for path, reason in result.unreadable:
         print(f"index: unreadable {path}: {reason}")
     print(f"index: {result.summary()} -> {paths.index} (pir serve {paths.index.relative_to(paths.root)})")

@@ -1,0 +1,47 @@
+// The search page's script (pir serve); a file, not inline: the page's CSP allows 'self' only
+// (docs/design.md, section 9, "Serving").
+const form = document.getElementById("form"), results = document.getElementById("results"),
+      status = document.getElementById("status"), sceneBox = document.getElementById("scene");
+
+async function run(params, label) {
+  if (sceneBox && sceneBox.value) params.set("scene", sceneBox.value);
+  params.set("top", document.getElementById("top").value || "20");
+  status.textContent = "searching…";
+  const reply = await fetch("/api/search?" + params.toString());
+  if (!reply.ok) { status.textContent = "search failed (" + reply.status + ")"; return; }
+  const hits = await reply.json();
+  results.replaceChildren(...hits.map((hit, rank) => {
+    const fig = document.createElement("figure"); fig.className = "hit"; fig.dataset.path = hit.path;
+    const img = document.createElement("img"); img.className = "hit-img"; img.src = hit.thumb; img.alt = hit.path;
+    img.title = "search by this image";
+    img.addEventListener("load", () => fig.classList.add("loaded"));   // tests read this from the DOM
+    img.addEventListener("click", () => run(new URLSearchParams({like: hit.path}), "images like " + hit.path));
+    // text nodes only: paths and scene labels come from file names, never parsed as HTML
+    const cap = document.createElement("figcaption");
+    const score = document.createElement("span"); score.className = "score";
+    score.textContent = `#${rank + 1} ${hit.score.toFixed(3)} `;
+    cap.appendChild(score);
+    if (hit.scene) {
+      const scene = document.createElement("span"); scene.className = "meta"; scene.textContent = `[${hit.scene}] `;
+      cap.appendChild(scene);
+    }
+    const link = document.createElement("a"); link.href = hit.image; link.textContent = hit.path;
+    link.target = "_blank"; cap.appendChild(link);
+    fig.append(img, cap); return fig;
+  }));
+  status.textContent = `${hits.length} results for ${label}`;
+  const shown = new URLSearchParams(params); history.replaceState(null, "", "?" + shown.toString());
+}
+
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const q = document.getElementById("q").value.trim();
+  if (q) run(new URLSearchParams({q}), `“${q}”`);
+});
+
+// ?q=...&top=...&scene=... (or ?like=...) in the address runs that search on load: links are shareable.
+const start = new URLSearchParams(location.search);
+if (start.get("top")) document.getElementById("top").value = start.get("top");
+if (sceneBox && start.get("scene")) sceneBox.value = start.get("scene");
+if (start.get("q")) { document.getElementById("q").value = start.get("q"); form.requestSubmit(); }
+else if (start.get("like")) run(new URLSearchParams({like: start.get("like")}), "images like " + start.get("like"));
