@@ -88,6 +88,49 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def fsync_dir(path: str | os.PathLike) -> None:
+    """A folder's entries (a rename into it, a new file) on disk."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(folder: str | os.PathLike) -> None:
+    """Every file and folder under ``folder`` on disk (before the rename that publishes it)."""
+    for dirpath, _, filenames in os.walk(folder, topdown=False):
+        for name in filenames:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(Path(dirpath))
+
+
+def fsynced_temp(path: Path, text: str) -> Path:
+    """A new, fsynced temporary file beside ``path`` (exclusive: never one that exists)."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    with open(tmp, "x", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return tmp
+
+
+def write_durable(path: str | os.PathLike, text: str) -> None:
+    """Replace ``path`` atomically and on disk: temp file fsynced, renamed, the folder fsynced (a
+    commit point that must survive a power cut, not only a kill)."""
+    path = Path(path)
+    tmp = fsynced_temp(path, text)
+    try:
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+
+
 def save_torch(path: str | os.PathLike, obj: Any) -> None:
     # Save through a file object: given a name, torch.save names the zip's inner folder after the
     # (random) temp file, and equal checkpoints would differ byte for byte (and in dvc.lock).

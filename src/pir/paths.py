@@ -24,7 +24,7 @@ class Paths:
         own = {"fetch": (self.fetch, self.downloads), "scene_prior": (self.scene_prior,),
                "train": (self.train, self.train_state), "evaluate": (self.evaluate,), "analyze": (self.analyze,),
                "audit": (self.downloads,),
-               # not index_images: that folder is the index's own (pir.search.index.own_folder), and a
+               # not index_images: that folder is the index's own (pir.search.folder.own_folder), and a
                # folder already holding it would not be empty, so not one the index may claim
                "index": (self.index,)}
         return (*own[stage], self.reports, self.figures)

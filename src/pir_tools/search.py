@@ -59,9 +59,9 @@ _MAX_PIXELS_HELP = ("refuse images above N pixels (width x height), from their h
 def _check_source(source: Path, out: Path) -> None:
     """Before anything is touched: SOURCE is a folder or an archive, and an archive does not lie inside
     INDEX_DIR, where extracting it could replace it (the index's own source/, outside source/archive/, aside).
-    Folders are checked by the library (pir.search.index.check_index_folder)."""
+    Folders are checked by the library (pir.search.folder.check_index_folder)."""
     from pir.data.download import is_archive
-    from pir.search.index import SOURCE, IndexFolderRefused
+    from pir.search.folder import SOURCE, IndexFolderRefused
 
     if source.is_dir():
         return
@@ -77,9 +77,9 @@ def _check_source(source: Path, out: Path) -> None:
 
 def _source_folder(source: Path, out: Path, max_bytes: int | None = None, max_ratio: float | None = None) -> Path:
     """A folder as it is; an archive (zip, tar.*) extracted safely once into INDEX_DIR/source/archive/, a
-    folder the index created and lists (call with the index held: pir.search.index.index_writer)."""
+    folder the index created and lists (call with the index held: pir.search.folder.index_writer)."""
     from pir.data.download import dataset_root, extract_archive
-    from pir.search.index import SOURCE, own_folder
+    from pir.search.folder import SOURCE, own_folder
 
     if source.is_dir():
         return source
@@ -91,7 +91,8 @@ def index_main(argv: list[str]) -> int:
     from pir.data.images import parse_bands
     from pir.data.importers import scene_from_filename
     from pir.search.encoder import load_encoder
-    from pir.search.index import build_index, index_writer
+    from pir.search.folder import index_writer
+    from pir.search.index import build_index
     from pir.tracking import git_commit
 
     parser = argparse.ArgumentParser(prog="pir index", description="Embed every image under SOURCE into an index.")

@@ -16,7 +16,8 @@ import tifffile
 from PIL import Image
 
 from pir.data.images import read_rgb, stretch_to_uint8
-from pir.search.index import CURRENT, IndexBusy, build_index, load_index
+from pir.search.folder import CURRENT, IndexBusy
+from pir.search.index import build_index, load_index
 from pir_tools.search import PAUSE_ENV, index_main, search_main
 
 from tests.data.data_fixtures import HUGE, declared_tiff

@@ -19,8 +19,8 @@ import pytest
 import pir.search.index as index_module
 from pir import files
 from pir.paths import Paths
-from pir.search.index import (CURRENT, LOCK, MARKER, SOURCE, IndexBusy, IndexFolderRefused, build_index,
-                              load_index)
+from pir.search.folder import CURRENT, LOCK, MARKER, SOURCE, IndexBusy, IndexFolderRefused
+from pir.search.index import build_index, load_index
 from pir_tools.search import index_main
 
 from tests.search.conftest import write_images

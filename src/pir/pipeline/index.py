@@ -18,7 +18,8 @@ from pir.device import resolve_device
 from pir.params import PipelineConfig
 from pir.paths import Paths
 from pir.search.encoder import load_encoder
-from pir.search.index import SOURCE, build_index, index_writer, own_folder
+from pir.search.folder import SOURCE, index_writer, own_folder
+from pir.search.index import build_index
 
 
 # The manifest keeps each file's mtime (pir index's change check): a fixed one keeps the stage's output
