@@ -16,6 +16,19 @@ import torch
 os.environ["PIR_STATE_HOME"] = tempfile.mkdtemp(prefix="pir-test-state-")
 atexit.register(shutil.rmtree, os.environ["PIR_STATE_HOME"], ignore_errors=True)
 
+# The files that take minutes, in the order the two xdist workers should start them (pyproject's
+# --no-loadscope-reorder hands files out in collection order): longest first, so no worker ends up
+# running a long file alone at the end. The first one builds the e2e tests' shared `dvc repro` while the
+# other worker runs files that do not need it; test_pipeline.py waits for that run, so it comes later.
+LONG_FILES_FIRST = ("tests/e2e/test_exp_workflow.py", "tests/e2e/test_concurrency.py", "tests/test_bench.py",
+                    "tests/test_params.py", "tests/e2e/test_pipeline.py", "tests/test_mlflow_ui.py",
+                    "tests/test_tracking.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONG_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))   # stable: the rest in order
+
 
 @pytest.fixture(autouse=True)
 def _one_thread():

@@ -18,16 +18,17 @@ from pir_tools import bench
 pytestmark = pytest.mark.e2e
 
 
-def test_concurrent_train_row_runs_the_real_stage_scripts_three_ways_with_the_same_bytes(tmp_path):
-    """Two training stages back to back, side by side, and side by side with spinning OpenMP threads:
-    the reproducibility contract says all six runs write the same checkpoint, report and curves."""
+def test_concurrent_train_row_runs_the_real_stage_scripts_alone_and_together_with_the_same_bytes(tmp_path):
+    """Two training stages back to back and side by side: the reproducibility contract says all four
+    runs write the same checkpoint, report and curves. (The bench's third pair, side by side with
+    spinning OpenMP threads, changes times only; the bench checks its bytes on every run.)"""
     from pir.params import merge_set
     from pir_tools import concurrency
 
     ROOT = Path(__file__).resolve().parents[2]     # the project
     smaller = merge_set(concurrency.TINY_RUN, {"synthetic": {"images": 40}, "train": {"pairs_per_image": 1}})
-    row = concurrency.concurrent_train_benchmark(ROOT, tmp_path, run=smaller)
-    for key in ("back_to_back_s", "side_by_side_s", "side_by_side_spinning_s"):
+    row = concurrency.concurrent_train_benchmark(ROOT, tmp_path, run=smaller, spinning=False)
+    for key in ("back_to_back_s", "side_by_side_s"):
         assert math.isfinite(row[key]) and row[key] > 0
     assert row["ratio"] == pytest.approx(row["side_by_side_s"] / row["back_to_back_s"])
     assert row["identical"] is True and row["threads"] == 2
