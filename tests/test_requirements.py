@@ -8,6 +8,7 @@ a missing line until a user's fresh environment fails. So each direct import mus
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.metadata
 import re
 import sys
@@ -18,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OWN = {"pir", "pir_tools", "tests"}
 
 
+@functools.cache   # three tests scan the same folders
 def imported_modules(*folders: str) -> dict[str, set[str]]:
     """Top-level module -> files importing it (absolute imports, including those inside functions)."""
     found: dict[str, set[str]] = {}
@@ -40,10 +42,15 @@ def requirement_names(lines: list[str]) -> set[str]:
             if line.strip() and not line.strip().startswith("#")}
 
 
+@functools.cache
+def _packages_distributions() -> dict[str, list[str]]:
+    return importlib.metadata.packages_distributions()
+
+
 def distributions_of(modules: dict[str, set[str]]) -> dict[str, set[str]]:
     """Distributions providing each imported module (mlflow comes in mlflow and mlflow-skinny); a module
     that no installed distribution provides fails here."""
-    provided = importlib.metadata.packages_distributions()
+    provided = _packages_distributions()
     missing = sorted(f"{m} (in {sorted(files)[0]})" for m, files in modules.items() if m not in provided)
     assert not missing, f"imported but provided by no installed package: {missing}"
     return {module: {canonical(d) for d in provided[module]} for module in modules}
@@ -63,7 +70,7 @@ def test_every_package_the_library_imports_is_a_dependency_in_pyproject():
     assert not missing, f"pyproject.toml [project] dependencies lack: {missing}"
 
 
-def test_the_check_sees_imports_inside_functions(tmp_path):
+def test_the_check_sees_imports_inside_functions():
     """The scanner itself: a lazy import inside a function counts like a top-level one."""
     assert "imagehash" in imported_modules("tests")          # tests/data/test_leakage.py imports it at the top
     assert "safetensors" in imported_modules("src")           # imported inside functions of pir.models

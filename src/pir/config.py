@@ -206,6 +206,22 @@ class SyntheticConfig:
         check(self.planted_duplicates >= 0, "planted_duplicates", self.planted_duplicates, "must be >= 0")
 
 
+# Safety caps: the library defaults (pir.data.images, pir.data.download) and DataConfig's.
+# The most pixels (width x height) one image may decode to, checked from its header before decoding
+# (docs/design.md, "Image size cap"). 2**27 = 134 M admits a whole Sentinel-2 10 m tile (10980 x 10980 =
+# 121 M) and the usual aerial tiles (10000 x 10000 and below), and refuses a file declaring 40000 x 40000
+# (1.6 G pixels, 4.5 GiB as 8-bit RGB). At the cap an 8-bit RGB image takes 384 MiB, its float stretch
+# 1.5 GiB: what a laptop can afford. Raised per call (max_pixels), data.max_image_pixels, --max-pixels.
+DEFAULT_MAX_PIXELS = 2 ** 27
+# What one archive may expand to, from its members' declared sizes, checked before anything is written
+# (docs/design.md, "Downloads and archives"). 64 GiB leaves room for big satellite archives (RSICD and
+# RSITMD are 0.5-1 GB); 100x is far above what image archives compress (JPEG, PNG and compressed TIFF
+# barely shrink, caption JSON ~10x) and far below a zip bomb (1000x and more). Raised per call
+# (max_bytes, max_ratio), by data.max_archive_bytes / data.max_archive_ratio, and pir index's flags.
+DEFAULT_MAX_ARCHIVE_BYTES = 64 * 2 ** 30
+DEFAULT_MAX_ARCHIVE_RATIO = 100.0
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """What ``fetch`` produces and how captions are turned into tokens."""
@@ -223,11 +239,10 @@ class DataConfig:
     vocab_size: int = 2000          # size of the trained WordPiece vocabulary
     exclude_leaked: bool = False    # evaluate drops test images with a near-duplicate in train or val
                                     # (reports/audit.json) before scoring; the report says how many
-    # safety caps (docs/design.md, "Image size cap", "Downloads and archives"); the defaults equal
-    # pir.data.images.DEFAULT_MAX_PIXELS and pir.data.download.DEFAULT_MAX_ARCHIVE_BYTES / _RATIO
-    max_image_pixels: int = 2 ** 27       # width x height one image may decode to, checked from its header
-    max_archive_bytes: int = 64 * 2 ** 30  # total an archive source may extract to (its members' declared sizes)
-    max_archive_ratio: float = 100.0      # and at most this many times the archive's own size (zip bombs)
+    # safety caps (docs/design.md, "Image size cap", "Downloads and archives")
+    max_image_pixels: int = DEFAULT_MAX_PIXELS   # width x height one image may decode to, checked from its header
+    max_archive_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES   # total an archive source may extract to (declared sizes)
+    max_archive_ratio: float = DEFAULT_MAX_ARCHIVE_RATIO  # and at most this many times the archive's own size
 
     def __post_init__(self) -> None:
         check_choice("dataset", self.dataset, DATASETS)

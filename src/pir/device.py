@@ -56,10 +56,11 @@ def numerics_record(device: torch.device | str = "cpu") -> dict:
     """What fixes a stage's numbers beside its params: intra-op threads, the software that computes, the
     processor, and the GPU and CUDA version where one computes. Each stage writes it into its report
     under "runtime" and tags its MLflow run with it (docs/design.md, "Reproducibility contract")."""
-    on_gpu = torch.device(device).type == "cuda"
+    device = torch.device(device)
+    on_gpu = device.type == "cuda"
     return {"threads": torch.get_num_threads(), "torch": torch.__version__, "numpy": np.__version__,
-            "cpu": cpu_model(), "device": torch.device(device).type,
-            "gpu": torch.cuda.get_device_name(torch.device(device)) if on_gpu else None,
+            "cpu": cpu_model(), "device": device.type,
+            "gpu": torch.cuda.get_device_name(device) if on_gpu else None,
             "cuda": torch.version.cuda if on_gpu else None}
 
 

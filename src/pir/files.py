@@ -7,6 +7,7 @@ file (docs/design.md, "Reproducibility"). Use these helpers for every output the
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -109,26 +110,25 @@ def fsync_tree(folder: str | os.PathLike) -> None:
         fsync_dir(Path(dirpath))
 
 
-def fsynced_temp(path: Path, text: str) -> Path:
-    """A new, fsynced temporary file beside ``path`` (exclusive: never one that exists)."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    with open(tmp, "x", encoding="utf-8") as fh:
+def write_durable(path: str | os.PathLike, text: str) -> None:
+    """write_text, and on disk: the file fsynced before its rename, the folder after (a commit point that
+    must survive a power cut, not only a kill)."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
-    return tmp
+    fsync_dir(Path(path).parent)
 
 
-def write_durable(path: str | os.PathLike, text: str) -> None:
-    """Replace ``path`` atomically and on disk: temp file fsynced, renamed, the folder fsynced (a
-    commit point that must survive a power cut, not only a kill)."""
-    path = Path(path)
-    tmp = fsynced_temp(path, text)
-    try:
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_dir(path.parent)
+@contextlib.contextmanager
+def flocked(lock_file: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive flock on ``lock_file`` (created if missing) for the block: one process at a time."""
+    with open(lock_file, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def save_torch(path: str | os.PathLike, obj: Any) -> None:
@@ -155,8 +155,6 @@ def is_torchscript(path: str | os.PathLike) -> bool:
     nothing in the file runs; loading one needs ``torch.jit.load``, which runs its code
     (docs/design.md, "CLIP towers")."""
     try:
-        if not zipfile.is_zipfile(path):
-            return False
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
     except (OSError, zipfile.BadZipFile):
@@ -184,10 +182,11 @@ def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
             np.savez(fh, **arrays)
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
+def sha256_file(path: str | os.PathLike | int) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks; ``path`` may be an open descriptor (read from
+    its offset to the end, left open)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open(path, "rb", closefd=not isinstance(path, int)) as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

@@ -19,6 +19,7 @@ import yaml
 
 from pir import config as C
 from pir.config import PRESETS, model_config
+from pir.errors import first_line
 
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 DEFAULT_RECIPE = "cpu"
@@ -203,9 +204,7 @@ def _looks_like_path(value: str) -> bool:
 
 def _yaml_value_error(exc: Exception) -> str:
     """The first line of a YAML error, without Python's advice to raise its own int-to-str limit."""
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else type(exc).__name__
-    return first.split("; use sys.set_int_max_str_digits")[0]
+    return first_line(exc).split("; use sys.set_int_max_str_digits")[0]
 
 
 def load_params(path: str | Path) -> dict[str, Any]:
@@ -215,9 +214,8 @@ def load_params(path: str | Path) -> dict[str, Any]:
         params = yaml.safe_load(path.read_text())
     except OSError as exc:
         raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
-    except ValueError as exc:   # a value PyYAML cannot build: int() of a number past 4300 digits, a bad date
+    # ValueError: a value PyYAML cannot build (int() of a number past 4300 digits, a bad date)
+    except (yaml.YAMLError, ValueError) as exc:
         raise ValueError(f"{path}: invalid YAML ({_yaml_value_error(exc)})") from None
     if not isinstance(params, dict):
         raise ValueError(f"{path}: expected a mapping of sections")

@@ -11,16 +11,14 @@ at it through MLflow's ``mlflow.parentRunId`` tag, which the UI nests (docs/desi
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
-from pir import tracking
+from pir import files, tracking
 from pir.evaluation.metrics import METRIC_KEYS
 from pir.evaluation.seeds import summarise_seeds
 
@@ -36,17 +34,6 @@ def config_key(params: Mapping[str, Any]) -> str:
     """16 hex chars for a run's params without its seed: the runs that differ only in seed share it."""
     blob = json.dumps({k: v for k, v in params.items() if k != "seed"}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-@contextlib.contextmanager
-def _group_lock(root: Path) -> Iterator[None]:
-    """Parallel queue workers finish evaluate together: one of them at a time creates a group's parent."""
-    with open(root / "mlflow.db-groups.lock", "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _search(root: Path, filter_string: str) -> list:
@@ -99,7 +86,8 @@ def group_seed_runs(root: str | os.PathLike, key: str, min_runs: int = 2) -> str
     """Create or refresh the parent run of configuration ``key``; its id, or None below ``min_runs``
     evaluated seed runs. Idempotent: a later seed joins the same parent and updates its numbers."""
     root = Path(root).resolve()
-    with _group_lock(root):
+    # Parallel queue workers finish evaluate together: one of them at a time creates a group's parent.
+    with files.flocked(root / "mlflow.db-groups.lock"):
         children = _one_run_per_seed([r for r in _search(root, f"tags.{CONFIG_KEY_TAG} = '{key}'")
                                       if "test_r_mean" in r.data.metrics and PARENT_TAG not in r.data.tags])
         if len(children) < max(1, min_runs):

@@ -14,13 +14,10 @@ file is read as empty with a note on stderr, and the next record replaces it.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Iterator
 
 from pir import files
 
@@ -40,17 +37,6 @@ def state_folder() -> Path:
 
 def record_path() -> Path:
     return state_folder() / RECORD
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _read(path: Path) -> dict[str, str]:
@@ -78,7 +64,8 @@ def record(index_dir: str | os.PathLike, root: str | os.PathLike) -> bool:
     home) is a note on stderr, not an error: the index is built; `pir serve` will then ask for --root."""
     path = record_path()
     try:
-        with _locked(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with files.flocked(path.with_name(path.name + ".lock")):
             indexes = _read(path)
             indexes[str(Path(index_dir).resolve())] = str(Path(root).resolve())
             files.write_json(path, {"format": FORMAT, "indexes": dict(sorted(indexes.items()))})

@@ -124,7 +124,7 @@ def index_main(argv: list[str]) -> int:
             root = _source_folder(args.source, args.out, args.max_archive_bytes, args.max_archive_ratio)
             scenes = (lambda rel: scene_from_filename(rel) or "") if args.scene_from_name else None
             result = build_index(root, args.out, encoder, args.checkpoint, bands=args.bands, scenes=scenes,
-                                 batch_size=args.batch_size, progress=True, lock_timeout=wait,
+                                 batch_size=args.batch_size, progress=True,
                                  max_pixels=args.max_pixels,
                                  git_commit=git_commit(Path(__file__).resolve().parent), on_batch=_pause_hook())
     except (ValueError, OSError) as exc:

@@ -30,7 +30,6 @@ any paths (docs/design.md, section 9 "Search", "Serving"). So:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import re
 import stat
@@ -38,8 +37,13 @@ import sys
 import threading
 import time
 from pathlib import Path, PurePosixPath
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 from urllib.parse import quote
+
+from pir import files
+
+if TYPE_CHECKING:   # annotations only; create_app imports pir.search where the app is made
+    from pir.search.index import Entry, Index
 
 MAX_TOP = 500
 ALLOWED_HOSTS = "PIR_ALLOWED_HOSTS"     # app.config key: the Host headers the app answers (none until set)
@@ -111,12 +115,10 @@ def _open_regular(path: Path) -> tuple[int, os.stat_result] | None:
 
 
 def _sha256_fd(fd: int) -> str:
-    """Hex sha256 of an open file, read with pread (the offset stays at 0 for sending)."""
-    digest, offset = hashlib.sha256(), 0
-    while block := os.pread(fd, 1 << 20, offset):
-        digest.update(block)
-        offset += len(block)
-    return digest.hexdigest()
+    """Hex sha256 of an open file, which is then rewound for sending."""
+    digest = files.sha256_file(fd)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return digest
 
 
 class _Verdicts:
@@ -148,19 +150,21 @@ class _Verdicts:
 
 
 def create_app(index_dir: str | os.PathLike, checkpoint: str | os.PathLike | None = None, device: str = "cpu", *,
-               root: str | os.PathLike | None = None, allowed_hosts: Iterable[str] = ()):
+               root: str | os.PathLike | None = None, allowed_hosts: Iterable[str] = (), index: Index | None = None):
     """The Flask app over one index (loaded once; restart the server after re-indexing).
 
     ``root``: where the manifest's paths are served from (None: the index's own root, taken as given;
     `pir serve` decides with :func:`trusted_root` first). ``allowed_hosts``: the Host headers answered
     (:func:`loopback_hosts`); `pir serve` sets ``app.config[ALLOWED_HOSTS]`` once the port is bound.
+    ``index``: ``index_dir`` already loaded (`pir serve` loads it once, to check its root first).
     """
     from flask import Flask, abort, jsonify, render_template, request
     from werkzeug.wsgi import wrap_file
 
+    from pir.search.index import thumbnail_path
     from pir.search.query import open_search
 
-    searcher, encoder = open_search(index_dir, checkpoint, device)
+    searcher, encoder = open_search(index_dir, checkpoint, device, index=index)
     index = searcher.index
     serve_root = Path(root).resolve() if root is not None else index.root
     entries = {e.path: e for e in index.entries}
@@ -184,11 +188,12 @@ def create_app(index_dir: str | os.PathLike, checkpoint: str | os.PathLike | Non
         response.headers.update(SECURITY_HEADERS)
         return response
 
-    def indexed(relative: str):
-        """The manifest row of an indexed path whose file resolves inside the root, or 404."""
-        if relative not in entries or contained(serve_root, relative) is None:
+    def indexed(relative: str) -> tuple[Entry, Path]:
+        """(manifest row, file) of an indexed path whose file resolves inside the root, or 404."""
+        path = contained(serve_root, relative) if relative in entries else None
+        if path is None:
             abort(404)
-        return entries[relative]
+        return entries[relative], path
 
     def send_fd(fd: int, info: os.stat_result, mimetype: str, etag: str, max_age: int | None = None):
         """The open file itself (not its path again), with range and conditional support."""
@@ -228,9 +233,10 @@ def create_app(index_dir: str | os.PathLike, checkpoint: str | os.PathLike | Non
 
     @app.get("/thumb/<path:relative>")
     def thumb(relative: str):
-        sha = indexed(relative).sha256
+        sha = indexed(relative)[0].sha256
         # the manifest's sha256 names the file: checked, and the file must resolve inside the index folder
-        cached = contained(index.folder, f"thumbs/{sha[:2]}/{sha}.jpg") if _SHA256.match(sha) else None
+        cached = (contained(index.folder, thumbnail_path(Path(), sha).as_posix()) if _SHA256.match(sha)
+                  else None)
         opened = _open_regular(cached) if cached is not None else None
         if opened is None:
             abort(404)
@@ -238,9 +244,9 @@ def create_app(index_dir: str | os.PathLike, checkpoint: str | os.PathLike | Non
 
     @app.get("/image/<path:relative>")
     def image(relative: str):
-        entry = indexed(relative)
+        entry, path = indexed(relative)
         mimetype = IMAGE_TYPES.get(PurePosixPath(relative).suffix.lower())
-        opened = _open_regular(contained(serve_root, relative)) if mimetype else None
+        opened = _open_regular(path) if mimetype else None
         if opened is None:
             abort(404)
         fd, info = opened
@@ -270,8 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     args = parser.parse_args(argv)
     try:
-        root = trusted_root(load_index(args.index), args.root)
-        app = create_app(args.index, args.checkpoint, args.device, root=root)
+        index = load_index(args.index)
+        app = create_app(args.index, args.checkpoint, args.device, root=trusted_root(index, args.root), index=index)
         server = make_server("127.0.0.1", args.port, app, threaded=True)
     except (ValueError, OSError) as exc:
         print(f"pir serve: {exc}", file=sys.stderr)

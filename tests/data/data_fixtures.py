@@ -113,16 +113,21 @@ def tiff_bytes(pixels: np.ndarray, deflate: bool = False, photometric: int | Non
     return header + extra + data
 
 
-def png16_bytes(pixels: np.ndarray) -> bytes:
-    """A 16-bit RGB PNG of uint16 ``pixels`` [H, W, 3] (PIL cannot write one)."""
-    height, width = pixels.shape[:2]
-    rows = b"".join(b"\0" + row.astype(">u2").tobytes() for row in pixels)   # filter type 0 per row
-
+def png_bytes(width: int, height: int, depth: int, data: bytes) -> bytes:
+    """An RGB PNG of ``depth`` bits per sample whose IDAT holds ``data`` compressed (PIL cannot write
+    16-bit RGB, nor a header that lies about its data)."""
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(data)) + chunk(b"IEND", b""))
+
+
+def png16_bytes(pixels: np.ndarray) -> bytes:
+    """A 16-bit RGB PNG of uint16 ``pixels`` [H, W, 3]."""
+    height, width = pixels.shape[:2]
+    rows = b"".join(b"\0" + row.astype(">u2").tobytes() for row in pixels)   # filter type 0 per row
+    return png_bytes(width, height, 16, rows)
 
 
 # what reading a file that declares 40000x40000 pixels says (pir.data.images.DEFAULT_MAX_PIXELS)

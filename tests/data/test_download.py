@@ -429,12 +429,10 @@ def test_same_scheme_redirect_to_another_server_is_recorded(serve, tmp_path):
 
 # --------------------------------------------------------------------------- archive size limits
 
-def zeros_zip(path: Path, megabytes: int = 8, extra: dict[str, bytes] | None = None) -> Path:
+def zeros_zip(path: Path, megabytes: int = 8) -> Path:
     """A small zip (~1000x compression) of ``megabytes`` MiB of zeros: a zip bomb in miniature."""
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("bomb/zeros.bin", bytes(megabytes << 20))
-        for name, data in (extra or {}).items():
-            zf.writestr(name, data)
     return path
 
 

@@ -4,11 +4,9 @@ raised per call; Pillow's own process-wide cap neither answers first nor warns."
 
 from __future__ import annotations
 
-import struct
 import time
 import tracemalloc
 import warnings
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from tests.data.data_fixtures import HUGE, declared_tiff
+from tests.data.data_fixtures import HUGE, declared_tiff, png_bytes
 from pir.config import DataConfig
 from pir.data import download, images
 from pir.data.images import DEFAULT_MAX_PIXELS, ImageRefused, decode_all, decode_image, read_rgb
@@ -24,11 +22,7 @@ from pir.data.images import DEFAULT_MAX_PIXELS, ImageRefused, decode_all, decode
 
 def declared_png(width: int, height: int) -> bytes:
     """A PNG whose header declares width x height 8-bit RGB, followed by a few bytes of data only."""
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(bytes(1000))) + chunk(b"IEND", b""))
+    return png_bytes(width, height, 8, bytes(1000))
 
 
 def small_image(path: Path, fmt: str) -> Path:

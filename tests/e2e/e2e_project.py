@@ -53,7 +53,7 @@ def merge(base: dict, extra: dict) -> dict:
     return out
 
 
-def make_project(dest: Path, overrides: dict | None = None) -> Path:
+def make_project(dest: Path) -> Path:
     """Copy the project's clone-visible files to ``dest``, apply tiny params, commit."""
     listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=PROJECT,
                             capture_output=True, text=True, check=True).stdout.split("\0")
@@ -65,13 +65,12 @@ def make_project(dest: Path, overrides: dict | None = None) -> Path:
     # A lock from the real params would only confuse the tiny run.
     (dest / "dvc.lock").unlink(missing_ok=True)
     params = yaml.safe_load((dest / "params.yaml").read_text())
-    params = merge(params, merge(TINY_PARAMS, overrides or {}))
+    params = merge(params, TINY_PARAMS)
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q", "-b", "main"], dest)
     run(["git", "add", "-A"], dest)
     run(["git", "commit", "-qm", "tiny project"], dest)
     return dest
-
 
 
 def copy_project(source: Path, dest: Path) -> Path:

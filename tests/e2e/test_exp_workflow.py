@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pir import tracking
+from pir_tools import dvc_queue
 from tests.e2e.e2e_project import copy_project, run
 from tests.mlflow_server import mlflow_rest, mlflow_server
 
@@ -54,7 +55,8 @@ def queued(repro, tmp_path_factory) -> Path:
         status = run(["dvc", "queue", "status"], project).stdout
         if "Queued" not in status and "Running" not in status:
             break
-        time.sleep(5)   # each `dvc queue status` is a process start that takes CPU from the running experiments
+        time.sleep(dvc_queue.POLL_S)
+    run(["dvc", "queue", "stop"], project)   # as run_queue does: a worker must not outlive the test (dvc#10398)
     assert "Failed" not in status, status + run(["dvc", "queue", "logs", "lr-high"], project, check=False).stdout
     return project
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from pir.evaluation.metrics import METRIC_KEYS, retrieval_metrics
+from pir_tools.concurrency import OUTPUTS as TRAIN_OUTPUTS
 
 from tests import browser
 from tests.e2e.e2e_project import GIT_ENV, copy_project, run
@@ -24,7 +25,6 @@ SEARCH_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "s
 
 pytestmark = pytest.mark.e2e
 REPORTS = ("data.json", "audit.json", "scene_prior.json", "train.json", "metrics.json", "analysis.json")
-TRAIN_OUTPUTS = ("data/train/best.pt", "data/train/last.pt", "reports/train.json", "reports/train_curves.csv")
 
 
 def test_repro_writes_every_report(repro):

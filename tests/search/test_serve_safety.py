@@ -6,7 +6,6 @@ not indexed here only when the user names it."""
 from __future__ import annotations
 
 import csv
-import hashlib
 import http.client
 import json
 import os
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
+from pir import files
 from pir.search.index import IDENTITY, MANIFEST, MANIFEST_FIELDS, build_index, load_index
 from pir_tools import known_indexes, serve
 from pir_tools.serve import SECURITY_HEADERS, create_app, loopback_hosts, trusted_root
@@ -45,10 +45,6 @@ def client(built):
     return create_app(built, allowed_hosts=loopback_hosts(PORT)).test_client()
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _rewrite(index_dir: Path, root: str, rows: list[dict]) -> None:
     """Make ``index_dir`` a foreign index: its index.json names ``root``, its manifest ``rows``."""
     generation = load_index(index_dir).generation
@@ -70,7 +66,7 @@ def foreign(tmp_path_factory, encoder, checkpoint):
     images = sorted((folder / "images").iterdir())
     right, wrong = images[0].resolve(), images[1].resolve()
     _rewrite(folder / "index", "/", [
-        {"path": str(right)[1:], "size": right.stat().st_size, "sha256": _sha256(right)},
+        {"path": str(right)[1:], "size": right.stat().st_size, "sha256": files.sha256_file(right)},
         {"path": str(wrong)[1:], "size": wrong.stat().st_size, "sha256": "0" * 64},
         {"path": "etc/passwd", "size": 1, "sha256": "../../../../../../" + "0" * 46},
     ])

@@ -37,19 +37,13 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from pir import files
-from pir.errors import first_line
+from pir.config import DEFAULT_MAX_ARCHIVE_BYTES, DEFAULT_MAX_ARCHIVE_RATIO
+from pir.errors import bytes_text, first_line
 
 CHUNK = 1 << 20
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 _DONE_MARKER = ".extracted"
 _RECORD_SUFFIX = ".source.json"
-# What one archive may expand to, from its members' declared sizes, checked before anything is written
-# (docs/design.md, "Downloads and archives"). 64 GiB leaves room for big satellite archives (RSICD and
-# RSITMD are 0.5-1 GB); 100x is far above what image archives compress (JPEG, PNG and compressed TIFF
-# barely shrink, caption JSON ~10x) and far below a zip bomb (1000x and more). Raised per call
-# (max_bytes, max_ratio), by data.max_archive_bytes / data.max_archive_ratio, and pir index's flags.
-DEFAULT_MAX_ARCHIVE_BYTES = 64 * 2 ** 30
-DEFAULT_MAX_ARCHIVE_RATIO = 100.0
 
 
 class DownloadError(OSError):
@@ -235,25 +229,17 @@ def _check_member(archive: Path, name: str, target: Path) -> None:
         raise DownloadError(f"{archive}: unsafe path {name!r} in archive (escapes the target); refusing to extract")
 
 
-def _size(number: float) -> str:
-    """Bytes in messages: '64 GiB', '8.5 MiB', '900 bytes'."""
-    scale, unit = next(((2 ** p, u) for p, u in ((30, "GiB"), (20, "MiB"), (10, "KiB")) if number >= 2 ** p),
-                       (1, "bytes"))
-    text = f"{number / scale:.3g}"
-    return f"{number / scale:.0f} {unit}" if "e" in text else f"{text} {unit}"
-
-
 def _check_expansion(archive: Path, size: int, total: int, max_bytes: int, max_ratio: float,
                      at_least: bool = False) -> None:
     """DownloadError when ``total`` (declared) bytes exceed ``max_bytes`` or ``max_ratio`` x ``size``, the
     archive's own size (a gzip-compressed tar's too: the file, not the tar inside)."""
     size = max(size, 1)
-    expands = f"would expand to {'more than ' if at_least else ''}{_size(total)}"
+    expands = f"would expand to {'more than ' if at_least else ''}{bytes_text(total)}"
     if total > max_bytes:
-        raise DownloadError(f"{archive}: {expands}, above the {_size(max_bytes)} limit on extracted archives; "
+        raise DownloadError(f"{archive}: {expands}, above the {bytes_text(max_bytes)} limit on extracted archives; "
                             "if you trust it, raise data.max_archive_bytes (pir index: --max-archive-bytes)")
     if total > max_ratio * size:
-        raise DownloadError(f"{archive}: {expands}, {total / size:.0f}x its {_size(size)} (a zip bomb?), above the "
+        raise DownloadError(f"{archive}: {expands}, {total / size:.0f}x its {bytes_text(size)} (a zip bomb?), above the "
                             f"{max_ratio:g}x limit; if you trust it, raise data.max_archive_ratio "
                             "(pir index: --max-archive-ratio)")
 
@@ -270,27 +256,13 @@ def _check_tar_expansion(archive: Path, size: int, tf: tarfile.TarFile, max_byte
 
 
 def _extract_zip(archive: Path, zf: zipfile.ZipFile, target: Path) -> None:
-    infos = zf.infolist()
-    for info in infos:
+    for info in zf.infolist():
         _check_member(archive, info.filename, target)
         if (info.external_attr >> 16) & 0o170000 == 0o120000:   # a symlink entry
             raise DownloadError(f"{archive}: link {info.filename!r} in archive; refusing to extract")
-    # Streamed with a count instead of extractall: the size checks trust the declared sizes, so a member
-    # whose data holds more than its header says is refused here (zipfile also cuts it short, by CRC).
-    for info in infos:
-        path = target / info.filename
-        if info.is_dir():
-            path.mkdir(parents=True, exist_ok=True)
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with zf.open(info) as source, open(path, "wb") as out:
-            written = 0
-            while block := source.read(CHUNK):
-                written += len(block)
-                if written > info.file_size:
-                    raise DownloadError(f"{archive}: {info.filename!r} holds more than the {info.file_size} bytes "
-                                        "its header declares; refusing to extract")
-                out.write(block)
+    # The size checks trust the declared sizes: zipfile holds every member's read to its declared size
+    # and fails the CRC of one whose data holds more, so extractall cannot write past them.
+    zf.extractall(target)
 
 
 def _extract_tar(archive: Path, tf: tarfile.TarFile, target: Path) -> None:

@@ -39,18 +39,15 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from pir.config import DEFAULT_MAX_PIXELS
+from pir.errors import bytes_text, count_text
+
 IMAGE_EXTENSIONS = (".tif", ".tiff", ".jpg", ".jpeg", ".png", ".bmp")
 MIN_SIDE = 16
 STRETCH_PERCENTILES = (2.0, 98.0)
 _DEEP_SINGLE_BAND = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 _DEEP_MULTI_BAND = ("RGB", "RGBA", "RGBX")   # modes PIL fills from a 16-bit raw mode (high byte only)
 _STRETCH_SAMPLE = 1_000_000                  # percentiles from at most this many pixels per band
-# The most pixels (width x height) one image may decode to, checked from its header before decoding
-# (docs/design.md, "Image size cap"). 2**27 = 134 M admits a whole Sentinel-2 10 m tile (10980 x 10980 =
-# 121 M) and the usual aerial tiles (10000 x 10000 and below), and refuses a file declaring 40000 x 40000
-# (1.6 G pixels, 4.5 GiB as 8-bit RGB). At the cap an 8-bit RGB image takes 384 MiB, its float stretch
-# 1.5 GiB: what a laptop can afford. Raised per call (max_pixels), data.max_image_pixels, --max-pixels.
-DEFAULT_MAX_PIXELS = 2 ** 27
 # tifffile decodes every band (and page) of a TIFF at its own sample size before three are picked, so the
 # decoded array, and each tile or strip, is also held to this many bytes per pixel of the cap (4 bands of
 # 16 bits, or 2 of float32, at the full cap): hundreds of bands cannot get around the pixel cap.
@@ -83,17 +80,6 @@ def _read_low_bytes(image: Image.Image) -> np.ndarray:
     return np.asarray(image)
 
 
-def _short(number: float, units: tuple[tuple[float, str], ...], last: str) -> str:
-    scale, unit = next(((s, u) for s, u in units if number >= s), (1, last))
-    text = f"{number / scale:.3g}"
-    return f"{f'{number / scale:.0f}' if 'e' in text else text}{unit}"
-
-
-def _count(number: int) -> str:
-    """1600000000 -> '1.6 G', 134217728 -> '134 M': pixel counts in messages."""
-    return _short(number, ((1e9, " G"), (1e6, " M"), (1e3, " k")), "")
-
-
 def _cap(max_pixels: int | None) -> int:
     return DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
 
@@ -104,8 +90,8 @@ def check_size(width: int, height: int, max_pixels: int | None = None) -> None:
         raise ImageRefused(f"image is {width}x{height} pixels, smaller than the {MIN_SIDE}x{MIN_SIDE} minimum")
     cap = _cap(max_pixels)
     if width * height > cap:
-        raise ImageRefused(f"image is {width}x{height} pixels ({_count(width * height)}), above the "
-                           f"{_count(cap)}-pixel cap; raise it with --max-pixels / data.max_image_pixels")
+        raise ImageRefused(f"image is {width}x{height} pixels ({count_text(width * height)}), above the "
+                           f"{count_text(cap)}-pixel cap; raise it with --max-pixels / data.max_image_pixels")
 
 
 def _open(source: Path | bytes, max_pixels: int | None = None) -> Image.Image:
@@ -209,11 +195,6 @@ def decode_all(sources: list[Path | bytes], names: list[str], size: int, progres
 TIFF_EXTENSIONS = (".tif", ".tiff")
 
 
-def _size(number: int) -> str:
-    """Bytes in messages: '1 GiB', '6.87 MiB', '900 bytes'."""
-    return _short(number, ((2 ** 30, " GiB"), (2 ** 20, " MiB"), (2 ** 10, " KiB")), " bytes")
-
-
 def _tiff_bands_last(path: Path, max_pixels: int | None = None) -> np.ndarray:
     """A TIFF's first image as [H, W, C] (C = 1 for single-band), whatever its layout: interleaved (YXS),
     planar (SYX) or one band per page (QYX/IYX, as some GIS exports write stacks).
@@ -238,10 +219,10 @@ def _tiff_bands_last(path: Path, max_pixels: int | None = None) -> np.ndarray:
         decoded, chunk = math.prod(shape) * itemsize, math.prod(series.keyframe.chunks) * itemsize
         if max(decoded, chunk) > budget:
             what = (f"{width}x{height} pixels with {math.prod(shape) // (width * height)} band(s) of {series.dtype} "
-                    f"({_size(decoded)} decoded)" if decoded >= chunk else
+                    f"({bytes_text(decoded)} decoded)" if decoded >= chunk else
                     f"stored in tiles or strips of {'x'.join(map(str, series.keyframe.chunks))} samples "
-                    f"of {series.dtype} ({_size(chunk)} each)")
-            raise ImageRefused(f"image is {what}, above the {_size(budget)} the {_count(cap)}-pixel cap allows "
+                    f"of {series.dtype} ({bytes_text(chunk)} each)")
+            raise ImageRefused(f"image is {what}, above the {bytes_text(budget)} the {count_text(cap)}-pixel cap allows "
                                f"({BYTES_PER_CAPPED_PIXEL} bytes a pixel); raise it with --max-pixels / "
                                "data.max_image_pixels")
         values = series.asarray().reshape(shape)

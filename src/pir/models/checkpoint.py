@@ -40,10 +40,8 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, cfg: ModelConfig,
 
 
 def _architecture_only(cfg: ModelConfig) -> ModelConfig:
-    """Same architecture without pretrained loading: the checkpoint supplies every weight (and no
-    permission to load anything else, whatever its ``model_config`` says)."""
-    return dataclasses.replace(cfg, vision_pretrained="", text_pretrained=False, clip_weights="",
-                               allow_torchscript=False)
+    """Same architecture without pretrained loading: the checkpoint supplies every weight."""
+    return dataclasses.replace(cfg, vision_pretrained="", text_pretrained=False, clip_weights="")
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", checkpoint: Any = None

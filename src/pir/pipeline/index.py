@@ -50,10 +50,10 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
     # The images live inside the index (so `pir serve data/index` needs nothing else): in its own source/
     # folder, which the index lists before creating it; only there may an index's root lie inside it.
     with index_writer(paths.index) as folder:
-        own_folder(folder, SOURCE)   # = paths.index_images (tests/search/test_index_safety.py)
-        names = write_split_images(prepared.pixels[test.image_rows], [r.file for r in records], paths.index_images)
+        images = own_folder(folder, SOURCE)   # = paths.index_images (tests/search/test_index_safety.py)
+        names = write_split_images(prepared.pixels[test.image_rows], [r.file for r in records], images)
         scenes = {name: (r.scene if r.scene != UNKNOWN_SCENE else "") for name, r in zip(names, records)}
-        result = build_index(paths.index_images, paths.index, encoder, checkpoint, scenes=scenes,
+        result = build_index(images, paths.index, encoder, checkpoint, scenes=scenes,
                              batch_size=cfgs.evaluate.batch_size, stamp_time=False,
                              # dvc.lock, not the index, names the code that built it: a new commit alone
                              # must not change the stage's output

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from pir.files import fsync_dir, fsync_tree, fsynced_temp, write_durable
+from pir.files import fsync_dir, fsync_tree, write_durable
 
 MARKER = "pir-index.json"
 LOCK = "pir-index.lock"
@@ -60,14 +60,17 @@ def read_pointer(folder: Path) -> str | None:
         return None
 
 
+def _number(name: str) -> int:
+    """The generation number of a name a marker may list (gen-3, .gen-3.<hex>)."""
+    m = _LISTED_GENERATION.match(name)
+    return int(m.group(1) or m.group(2))
+
+
 def _marker_text(marker: dict) -> str:
     """Sorted lists and no clock, so the same index gives the same bytes (the DVC stage's reruns)."""
-    def order(name: str) -> tuple[int, str]:
-        m = _LISTED_GENERATION.match(name)
-        return int(m.group(1) or m.group(2)), name
     data = {"format": FORMAT,
             "about": "a pir search index; pir index deletes or replaces only what this file lists",
-            "generations": sorted(set(marker["generations"]), key=order),
+            "generations": sorted(set(marker["generations"]), key=lambda name: (_number(name), name)),
             "folders": sorted(set(marker["folders"]))}
     return json.dumps(data, indent=2) + "\n"
 
@@ -95,12 +98,18 @@ def _read_marker(folder: Path) -> dict | None:
     return {"generations": list(gens), "folders": list(folders)}
 
 
-def _update_marker(folder: Path, *, generations: Iterable[str] | None = None,
-                   add_generations: Iterable[str] = (), add_folders: Iterable[str] = ()) -> dict:
-    """Rewrite the marker (with the lock held): listing a name comes before creating it."""
+def _held_marker(folder: Path) -> dict:
+    """The marker of a folder being written (the lock held, so nothing else changes it)."""
     marker = _read_marker(folder)
     if marker is None:
         raise IndexFolderRefused(f"{folder}: its {MARKER} vanished while the index was being written")
+    return marker
+
+
+def _update_marker(folder: Path, marker: dict, *, generations: Iterable[str] | None = None,
+                   add_generations: Iterable[str] = (), add_folders: Iterable[str] = ()) -> dict:
+    """Rewrite ``marker``, just read from ``folder`` with the lock held: listing a name comes before
+    creating it."""
     gens = list(marker["generations"] if generations is None else generations) + list(add_generations)
     marker = {"generations": gens, "folders": marker["folders"] + list(add_folders)}
     write_durable(folder / MARKER, _marker_text(marker))
@@ -184,13 +193,13 @@ def _acquire(out: Path, timeout: float | None) -> int:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                holder = _lock_holder(path)
                 if deadline is not None and time.monotonic() >= deadline:
                     waited = f" after waiting {timeout:g} s" if timeout else ""
-                    raise IndexBusy(f"{out}: another pir index run{holder} is writing this index{waited}; "
-                                    "try again when it has finished") from None
+                    raise IndexBusy(f"{out}: another pir index run{_lock_holder(path)} is writing this "
+                                    f"index{waited}; try again when it has finished") from None
                 if not told:
-                    print(f"{out}: another pir index run{holder} is writing this index; waiting for it to finish",
+                    print(f"{out}: another pir index run{_lock_holder(path)} is writing this index; "
+                          "waiting for it to finish",
                           file=sys.stderr, flush=True)
                     told = True
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -211,12 +220,22 @@ def _release(fd: int) -> None:
         os.close(fd)
 
 
+def _fsynced_temp(path: Path, text: str) -> Path:
+    """A new, fsynced temporary file beside ``path`` (exclusive: never one that exists)."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    with open(tmp, "x", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return tmp
+
+
 def _claim(out: Path) -> None:
     """Make an absent or empty folder an index of ours: the folder, then the marker (os.link: exclusive,
     so a second writer starting at the same moment keeps the first one's marker and checks it)."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        tmp = fsynced_temp(out / MARKER, _marker_text({"generations": [], "folders": []}))
+        tmp = _fsynced_temp(out / MARKER, _marker_text({"generations": [], "folders": []}))
     except OSError as exc:
         raise type(exc)(f"{out}: cannot create the index there ({exc.strerror or type(exc).__name__})") from None
     try:
@@ -277,15 +296,13 @@ def own_folder(out: str | os.PathLike, name: str) -> Path:
     out = Path(out).resolve()
     _require_held(out)
     path = out / name
-    marker = _read_marker(out)
-    if marker is None:
-        raise IndexFolderRefused(f"{out}: its {MARKER} vanished while the index was being written")
+    marker = _held_marker(out)
     listed = name in marker["folders"]
     if path.is_symlink() or (path.exists() and not (listed and path.is_dir())):
         raise IndexFolderRefused(f"{path}: not created by this index (its {MARKER} does not list it); "
                                  "move it away, or choose another index folder")
     if not listed:
-        _update_marker(out, add_folders=[name])
+        _update_marker(out, marker, add_folders=[name])
     path.mkdir(exist_ok=True)
     return path
 
@@ -294,19 +311,20 @@ def clean_stale(folder: Path, keep: set[str]) -> None:
     """Generations and temporary generations the marker lists (this index made them), except ``keep``:
     killed runs' leftovers and generations older than the previous one. Anything else in the folder (a
     user's ``gen-99``) is not ours and stays (docs/design.md, 9 "Search", "Index folder")."""
-    listed = _read_marker(folder)["generations"]
+    marker = _held_marker(folder)
+    listed = marker["generations"]
     for name in listed:
         path = folder / name
         if name not in keep and path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
     # a name stays listed while its folder is there (a failed delete is retried next run)
-    _update_marker(folder, generations=[n for n in listed if n in keep or
+    _update_marker(folder, marker, generations=[n for n in listed if n in keep or
                                         ((folder / n).is_dir() and not (folder / n).is_symlink())])
 
 
 def _next_number(folder: Path, listed: list[str]) -> int:
     """One past the highest generation this index listed, stepping over names that exist (a user's gen-9)."""
-    number = max((int(m.group(1) or m.group(2)) for n in listed if (m := _LISTED_GENERATION.match(n))), default=0) + 1
+    number = max(map(_number, listed), default=0) + 1
     while (folder / f"gen-{number}").exists() or (folder / f"gen-{number}").is_symlink():
         number += 1
     return number
@@ -315,9 +333,10 @@ def _next_number(folder: Path, listed: list[str]) -> int:
 def new_generation(folder: Path) -> tuple[int, Path, Path]:
     """(number, temporary folder, final folder) of the next generation: both names listed in the marker,
     then the temporary folder created, so a kill leaves nothing the next run may not remove."""
-    number = _next_number(folder, _read_marker(folder)["generations"])
+    marker = _held_marker(folder)
+    number = _next_number(folder, marker["generations"])
     tmp, final = folder / f".gen-{number}.{secrets.token_hex(4)}", folder / f"gen-{number}"
-    _update_marker(folder, add_generations=[tmp.name, final.name])
+    _update_marker(folder, marker, add_generations=[tmp.name, final.name])
     tmp.mkdir()
     return number, tmp, final
 

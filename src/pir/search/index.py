@@ -122,16 +122,6 @@ def _relative_or_absolute(path: Path, start: Path) -> str:
 
 # --------------------------------------------------------------------------- reading an index
 
-def current_generation(folder: Path) -> Path | None:
-    """The live generation folder, or None for a folder that holds no index yet."""
-    name = read_pointer(folder)
-    if name is None:
-        return None
-    if not GENERATION.match(name) or not (Path(folder) / name).is_dir():
-        raise ValueError(f"{Path(folder) / CURRENT}: names {name!r}, which is not a generation folder of this index")
-    return Path(folder) / name
-
-
 def read_manifest(path: Path) -> list[Entry]:
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
@@ -191,13 +181,12 @@ def _os_reason(path: Path, exc: OSError) -> str:
     return f"cannot read ({what})"
 
 
-def list_images(root: Path, unreadable: list[tuple[str, str]] | None = None) -> list[Path]:
+def list_images(root: Path, unreadable: list[tuple[str, str]]) -> list[Path]:
     """Every image file under ``root`` (by extension, any case), sorted; hidden folders and files skipped.
     Folders that cannot be listed are appended to ``unreadable`` as (root-relative path + '/', reason)."""
     def note(exc: OSError) -> None:
-        if unreadable is not None:
-            rel = Path(exc.filename or root).relative_to(root).as_posix() if exc.filename else "."
-            unreadable.append((f"{rel}/", f"cannot list folder ({exc.strerror or type(exc).__name__})"))
+        rel = Path(exc.filename).relative_to(root).as_posix() if exc.filename else "."
+        unreadable.append((f"{rel}/", f"cannot list folder ({exc.strerror or type(exc).__name__})"))
 
     found = []
     for dirpath, dirnames, filenames in os.walk(root, onerror=note):
@@ -241,11 +230,9 @@ def _read_one(path: Path, sha256: str, encoder: Encoder, folder: Path, bands: tu
         rgb = read_rgb(path, bands, max_pixels=max_pixels)   # above the cap: ImageRefused, listed unreadable
     except ImageRefused as exc:
         return _Read(None, problem=str(exc))
-    except OSError as exc:  # the file went away or lost its permissions since it was hashed
-        if exc.errno is not None:
-            return _Read(None, problem=_os_reason(path, exc))
-        return _Read(None, problem=f"unreadable image ({type(exc).__name__}: {first_line(exc, 200)})")
     except Exception as exc:  # decoders raise many types for corrupt files: report the file, keep going
+        if isinstance(exc, OSError) and exc.errno is not None:   # gone, or lost its permissions, since hashed
+            return _Read(None, problem=_os_reason(path, exc))
         return _Read(None, problem=f"unreadable image ({type(exc).__name__}: {first_line(exc, 200)})")
     _write_thumbnail(folder, sha256, rgb)
     return _Read(encoder.preprocess(rgb), rgb.shape[1], rgb.shape[0])

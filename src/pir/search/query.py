@@ -64,17 +64,17 @@ class Searcher:
         return self.matrix[self._row_of[path]]
 
 
-def open_search(index_dir, checkpoint=None, device: str = "cpu"):
+def open_search(index_dir, checkpoint=None, device: str = "cpu", index: Index | None = None):
     """(Searcher, Encoder) for an index folder: the checkpoint recorded in its index.json (or ``checkpoint``)
     with the tokenizer saved in the generation. Refuses a checkpoint whose sha256 differs from the one the
-    index was built with: its vectors would live in another space."""
+    index was built with: its vectors would live in another space. ``index``: the folder already loaded."""
     from pathlib import Path
 
     from pir import files
     from pir.search.encoder import load_encoder
     from pir.search.index import TOKENIZER, load_index
 
-    index = load_index(index_dir)
+    index = load_index(index_dir) if index is None else index
     path = Path(checkpoint) if checkpoint else (index.folder / index.identity["checkpoint"])
     if not path.is_file():
         raise ValueError(f"{path}: the index's checkpoint is not there; pass --checkpoint with its new place")
