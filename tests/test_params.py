@@ -33,7 +33,8 @@ def test_paper_recipe_is_the_released_recipe():
     train, model, data = cfg.train, cfg.model, cfg.data
     # optimisation: AdamW 6e-5, wd 0.01, betas (0.9, 0.98), eps 1e-8, 10 % warm-up then linear decay, 50 epochs
     assert (train.lr, train.weight_decay, train.betas, train.eps) == (6e-5, 0.01, (0.9, 0.98), 1e-8)
-    assert (train.warmup_fraction, train.epochs) == (0.1, 50)
+    assert (train.warmup_fraction, train.warmup_steps, train.schedule, train.epochs) == (0.1, 0, "linear", 50)
+    assert train.grad_clip == 0.0
     # 2 GPUs x 128, gathered: a global batch of 256; every caption each epoch
     assert train.global_batch_size == 256 and train.pairs_per_image == 0
     assert (data.max_tokens, data.max_words) == (47, 30) and (model.max_tokens, model.max_words) == (47, 30)
@@ -76,6 +77,9 @@ def test_cpu_recipe_keeps_the_default_run():
     assert cfg.recipe == "cpu" and cfg.model_preset == "tiny"
     assert (cfg.train.lr, cfg.train.epochs, cfg.train.global_batch_size, cfg.train.pairs_per_image) == (5e-4, 8, 64, 1)
     assert (cfg.scene_prior.epochs, cfg.scene_prior.lr) == (4, 0.005) and cfg.data.cache_res == 128
+    # the released schedule, as before the keys existed: 10 % warm-up, linear decay, no clipping
+    assert (cfg.train.warmup_fraction, cfg.train.warmup_steps, cfg.train.schedule, cfg.train.grad_clip) == \
+        (0.1, 0, "linear", 0.0)
     assert cfg.problems() == []
 
 
@@ -119,6 +123,8 @@ BAD_VALUES = [
     ("data.val_fraction", "1.0", "data.val_fraction = 1.0: must be in [0, 1)"),
     ("data.cache_res", "64", "data.cache_res = 64: must be >= the model's image size (112)"),
     ("data.max_words", "0", "data.max_words = 0: must be >= 1"),
+    ("train.schedule", "step", "train.schedule = 'step': choose from linear, cosine"),
+    ("train.warmup_steps", "-5", "train.warmup_steps = -5: must be >= 0 (0 = use warmup_fraction)"),
     ("data.sha256", "abc", "data.sha256 = 'abc': a 64-hex-digit sha256 or empty"),
     ("data.dataset", "coco", "data.dataset = 'coco': choose from synthetic, rsitmd, rsicd"),
     ("train.precision", "fp16", "train.precision = 'fp16': choose from bf16, fp32"),
@@ -207,6 +213,17 @@ def test_pir_recipe_show_from_inside_the_project(tmp_path):
     assert listed.stdout.split() == recipe_names()
     # the console script `pir` is what pyproject declares
     assert 'pir = "pir_tools.cli:main"' in (ROOT / "pyproject.toml").read_text()
+
+
+def test_clip_recipe_is_georsclip_ft():
+    # Zhang et al. (RS5M/GeoRSCLIP, TGRS 2024) section VI: AdamW 1e-6, wd 0.5, cosine, batch 700, 1-3 epochs;
+    # OpenCLIP's defaults where the paper is silent; HarMA's 10 % warm-up (src/pir/recipes/clip.yaml)
+    train = resolve("recipe=clip").train
+    assert (train.lr, train.weight_decay, train.betas, train.eps) == (1e-6, 0.5, (0.9, 0.98), 1e-6)
+    assert (train.schedule, train.warmup_steps, train.warmup_fraction) == ("cosine", 0, 0.1)
+    assert (train.epochs, train.global_batch_size, train.pairs_per_image, train.grad_clip) == (3, 700, 0, 0.0)
+    assert (train.crop_scale, train.hflip, train.randaug_ops) == ((0.9, 1.0), False, 0)
+    assert "[assumed]" not in (ROOT / "src/pir/recipes/clip.yaml").read_text()
 
 
 def test_zero_shot_is_for_clip_presets_only():

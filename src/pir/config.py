@@ -20,6 +20,9 @@ T = TypeVar("T")
 DATASETS = ("synthetic", "rsitmd", "rsicd")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("bf16", "fp32")
+SCHEDULES = ("linear", "cosine")   # learning-rate decay after the warm-up (docs/design.md, "Recipes and params")
+# model.clip_activation: "auto" reads it off the weights' name (pir.clip_known; docs/design.md, "CLIP towers").
+CLIP_ACTIVATIONS = ("auto", "quickgelu", "gelu")
 # CLIP's normalisation constants: every preset normalises with them unless model.image_mean/std say otherwise.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -235,7 +238,7 @@ class DataConfig:
     max_words: int = 30             # captions are cut to this many words (released configs)
     max_tokens: int = 47            # and to this many tokens, [CLS]/[SEP] included
     tokenizer: str = ""             # "" = the text model's own when model.text_pretrained, else train WordPiece
-                                    # on the train captions; or a HF tokenizer name / local dir
+                                    # on the train captions; or a HF tokenizer name / local dir / Hub id (pir.hub)
     vocab_size: int = 2000          # size of the trained WordPiece vocabulary
     exclude_leaked: bool = False    # evaluate drops test images with a near-duplicate in train or val
                                     # (reports/audit.json) before scoring; the report says how many
@@ -270,7 +273,8 @@ class ModelConfig:
     # vision backbone: timm Swin, built by name with these geometry overrides
     vision_model: str = "swin_tiny_patch4_window7_224"
     vision_pretrained: str = ""     # "" random init, "timm" hub weights, a timm tag (swin_tiny_patch4_window7_224
-                                    # .ms_in22k), or a local file (original Microsoft Swin layout accepted)
+                                    # .ms_in22k), a local file (original Microsoft Swin layout accepted), or a
+                                    # Hub id hf-hub:ORG/REPO[/FILE][@REVISION] of one (pir.hub)
     image_size: int = 224
     image_mean: tuple[float, float, float] = CLIP_MEAN  # per-channel normalisation of every input image
     image_std: tuple[float, float, float] = CLIP_STD    # (the released configs and CLIP checkpoints use CLIP's)
@@ -282,7 +286,7 @@ class ModelConfig:
     swin_drop_path: float = 0.1
     # text backbone: BERT from transformers; "bert-base-uncased" name or local dir when pretrained
     text_model: str = "bert-base-uncased"
-    text_pretrained: bool = False   # load text_model weights (name or dir) with from_pretrained
+    text_pretrained: bool = False   # load text_model weights (name, dir or Hub id: pir.hub) with from_pretrained
     text_width: int = 768
     text_layers: int = 12
     text_heads: int = 12
@@ -293,10 +297,14 @@ class ModelConfig:
     text_mask: bool = True          # False reproduces the official code: no attention mask anywhere on text
     fold_text: bool = True          # with text_mask, BERT runs on real tokens only, two captions a row (CPU; same outputs)
     # CLIP towers (pir.models.clip): an open_clip architecture name replaces Swin + BERT
-    clip_model: str = ""            # "" = PIR's Swin + BERT; else open_clip name (ViT-B-32, ViT-B-16, ViT-L-14, PIR-CLIP-tiny)
+    clip_model: str = ""            # "" = PIR's Swin + BERT; else open_clip name (ViT-B-32, ViT-B-16, ViT-L-14,
+                                    # ViT-H-14, RN50, PIR-CLIP-tiny)
     clip_weights: str = ""          # starting weights: "" random init, or a local file / HF-style folder (any layout
-                                    # pir.models.clip.load_clip_checkpoint reads: RemoteCLIP, GeoRSCLIP, OpenAI, ...)
-    clip_quick_gelu: bool = False   # QuickGELU activations (OpenAI's own weights); RemoteCLIP/GeoRSCLIP use GELU
+                                    # pir.models.clip.load_clip_checkpoint reads: RemoteCLIP, GeoRSCLIP, OpenAI, ...),
+                                    # or a Hub id of one: hf-hub:ORG/REPO[/FILE][@REVISION] (pir.hub)
+    clip_activation: str = "auto"   # auto | quickgelu | gelu. auto: from the names of clip_weights and clip_model
+                                    # (pir.clip_known: OpenAI-initialised RemoteCLIP/GeoRSCLIP-B32 QuickGELU, else GELU);
+                                    # the pipeline records the resolved value
     # May clip_weights / evaluate.checkpoint be a TorchScript archive (OpenAI's .pt)? Loading one runs
     # code from the file, so only on request. A permission, not architecture: to_dict leaves it out of
     # checkpoints and run keys (docs/design.md, "CLIP towers").
@@ -340,6 +348,7 @@ class ModelConfig:
         check(self.center_factor >= 0, "center_factor", self.center_factor, "must be >= 0")
         check(self.triplet_margin >= 0, "triplet_margin", self.triplet_margin, "must be >= 0")
         check(all(v > 0 for v in self.image_std), "image_std", list(self.image_std), "three values > 0")
+        check_choice("clip_activation", self.clip_activation, CLIP_ACTIVATIONS)
         check(not self.clip_weights or bool(self.clip_model), "clip_weights", self.clip_weights,
               "needs model.clip_model (use a clip-* preset)")
 
@@ -382,13 +391,18 @@ TINY = dataclasses.replace(
 CLIP_B32 = dataclasses.replace(PAPER, clip_model="ViT-B-32", vocab_size=49408, embed_dim=512)
 CLIP_B16 = dataclasses.replace(CLIP_B32, clip_model="ViT-B-16")
 CLIP_L14 = dataclasses.replace(CLIP_B32, clip_model="ViT-L-14", embed_dim=768)
+# ViT-H-14: GeoRSCLIP's large model (about 1B parameters). RN50: RemoteCLIP's smallest; its image tower is a
+# ResNet (open_clip ModifiedResNet) with no patch tokens for VIR, so the preset leaves VIR off (CLIP-CL, zero-shot).
+CLIP_H14 = dataclasses.replace(CLIP_B32, clip_model="ViT-H-14", embed_dim=1024)
+CLIP_RN50 = dataclasses.replace(CLIP_B32, clip_model="RN50", embed_dim=1024, use_vir=False)
 # A CLIP-architecture model small enough for the CPU default and the tests (open_clip config
 # src/pir/models/clip_configs/PIR-CLIP-tiny.json: ViT patch 16 at 112 px = 49 patches + [CLS],
 # 2-layer towers of width 64), with the tiny preset's narrow ResNet-18 prior.
 CLIP_TINY = dataclasses.replace(TINY, clip_model="PIR-CLIP-tiny", vocab_size=49408, embed_dim=64, heads=4)
 
 PRESETS: dict[str, ModelConfig] = {"paper": PAPER, "tiny": TINY, "clip-b32": CLIP_B32, "clip-b16": CLIP_B16,
-                                   "clip-l14": CLIP_L14, "clip-tiny": CLIP_TINY}
+                                   "clip-l14": CLIP_L14, "clip-h14": CLIP_H14, "clip-rn50": CLIP_RN50,
+                                   "clip-tiny": CLIP_TINY}
 CLIP_PRESETS = tuple(name for name, preset in PRESETS.items() if preset.is_clip)
 
 
@@ -405,19 +419,21 @@ def model_config(preset: str = "tiny", where: str = "", **overrides: Any) -> Mod
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The ``train`` stage: released recipe (AdamW, warm-up + linear decay, augmentations) and runtime."""
+    """The ``train`` stage: released recipe (AdamW, warm-up + linear or cosine decay, augmentations) and runtime."""
     # optimisation (released configs)
     lr: float = 6e-5
     weight_decay: float = 0.01      # not applied to biases and norm weights
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-8
-    warmup_fraction: float = 0.1    # of all steps, then linear decay to 0
+    warmup_fraction: float = 0.1    # of all steps (used when warmup_steps is 0), then decay to 0
+    warmup_steps: int = 0           # > 0: warm-up length in optimizer steps, wins over warmup_fraction
+    schedule: str = "linear"        # decay to 0 after the warm-up: linear (released PIR) | cosine (open_clip's cosine_lr)
     epochs: int = 50                # 0 = zero-shot (CLIP presets only): the starting weights become the checkpoint
     global_batch_size: int = 256    # pairs per optimizer step over all processes; split evenly over the
                                     # GPUs in use, and the losses gather the whole of it (2 GPUs x 128 released)
     pairs_per_image: int = 0        # captions per image per epoch (0 = every caption, the released recipe;
                                     # k > 0 cycles through each image's captions, k per epoch: CPU budget runs)
-    grad_clip: float = 0.0          # 0 = off
+    grad_clip: float = 0.0          # max global gradient L2 norm (after the DDP all-reduce); 0 = off
     # train-time augmentation (docs/design.md, Data)
     crop_scale: tuple[float, float] = (0.5, 1.0)
     hflip: bool = True
@@ -429,6 +445,8 @@ class TrainConfig:
     cpu_bf16: bool = False
     max_gpus: int = 0               # 0 = every visible GPU
     eval_interval: int = 1          # validate (and maybe select) every N epochs
+    track_test: bool = False        # also score test after each validation, for reporting only (never selects;
+                                    # docs/design.md, "Comparing with published numbers")
     num_workers: int = -1           # DataLoader worker processes; -1 = auto (0 on CPU, up to 8 beside a GPU)
     compile: bool = False           # torch.compile the model
     log_interval: int = 20          # steps between host syncs for logging
@@ -439,6 +457,8 @@ class TrainConfig:
         check(all(0 <= b < 1 for b in self.betas), "betas", list(self.betas), "two values in [0, 1)")
         check(self.eps > 0, "eps", self.eps, "must be > 0")
         check(0 <= self.warmup_fraction <= 1, "warmup_fraction", self.warmup_fraction, "must be in [0, 1]")
+        check(self.warmup_steps >= 0, "warmup_steps", self.warmup_steps, "must be >= 0 (0 = use warmup_fraction)")
+        check_choice("schedule", self.schedule, SCHEDULES)
         check(self.epochs >= 0, "epochs", self.epochs, "must be >= 1, or 0 (CLIP presets) for zero-shot")
         check(self.global_batch_size >= 1, "global_batch_size", self.global_batch_size, "must be >= 1")
         check(0 <= self.pairs_per_image <= 100, "pairs_per_image", self.pairs_per_image,
@@ -467,7 +487,8 @@ class TrainConfig:
 class ScenePriorConfig:
     """The ``scene_prior`` stage. Architecture comes from ModelConfig.prior_* so PIR loads it as is."""
     pretrained: str = ""            # "" random, "timm" hub weights, a timm tag, or a local classifier file
-                                    # (torchvision keys; model/state_dict wrapper, module. prefix; head dropped)
+                                    # (torchvision keys; model/state_dict wrapper, module. prefix; head dropped),
+                                    # or a Hub id of one (pir.hub)
     external: str = ""              # class-folder dataset (AID/UCM/NWPU style); "" = use train split labels
     epochs: int = 30
     batch_size: int = 64
@@ -486,7 +507,8 @@ class ScenePriorConfig:
 @dataclass(frozen=True)
 class EvalConfig:
     """The ``evaluate`` stage."""
-    checkpoint: str = ""            # "" = the train stage's best checkpoint; else a path (ours or official)
+    checkpoint: str = ""            # "" = the train stage's best checkpoint; else a path (ours, official, a
+                                    # `pir export --hub` folder) or a Hub id of one (hf-hub:ORG/REPO..., pir.hub)
     batch_size: int = 128
     gallery_queries: int = 4        # captions and images shown in the retrieval gallery (each)
     device: str = "auto"            # auto | cpu | cuda

@@ -192,6 +192,18 @@ def sha256_file(path: str | os.PathLike | int) -> str:
     return digest.hexdigest()
 
 
+def sha256_path(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes, or of a folder's files (each one's relative name and sha256, in name
+    order): what identifies a checkpoint that is a folder (an exported or Hugging Face-style one)."""
+    path = Path(path)
+    if not path.is_dir():
+        return sha256_file(path)
+    digest = hashlib.sha256()
+    for item in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{item.relative_to(path)}\0{sha256_file(item)}\n".encode())
+    return digest.hexdigest()
+
+
 def pyplot():
     """matplotlib.pyplot on the Agg backend: the pipeline's figures go to files, never to a display."""
     import matplotlib

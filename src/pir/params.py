@@ -18,6 +18,8 @@ from typing import Any, Mapping
 import yaml
 
 from pir import config as C
+from pir import hub
+from pir.clip_known import is_resnet_arch, with_resolved_activation
 from pir.config import PRESETS, model_config
 from pir.errors import first_line
 
@@ -97,6 +99,9 @@ class PipelineConfig:
         # The text input spec travels with the model (and its checkpoints): data decides it.
         model_values.update(max_words=sections["data"].max_words, max_tokens=sections["data"].max_tokens)
         model = model_config(preset, where=f"{where}: model", **model_values)
+        # "auto" becomes the activation the weights need, here, so params YAML, MLflow and checkpoints record
+        # it: from model.clip_weights, else from the released file evaluate scores (docs/design.md, "CLIP towers")
+        model = with_resolved_activation(model, model.clip_weights or sections["evaluate"].checkpoint)
         built = cls(seed=seed, recipe=recipe, model_preset=preset, model=model, **sections)
         built._check_across_sections(where)
         return built
@@ -128,21 +133,37 @@ class PipelineConfig:
     def problems(self) -> list[str]:
         """What stops the pipeline from running with these values, beyond types and ranges (one line each)."""
         found = []
-        if self.scene_prior.epochs == 0 and not self.scene_prior.pretrained:
+        uses_prior = self.model.use_vir   # without VIR the scene_prior stage only writes placeholders
+        if uses_prior and self.scene_prior.epochs == 0 and not self.scene_prior.pretrained:
             found.append("scene_prior.epochs = 0 uses the prior as it is and needs scene_prior.pretrained=<file> "
                          "(the released aid_28-rsp-resnet-50-ckpt.pth)")
-        for key, value in (("scene_prior.pretrained", self.scene_prior.pretrained),
+        if self.model.is_clip and self.model.use_vir and is_resnet_arch(self.model.clip_model):
+            found.append(f"model.use_vir needs image patch tokens, and {self.model.clip_model}'s image tower is a ResNet; "
+                         "set model.use_vir=false (CLIP-CL, zero-shot)")
+        # A Hub id is checked as written here; whether it is in the cache (or on the Hub) is for the stage
+        # that resolves it (pir.hub): looking it up may take the network.
+        found += [problem for problem in map(_hub_id_problem, self._hub_settings()) if problem]
+        for key, value in (("scene_prior.pretrained", self.scene_prior.pretrained if uses_prior else ""),
                            ("model.vision_pretrained", self.model.vision_pretrained)):
-            if _looks_like_path(value) and not Path(value).expanduser().is_file():
+            if _looks_like_path(value) and not hub.is_hub_id(value) and not Path(value).expanduser().is_file():
                 found.append(f"{key} = {value!r}: file not found")
         if self.train.epochs == 0 and not self.model.is_clip:
             found.append(f"train.epochs = 0 (zero-shot) needs a CLIP preset (model.preset: {', '.join(C.CLIP_PRESETS)}); "
                          f"preset {self.model_preset!r} has no pretrained image-text weights to start from")
-        if self.model.clip_weights and not Path(self.model.clip_weights).expanduser().exists():
+        if (self.model.clip_weights and not hub.is_hub_id(self.model.clip_weights)
+                and not Path(self.model.clip_weights).expanduser().exists()):
             found.append(f"model.clip_weights = {self.model.clip_weights!r}: file or folder not found")
         if self.data.dataset != "synthetic" and not self.data.source:
             found.append(f"data.dataset = {self.data.dataset!r} needs data.source (a folder, archive or URL)")
         return found
+
+    def _hub_settings(self) -> list[tuple[str, str]]:
+        """(key, value) of every setting that may name weights by a Hub id (pir.hub)."""
+        model = self.model
+        return [("model.clip_weights", model.clip_weights), ("model.vision_pretrained", model.vision_pretrained),
+                ("model.text_model", model.text_model if model.text_pretrained else ""),
+                ("data.tokenizer", self.data.tokenizer), ("scene_prior.pretrained", self.scene_prior.pretrained),
+                ("evaluate.checkpoint", self.evaluate.checkpoint)]
 
     @property
     def tokenizer_source(self) -> str:
@@ -195,6 +216,18 @@ class _ParamsDumper(yaml.SafeDumper):
 
 _ParamsDumper.add_representer(
     list, lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True))
+
+
+def _hub_id_problem(setting: tuple[str, str]) -> str | None:
+    """The one-line problem of a malformed Hub id, None for a good one or any other value."""
+    key, value = setting
+    if not hub.is_hub_id(value):
+        return None
+    try:
+        hub.parse(value, key)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _looks_like_path(value: str) -> bool:

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from pir import hub
+
 
 @dataclass(frozen=True)
 class Paths:
@@ -109,11 +111,14 @@ class Paths:
     def last(self) -> Path:
         return self.train / "last.pt"
 
-    def checkpoint(self, setting: str) -> Path:
+    def checkpoint(self, setting: str) -> Path | str:
         """The checkpoint ``evaluate.checkpoint`` names: "" = the train stage's best; relative paths are
-        relative to the checkout."""
+        relative to the checkout; a Hugging Face Hub id (``hf-hub:...``) as it is, for the stage to
+        resolve (pir.hub: a layout names no cache)."""
         if not setting:
             return self.best
+        if hub.is_hub_id(setting):
+            return setting
         path = Path(setting).expanduser()
         return path if path.is_absolute() else self.root / path
 

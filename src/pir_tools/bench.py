@@ -26,6 +26,7 @@ import torch
 
 from pir.config import ModelConfig, SyntheticConfig, TrainConfig
 from pir.data.prepared import PreparedDataset, load_prepared, write_prepared
+from pir_tools.baselines_bench import baselines_benchmark
 from pir_tools.concurrency import concurrent_train_benchmark
 
 # RSICD: 10,921 images over all splits (the leakage audit compares every pair of them).
@@ -706,6 +707,12 @@ def run_benchmarks(options: BenchOptions, workdir: Path, log: Callable[[str], No
     else:
         log("concurrent_train tiny (two training stages side by side)")
         report["concurrent_train"] = {"tiny": concurrent_train_benchmark(root, workdir / "concurrent")}
+    if options.quick or options.skip_paper or root is None:
+        report["baselines"] = _skipped("--quick" if options.quick else "--skip-paper" if options.skip_paper
+                                       else "no project root")
+    else:
+        log("baselines (pir baselines end to end: one ViT-B-32 file on the built-in data)")
+        report["baselines"] = baselines_benchmark(root, workdir / "baselines", options.seed)
 
     log("retrieval_metrics")
     images = sizes["metric_images"]
@@ -885,6 +892,12 @@ def table(report: dict[str, Any]) -> str:
             f"ms median (target < {search['target_query_ms']:g} ms)")
         add("  of which encoding / search", search["encode_median_ms"],
             f"ms / {search['search_median_ms']:.2f} ms (load average {search['load_average_1min']:.1f})")
+    baselines = report.get("baselines")
+    if baselines and "skipped" not in baselines:
+        add("pir baselines, one ViT-B-32 file", baselines["wall_s"],
+            f"s end to end (target <= {baselines['target_s']:g} s)")
+        for stage, seconds in baselines["stages_s"].items():
+            add(f"  {stage}", seconds, "s")
     return "\n".join(lines)
 
 
@@ -912,9 +925,9 @@ def main(argv: list[str] | None = None, root: Path | None = None) -> None:
                         help="also time torch.compile'd CPU train steps (minutes of compiling for the paper preset)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--out", type=Path, default=Paths(root).reports / "bench.json")
-    parser.add_argument("--only", choices=("clip", "search"), default=None,
+    parser.add_argument("--only", choices=("clip", "search", "baselines"), default=None,
                         help="measure only these rows and update them in --out (clip: train_cpu/train_gpu_bf16 "
-                             "clip-b32; search: the search section)")
+                             "clip-b32; search: the search section; baselines: pir baselines end to end)")
     args = parser.parse_args(argv)
     try:   # only the seed is read: the bench does not need the rest of params.yaml to be runnable
         seed = PipelineConfig.from_params(load_params(root / "params.yaml")).seed
@@ -935,6 +948,15 @@ def main(argv: list[str] | None = None, root: Path | None = None) -> None:
             print(f"{section} {CLIP_PRESET}: " + json.dumps(row))
         files.write_json(args.out, report)
         print(f"updated {args.out}")
+        return
+    if args.only == "baselines":
+        with tempfile.TemporaryDirectory(prefix="pir-bench-") as workdir:
+            section = baselines_benchmark(root, Path(workdir) / "baselines", seed)
+        report = json.loads(args.out.read_text()) if args.out.is_file() else {}
+        report["baselines"] = section
+        files.write_json(args.out, report)
+        print(json.dumps(section, indent=2))
+        print(f"updated the baselines section of {args.out}")
         return
     if args.only == "search":
         sizes = _sizes(options)

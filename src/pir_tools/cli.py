@@ -5,6 +5,12 @@
     pir bench [--quick] [...]                the benchmark -> reports/bench.json
     pir ablation [--seeds 0 1 2] [...]       the paper's ablation as queued DVC experiments
     pir baselines NAME=PATH [...]            zero-shot CLIP-family checkpoints -> reports/baselines.md
+    pir zeroshot SOURCE --checkpoint CKPT --out FILE.json [--preset P] [--template T ...]
+                                             zero-shot scene classification of class folders, an archive
+                                             of them, or a prepared dataset -> FILE.json + FILE.png
+    pir export CKPT --hub DIR [--tokenizer DIR] [--metrics FILE]
+                                             a Hugging Face Hub-ready folder (config.json, model.safetensors,
+                                             tokenizer, model card); load it as hf-hub:ORG/REPO once uploaded
     pir index SOURCE --checkpoint CKPT --out INDEX_DIR [--bands 3,2,1]
                                              embed a folder or archive of images (incremental)
     pir search INDEX_DIR "text" [--top K]    ranked `score<TAB>path` lines (--image PATH, --sheet out.png)
@@ -57,6 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         from pir_tools.baselines import main as baselines
         baselines(rest)
         return 0
+    if command == "zeroshot":
+        from pir_tools.zeroshot import main as zeroshot
+        return zeroshot(rest)
+    if command == "export":
+        from pir_tools.export import main as export
+        return export(rest)
     if command == "index":
         from pir_tools.search import index_main
         return index_main(rest)

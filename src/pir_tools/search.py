@@ -97,7 +97,9 @@ def index_main(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="pir index", description="Embed every image under SOURCE into an index.")
     parser.add_argument("source", type=Path, help="folder of JPEG/PNG/TIFF images, or a zip/tar archive of them")
-    parser.add_argument("--checkpoint", type=Path, required=True, help="best.pt of the train stage, or any loadable checkpoint")
+    parser.add_argument("--checkpoint", required=True,
+                        help="best.pt of the train stage, or any loadable checkpoint: an exported folder, a Hub id "
+                             "(hf-hub:ORG/REPO[/FILE][@REVISION], from the Hugging Face cache)")
     parser.add_argument("--out", type=Path, required=True, help="index folder (created, or updated incrementally)")
     parser.add_argument("--bands", type=parse_bands, default=None,
                         help="1-based bands of files with more than three, e.g. 3,2,1 (default 1,2,3)")
@@ -153,7 +155,7 @@ def search_main(argv: list[str]) -> int:
     parser.add_argument("--scene", default=None, help="only images of this scene label")
     parser.add_argument("--bands", type=parse_bands, default=None, help="bands of a multi-band --image")
     parser.add_argument("--sheet", type=Path, default=None, help="also write a contact sheet PNG of the hits")
-    parser.add_argument("--checkpoint", type=Path, default=None, help="the index's checkpoint, if it has moved")
+    parser.add_argument("--checkpoint", default=None, help="the index's checkpoint (path or Hub id), if it has moved")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--max-pixels", type=_limit(int), default=None, metavar="N", help=_MAX_PIXELS_HELP)
     args = parser.parse_args(argv)

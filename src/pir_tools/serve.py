@@ -223,8 +223,11 @@ def create_app(index_dir: str | os.PathLike, checkpoint: str | os.PathLike | Non
                 abort(404)
             query = searcher.vector_of(like)
         elif text:
-            with encode_lock:
-                query = encoder.query_text(text)
+            try:
+                with encode_lock:
+                    query = encoder.query_text(text)
+            except ValueError as exc:   # e.g. "?!": nothing left after PIR's caption normalisation
+                return jsonify({"error": str(exc)}), 400
         else:
             return jsonify({"error": "give q=<text> or like=<indexed path>"}), 400
         return jsonify([{"path": h.path, "score": round(h.score, 6), "scene": h.entry.scene,

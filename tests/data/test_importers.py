@@ -133,13 +133,14 @@ def rewrite_rows(path, edit) -> None:
     path.write_text(json.dumps(edit(json.loads(path.read_text()))))
 
 
-def blank_third_caption(rows):
-    rows[0]["caption"][2] = "   "
+def blank_third_caption(rows, text="   "):
+    rows[0]["caption"][2] = text
     return rows
 
 
-def test_empty_caption_is_an_error_unless_dropped(finetune_root):
-    rewrite_rows(finetune_root / "rsitmd_test.json", blank_third_caption)
+@pytest.mark.parametrize("text", ["   ", " ... !? "])   # punctuation only: nothing left for pre_caption
+def test_empty_caption_is_an_error_unless_dropped(finetune_root, text):
+    rewrite_rows(finetune_root / "rsitmd_test.json", lambda rows: blank_third_caption(rows, text))
     with pytest.raises(ImportProblems) as exc:
         load(finetune_root)
     assert "rsitmd_test.json" in one_line(exc) and "airport_8.tif" in str(exc.value) and "empty" in str(exc.value)

@@ -11,10 +11,52 @@ CAPTIONS = ["Many white planes are parked next to a long terminal.", "Two bridge
             "a red track surrounds a green football field", "several storage tanks stand in the middle"]
 
 
-def test_normalize_caption():
-    assert text.normalize_caption("Many  WHITE planes, parked; next-to the terminal!") == \
-        "many white planes parked next to the terminal"
-    assert text.normalize_caption("one two three four", max_words=2) == "one two"
+# (caption, max_words, what the released pre_caption returns), each worked out by hand from its rules:
+# lower-case; delete ,.'!?"()*#:;~; "-" and "/" to spaces; "<person>" to "person"; runs of 2+ whitespace
+# characters to one space; a trailing newline, then spaces at both ends, removed; split on single spaces
+# and keep max_words words when there are more.
+RELEASED_CASES = [
+    ("Many  WHITE planes, parked; next-to the terminal!", 30, "many white planes parked next to the terminal"),
+    ("It's a plane.", 30, "its a plane"),                              # the apostrophe goes, no space left
+    ('"Two" (big) planes*: #1 ~ok?', 30, "two big planes 1 ok"),        # every deleted character at once
+    ("a 3/4 view of a car-park", 30, "a 3 4 view of a car park"),
+    ("a , b", 30, "a b"),                                               # deleting leaves two spaces: one
+    ("planes--", 30, "planes"),                                         # dashes become end spaces: stripped
+    ("<Person> walks by <person>s", 30, "person walks by persons"),
+    ("planes & cars @ 5% + $3 [x] {y} a_b = c|d", 30, "planes & cars @ 5% + $3 [x] {y} a_b = c|d"),  # kept
+    ("Café NEAR the Straße", 30, "café near the straße"),             # unicode kept, lower-cased
+    ("İstanbul", 30, "i\u0307stanbul"),                                # str.lower: i + combining dot above
+    ("two\tplanes", 30, "two\tplanes"),                                # a lone tab stays
+    ("two\t\tplanes", 30, "two planes"),                               # a run of two becomes a space
+    ("two\u00a0planes", 30, "two\u00a0planes"),                         # a lone no-break space stays
+    ("two \u00a0planes", 30, "two planes"),                             # unicode whitespace runs collapse
+    ("a\u3000\u3000b", 30, "a b"),
+    ("two planes\n", 30, "two planes"),                                 # the trailing newline goes
+    ("two planes\r\n", 30, "two planes"),                               # \r\n is a run: a space, stripped
+    ("\ntwo planes", 30, "\ntwo planes"),                                # a leading lone newline stays
+    ("two planes\t", 30, "two planes\t"),                               # and so does a trailing lone tab
+    ("\t", 30, "\t"),                                                   # a lone tab is not "nothing"
+    ("   two   planes   ", 30, "two planes"),
+    ("one two three four", 2, "one two"),
+    ("one two three", 3, "one two three"),
+    ("a, b, c, d", 2, "a b"),                                           # cut after deleting
+    ("two\tplanes here", 1, "two\tplanes"),                             # tab-joined words are one word
+    ("a  b", 1, "a"),
+    ("x" * 3 + " y" * 40, 30, " ".join(["xxx"] + ["y"] * 29)),
+]
+
+
+@pytest.mark.parametrize("caption, max_words, expected", RELEASED_CASES)
+def test_normalize_caption_is_the_released_pre_caption(caption, max_words, expected):
+    assert text.normalize_caption(caption, max_words) == expected
+
+
+@pytest.mark.parametrize("caption", ["", "   ", "...!?", "\n", " \n ", "'()'", "~ ~"])
+def test_normalize_caption_refuses_what_the_released_one_refuses(caption):
+    # pre_caption raises ValueError("pre_caption yields invalid text") when nothing is left
+    with pytest.raises(ValueError, match="nothing left after normalisation") as exc:
+        text.normalize_caption(caption)
+    assert "\n" not in str(exc.value)
 
 
 @pytest.fixture(scope="module")
@@ -68,3 +110,36 @@ def test_trained_vocabulary_is_reproducible_and_covers_every_character(tmp_path)
     assert first.convert_tokens_to_ids("[PAD]") == 0
     ids = first("parent terminals")["input_ids"]
     assert first.unk_token_id not in ids   # unseen words of seen letters fall back to pieces
+
+
+# --------------------------------------------------------------------------- what each tokenizer reads
+
+RAW = "Many WHITE planes, parked; next-to the terminal!"
+
+
+def test_wordpiece_reads_normalize_captions_output(tokenizer):
+    assert text.model_texts(tokenizer, [RAW], max_words=3) == ["many white planes"]
+    ids, mask = text.tokenize(tokenizer, [RAW, "one two three four"], max_tokens=47, max_words=3)
+    expected = tokenizer([text.normalize_caption(RAW, 3), "one two three"], padding="longest", return_tensors="pt")
+    assert torch.equal(ids, expected["input_ids"]) and torch.equal(mask, expected["attention_mask"])
+
+
+def test_clip_tokenizer_reads_the_raw_caption_with_open_clips_ids():
+    import open_clip
+
+    clip = text.ClipTokenizer()
+    assert text.model_texts(clip, [RAW], max_words=3) == [RAW]
+    ids, mask = text.tokenize(clip, [RAW, "two bridges"], max_tokens=77, max_words=3)
+    theirs = open_clip.tokenize([RAW, "two bridges"])                 # [2, 77], its own cleaning
+    assert torch.equal(ids, theirs[:, :ids.shape[1]]) and not theirs[:, ids.shape[1]:].any()
+    assert torch.equal(mask, (ids > 0).long())
+    normalised = open_clip.tokenize([text.normalize_caption(RAW)])[0]
+    assert not torch.equal(ids[0], normalised[:ids.shape[1]])        # punctuation reaches CLIP: "," ";" "-" "!"
+
+
+def test_clip_captions_are_not_cut_at_max_words():
+    import open_clip
+
+    sixty = " ".join(["plane"] * 60)
+    ids, mask = text.tokenize(text.ClipTokenizer(), [sixty], max_tokens=77, max_words=30)
+    assert int(mask.sum()) == 62 and torch.equal(ids[0], open_clip.tokenize([sixty])[0, :62])   # <start> 60 <end>

@@ -130,6 +130,30 @@ def test_evaluate_logs_into_the_trained_models_run(evaluated):
     assert "precision" not in runs[0].data.params and "dataset" not in runs[0].data.params
 
 
+def test_evaluate_reports_zero_shot_scene_accuracy_from_its_own_embeddings(evaluated):
+    """metrics.json["zeroshot"]: the saved test image embeddings (unknown scene left out) classified among
+    the dataset's classes with the model's text tower, recomputed here to the bit; logged to MLflow."""
+    from mlflow import MlflowClient
+
+    from pir.data.text import model_tokenizer
+    from pir.evaluation.zeroshot import caption_encoder, split_zeroshot
+    from pir.models.checkpoint import load_model
+
+    stored = json.loads((evaluated / "reports/metrics.json").read_text())["zeroshot"]
+    assert stored["images"] == 11 and stored["classes"] == CLASSES and stored["top5_k"] == 3
+    assert 0 <= stored["top1"] <= stored["top5"] == 100.0 and len(stored["templates"]) == 5
+    saved = np.load(evaluated / "data/evaluate/embeddings.npz")
+    model, cfg, _ = load_model(evaluated / "data/train/best.pt")
+    encode = caption_encoder(model, model_tokenizer(cfg, evaluated / "data/fetch/tokenizer"), cfg.max_tokens,
+                             cfg.max_words, "cpu")
+    assert split_zeroshot(saved["image_emb"], saved["image_labels"], saved["class_names"].tolist(), encode,
+                          "synthetic") == stored
+    client = MlflowClient(tracking_uri=f"sqlite:///{evaluated / 'mlflow.db'}")
+    run = client.search_runs([client.get_experiment_by_name("pir").experiment_id])[0]
+    assert run.data.metrics["test_zeroshot_top1"] == stored["top1"]
+    assert run.data.metrics["test_zeroshot_top5"] == stored["top5"]
+
+
 def test_analyze_reports_statistics_and_figures(evaluated):
     assert run_stage(evaluated, "analyze") is None
     analysis = json.loads((evaluated / "reports/analysis.json").read_text())

@@ -52,9 +52,8 @@ def assert_embeds_like(model, reference, inputs):
     with torch.no_grad():
         ours_image, ours_text = model.encode_image(images), model.encode_text(ids, mask)
         theirs_image = reference.encode_image(images, normalize=True)
-        # open_clip's own tokenizer and 77-token padding
-        theirs_text = reference.encode_text(open_clip.tokenize([c.lower().rstrip(".") for c in CAPTIONS]),
-                                            normalize=True)
+        # open_clip's own tokenizer on the raw captions and 77-token padding
+        theirs_text = reference.encode_text(open_clip.tokenize(CAPTIONS), normalize=True)
     torch.testing.assert_close(ours_image, theirs_image, atol=1e-5, rtol=0)
     torch.testing.assert_close(ours_text, theirs_text, atol=1e-5, rtol=0)
 
@@ -164,7 +163,7 @@ def test_pir_on_clip_starts_at_clip_and_trains(reference, inputs):
 def test_clip_tokenizer_matches_open_clip():
     tokenizer = ClipTokenizer()
     ids, mask = tokenize(tokenizer, CAPTIONS, 77)
-    theirs = open_clip.tokenize([c.lower().rstrip(".") for c in CAPTIONS])
+    theirs = open_clip.tokenize(CAPTIONS)                 # raw captions: open_clip cleans them itself
     assert len(tokenizer) == 49408 and torch.equal(theirs[:, :ids.shape[1]], ids)
     assert torch.equal(mask, (ids > 0).long())
     short, _ = tokenize(tokenizer, CAPTIONS, 6)          # cut short, still ends with <end> (CLIP's pooled token)

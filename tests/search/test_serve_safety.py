@@ -113,6 +113,7 @@ def test_an_app_not_yet_told_its_address_answers_nothing(built):
     ("/", 200), ("/api/search?q=forest", 200), ("/image/forest_0.png", 200), ("/thumb/forest_0.png", 200),
     ("/static/search.js", 200), ("/static/search.css", 200), ("/api/search", 400), ("/image/nothing.png", 404),
     ("/image/../../etc/passwd", 404),
+    ("/api/search?q=%3F%21", 400),   # "?!": nothing left after PIR's caption normalisation, a one-line error
 ])
 def test_every_response_carries_the_security_headers(client, url, status):
     reply = client.get(url, headers=HOST)

@@ -9,8 +9,9 @@ from PIL import Image
 
 from pir.config import ScenePriorConfig
 from pir.models.backbones import create_scene_prior
-from pir.training.scene_prior import (SceneSet, confusion_matrix, load_class_folders, per_class_accuracy,
-                                      plot_confusion, predict, prepared_scene_sets, top1, train_scene_prior)
+from pir.evaluation.classification import confusion_matrix, per_class_accuracy, plot_confusion
+from pir.training.scene_prior import (SceneSet, load_class_folders, predict, prepared_scene_sets, top1,
+                                      train_scene_prior)
 
 CLASSES = 4
 COLOURS = np.array([[220, 40, 40], [40, 200, 40], [40, 40, 220], [230, 230, 60]], dtype=np.int16)

@@ -41,6 +41,7 @@ import numpy as np
 
 from pir.data.images import IMAGE_EXTENSIONS, decode_all
 from pir.data.prepared import SPLITS, UNKNOWN_SCENE, ImageRecord
+from pir.data.text import is_empty_caption
 
 _SCENE_RE = re.compile(r"^(.+?)_\d+$")
 _MAX_LISTED_PROBLEMS = 3
@@ -467,7 +468,7 @@ def drop_empty_captions(images: list[RawImage]) -> tuple[list[RawImage], list[st
     """Remove empty captions, and images left without any; notes name each image touched."""
     kept, notes = [], []
     for img in images:
-        captions = [c for c in img.captions if isinstance(c, str) and c.strip()]
+        captions = [c for c in img.captions if isinstance(c, str) and not is_empty_caption(c)]
         if len(captions) < len(img.captions):
             gone = "dropped the image" if not captions else f"kept {len(captions)}"
             notes.append(f"{img.source}: image {img.file}: {len(img.captions) - len(captions)} empty caption(s), {gone}")
@@ -485,7 +486,7 @@ def find_problems(images: list[RawImage]) -> list[str]:
         if not img.captions:
             problems.append(f"{img.source}: image {img.file} has no captions")
         for number, caption in enumerate(img.captions):
-            if not isinstance(caption, str) or not caption.strip():
+            if not isinstance(caption, str) or is_empty_caption(caption):
                 problems.append(f"{img.source}: image {img.file} caption {number} is empty")
         if img.file in seen:
             other = seen[img.file]

@@ -140,7 +140,8 @@ def eval_images(prepared: PreparedDataset, split: SplitView, image_size: int) ->
 # --------------------------------------------------------------------------- batching
 
 class PairCollate:
-    """Stack uint8 images and tokenize captions (pir.data.text.tokenize normalises them first)."""
+    """Stack uint8 images and tokenize captions (pir.data.text.tokenize decides what the text encoder reads:
+    normalised text for PIR, the raw caption for open_clip's tokenizer)."""
 
     def __init__(self, tokenizer: Any, max_tokens: int, max_words: int = 30):
         self.tokenizer = tokenizer
@@ -218,7 +219,7 @@ def train_pairs_loader(prepared: PreparedDataset, split: SplitView, tokenizer: A
 
     Each process gets ``train_cfg.per_process_batch(world_size)`` pairs a batch (the losses gather
     the global batch back); images are cropped to ``model_cfg.image_size``, captions cut to its
-    ``max_words`` and ``max_tokens``.
+    ``max_tokens`` (and, for tokenizers that read normalised text, first to its ``max_words``).
     """
     transform = train_transform(model_cfg.image_size, train_cfg.crop_scale, train_cfg.hflip, train_cfg.randaug_ops,
                                 train_cfg.randaug_magnitude)

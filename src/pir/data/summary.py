@@ -13,10 +13,11 @@ from pir.data.text import normalize_caption
 
 
 def caption_stats(records: list[ImageRecord], max_words: int) -> dict[str, float | int]:
-    """Word counts and vocabulary of the normalised captions (what the model sees)."""
+    """Word counts and vocabulary of the normalised captions (what PIR's text encoder sees). Words are
+    what the released ``pre_caption`` counts and cuts at ``max_words``: split on single spaces."""
     normalised = [normalize_caption(c, 10 ** 6) for r in records for c in r.captions]
-    words = np.array([len(c.split()) for c in normalised]) if normalised else np.zeros(1)
-    vocab = {w for c in normalised for w in c.split()}
+    words = np.array([len(c.split(" ")) for c in normalised]) if normalised else np.zeros(1)
+    vocab = {w for c in normalised for w in c.split(" ")}
     return {"mean_words": round(float(words.mean()), 2), "max_words": int(words.max()),
             "over_max_words": int((words > max_words).sum()), "vocab_words": len(vocab)}
 

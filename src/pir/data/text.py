@@ -1,14 +1,16 @@
 """Caption normalisation and tokenizers.
 
-Captions are lower-cased, stripped of punctuation and cut to ``max_words``
-words, as the released configs do (docs/design.md, "Data"). Without a pretrained tokenizer
+``normalize_caption`` is the released ``pre_caption`` (docs/design.md, "Data"): the text PIR's
+WordPiece/BERT encoders read. Without a pretrained tokenizer
 the fetch stage trains a BERT-style WordPiece vocabulary on the train captions
 and saves it as a ``transformers`` fast tokenizer folder, so every later stage
 loads either kind the same way: ``AutoTokenizer.from_pretrained``.
 
 CLIP presets tokenize with open_clip's BPE instead (``ClipTokenizer``; its vocabulary ships
 inside the open_clip package, so it works offline). ``model_tokenizer`` picks the right one
-for a model config: every stage that feeds a model goes through it.
+for a model config: every stage that feeds a model goes through it. open_clip's tokenizer
+cleans its own input (``takes_raw_text``), so it gets the raw caption; ``tokenize`` decides
+this for every caller.
 """
 
 from __future__ import annotations
@@ -21,16 +23,56 @@ from typing import Iterable, Sequence
 
 import torch
 
-from pir import files
+from pir import files, hub
 from pir.errors import first_line
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")   # [PAD] gets id 0, like BERT's vocab
-_NOT_WORD = re.compile(r"[^a-z0-9]+")
+# The released pre_caption's rules (docs/design.md, "Data"): these characters are deleted, every
+# other one is kept; runs of two or more whitespace characters (Unicode \s) become one space.
+_DELETED = re.compile(r"[,.'!?\"()*#:;~]")
+_WHITESPACE_RUN = re.compile(r"\s{2,}")
 
 
 def normalize_caption(text: str, max_words: int = 30) -> str:
-    """Lower-case, replace punctuation with spaces, keep at most ``max_words`` words."""
-    return " ".join(_NOT_WORD.sub(" ", text.lower()).split()[:max_words])
+    """The released ``pre_caption(text, max_words)``, quirks included.
+
+    Lower-case; delete ``,.'!?"()*#:;~``; ``-`` and ``/`` become spaces; ``<person>`` becomes
+    ``person``; each run of two or more whitespace characters becomes one space; a trailing newline
+    and the spaces at both ends go; then, if splitting on single spaces gives more than
+    ``max_words`` words, the first ``max_words`` are kept. So a lone tab or newline between words
+    stays and joins them into one "word", and accents, digits and other symbols are kept as they are.
+    Raises ValueError where the released function does: when nothing is left.
+    """
+    caption = _DELETED.sub("", text.lower()).replace("-", " ").replace("/", " ").replace("<person>", "person")
+    caption = _WHITESPACE_RUN.sub(" ", caption).rstrip("\n").strip(" ")
+    words = caption.split(" ")
+    if len(words) > max_words:
+        caption = " ".join(words[:max_words])
+    if not caption:
+        raise ValueError(f"caption {text[:80]!r}: nothing left after normalisation "
+                         "(the released pre_caption refuses it too)")
+    return caption
+
+
+def is_empty_caption(text: str) -> bool:
+    """Blank, or nothing left after ``normalize_caption`` (``"..."``): a caption no model can read, which
+    the importers treat as empty (data.drop_empty_captions) instead of failing later in fetch."""
+    if not text.strip():
+        return True
+    try:
+        normalize_caption(text, max_words=10 ** 6)
+    except ValueError:
+        return True
+    return False
+
+
+def model_texts(tokenizer, captions: Sequence[str], max_words: int = 30) -> list[str]:
+    """The strings a tokenizer is given: the captions as they are when it cleans its own input
+    (``tokenizer.takes_raw_text``, open_clip's BPE: no lower-casing, punctuation or word cap from us),
+    else ``normalize_caption``'s output (PIR's WordPiece/BERT, as released)."""
+    if getattr(tokenizer, "takes_raw_text", False):
+        return list(captions)
+    return [normalize_caption(c, max_words) for c in captions]
 
 
 def wordpiece_vocab(words: Iterable[str], vocab_size: int) -> dict[str, int]:
@@ -77,12 +119,15 @@ def save_tokenizer(tokenizer, out_dir: str | os.PathLike) -> Path:
     return Path(out_dir)
 
 
-def load_tokenizer(name_or_dir: str | os.PathLike):
-    """Any HF tokenizer by hub name or local folder; one-line error when it cannot be loaded (e.g. offline)."""
+def load_tokenizer(name_or_dir: str | os.PathLike, what: str = "tokenizer"):
+    """Any HF tokenizer by hub name, local folder or Hub id (``hf-hub:ORG/REPO[/FOLDER][@REVISION]``: that
+    snapshot folder of the cache, pir.hub; ``what`` names the setting); one-line error when it cannot be
+    loaded (e.g. offline)."""
     from transformers import AutoTokenizer
 
+    source = str(hub.local_path(name_or_dir, what, folder=True)) if hub.is_hub_id(name_or_dir) else str(name_or_dir)
     try:
-        return AutoTokenizer.from_pretrained(str(name_or_dir))
+        return AutoTokenizer.from_pretrained(source)
     except Exception as exc:  # HF raises OSError/ValueError with multi-line help; keep the first line
         first = first_line(exc)
         raise ValueError(f"{name_or_dir}: cannot load tokenizer ({first}); "
@@ -99,8 +144,13 @@ def check_vocabulary(tokenizer, vocab_size: int, where: str | os.PathLike) -> No
 
 def tokenize(tokenizer, captions: Sequence[str], max_tokens: int, max_words: int = 30
              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalise and tokenize a batch: (input_ids, attention_mask) LongTensors [B, L], L = longest <= max_tokens."""
-    texts = [normalize_caption(c, max_words) for c in captions]
+    """Tokenize a batch of raw captions: (input_ids, attention_mask) LongTensors [B, L], L = longest <= max_tokens.
+
+    The one place that decides what the text encoder reads (``model_texts``): every caller (the train
+    collate, evaluation embeddings, search queries) goes through here. ``max_words`` applies only to
+    tokenizers that read normalised text.
+    """
+    texts = model_texts(tokenizer, captions, max_words)
     encoded = tokenizer(texts, padding="longest", truncation=True, max_length=max_tokens, return_tensors="pt")
     return encoded["input_ids"].long(), encoded["attention_mask"].long()
 
@@ -113,6 +163,10 @@ class ClipTokenizer:
     ``open_clip.tokenize`` cut to the longest caption; a caption cut short still ends with <end>
     (open_clip's truncation), whose state is CLIP's text embedding.
     """
+
+    # open_clip's tokenizer cleans its input itself (ftfy, HTML unescape, whitespace, lower case), so it
+    # reads the raw caption as CLIP-family models are trained and published (docs/design.md, "CLIP towers").
+    takes_raw_text = True
 
     def __init__(self) -> None:
         from open_clip.tokenizer import SimpleTokenizer

@@ -22,7 +22,7 @@ def encode_images(model: nn.Module, images: torch.Tensor, device: torch.device |
 
 def encode_captions(model: nn.Module, tokenizer: Any, captions: list[str], max_tokens: int, max_words: int,
                     device: torch.device | str) -> torch.Tensor:
-    """Raw caption strings -> float32 [B, D] on the CPU, normalised and tokenized as in training."""
+    """Raw caption strings -> float32 [B, D] on the CPU, tokenized as in training (pir.data.text.tokenize)."""
     from pir.data.text import tokenize
     ids, mask = tokenize(tokenizer, captions, max_tokens, max_words)
     return model.encode_text(ids.to(device, non_blocking=True), mask.to(device, non_blocking=True)).float().cpu()

@@ -189,7 +189,10 @@ def per_class_table(per_class: dict[str, dict[str, float]]) -> tuple[list[str], 
 
 
 def default_caption_key(caption: str) -> str:
-    """Normalised caption used to decide that two captions are the same string (the model's own input text)."""
+    """Normalised caption used to decide that two captions are the same string: the released ``pre_caption``
+    without the word cap, PIR's input text. One key for every model, so ``dedup`` scores every model on the
+    same distinct strings; a CLIP preset reads raw captions, so there a group's first caption stands for
+    captions that differ only in case or deleted punctuation (docs/design.md, "Evaluation protocols")."""
     from pir.data.text import normalize_caption
     return normalize_caption(caption, max_words=10**6)
 

@@ -41,7 +41,8 @@ def itm_metrics(sims: np.ndarray, txt2img: np.ndarray) -> dict[str, float]:
 def dedup_metrics(sims: np.ndarray, txt2img: np.ndarray, key_ids: np.ndarray) -> dict[str, float]:
     """Caption-string relevance, each distinct string once (SkyScript-style de-duplication).
 
-    A string's column is its first caption's: identical normalised strings are identical model inputs.
+    A string's column is its first caption's: identical normalised strings are identical inputs to PIR's
+    text encoder (a CLIP preset reads raw captions: its first caption of the string stands for the others).
     """
     sims, txt2img = check_inputs(sims, txt2img)
     key_ids = np.asarray(key_ids, dtype=np.int64)

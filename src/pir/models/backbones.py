@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from transformers import BertConfig, BertModel
 
+from pir import hub
 from pir.config import ModelConfig
 from pir.errors import first_line
 from pir.models.weights import WeightsSource, load_backbone_weights, resolve_weights
@@ -99,11 +100,17 @@ def _check_bert_matches(bert: BertModel, cfg: ModelConfig) -> None:
 
 
 def create_text_encoder(cfg: ModelConfig) -> BertModel:
-    """BertModel without pooler: random from ``text_*`` fields, or ``from_pretrained(text_model)``."""
+    """BertModel without pooler: random from ``text_*`` fields, or ``from_pretrained(text_model)``.
+
+    ``text_model`` may be a Hub id (pir.hub): the repository's snapshot folder (or a folder inside it,
+    ``hf-hub:ORG/REPO/FOLDER``) from the cache, read by transformers as a local folder."""
     if not cfg.text_pretrained:
         return BertModel(bert_config(cfg), add_pooling_layer=False)
+    source = cfg.text_model
+    if hub.is_hub_id(source):
+        source = str(hub.local_path(source, "model.text_model", folder=True))
     try:
-        bert = BertModel.from_pretrained(cfg.text_model, add_pooling_layer=False)
+        bert = BertModel.from_pretrained(source, add_pooling_layer=False)
     except OSError as exc:
         first = first_line(exc)
         raise FileNotFoundError(f"{cfg.text_model}: cannot load pretrained BERT ({first})") from None

@@ -1,14 +1,17 @@
 """CLIP towers (open_clip) under the PIR heads: CLIP-CL fine-tuning, PIR on CLIP, zero-shot.
 
 ``ClipPIR`` wraps an open_clip ``CLIP`` model built by architecture name (``ViT-B-32``,
-``ViT-B-16``, ``ViT-L-14`` or this project's ``PIR-CLIP-tiny``, see ``clip_configs/``) and
-reuses ``pir.models.heads.PIRHeads`` for VIR, LCA, the scene prior and the losses. What maps to
-what (docs/design.md, "CLIP towers"):
+``ViT-B-16``, ``ViT-L-14``, ``ViT-H-14``, ``RN50`` or this project's ``PIR-CLIP-tiny``, see
+``clip_configs/``) with the activation ``model.clip_activation`` names (``auto``: what
+``pir.clip_known`` reads off the weights' name), and reuses ``pir.models.heads.PIRHeads`` for VIR,
+LCA, the scene prior and the losses. What maps to what (docs/design.md, "CLIP towers"):
 
 - image tokens = [CLIP image embedding ; patch tokens after ``ln_post``, through the same
   ``visual.proj``]: CLIP's own projection plays ``vision_proj``, its pooled [CLS] the global token;
 - text tokens = [CLIP text embedding (the end-of-text token) ; every token state after
   ``ln_final``, through ``text_projection``]: the EOT token plays BERT's [CLS];
+- a ResNet image tower (``RN50``: open_clip's ModifiedResNet, attention-pooled) has no patch tokens:
+  ``use_vir`` is refused for it in one line; its text tower takes LCA as the ViTs' do;
 - with ``use_vir`` and ``use_lca`` off the embeddings are exactly open_clip's
   ``encode_image`` / ``encode_text`` (normalised): the CLIP-CL baseline and zero-shot;
 - the contrastive temperature is CLIP's learnable ``logit_scale`` (tau = exp(-logit_scale),
@@ -37,6 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pir import hub
+from pir.clip_known import ACTIVATIONS, resolve_activation
 from pir.config import PRESETS, ModelConfig
 from pir.errors import first_line
 from pir.files import is_torchscript, load_torch, torchscript_refused
@@ -52,15 +57,19 @@ HF_CONFIG = "open_clip_config.json"
 HF_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin", "model.safetensors", "pytorch_model.bin")
 
 
-def create_clip(arch: str, quick_gelu: bool = False) -> nn.Module:
-    """A randomly initialised open_clip model of architecture ``arch`` (weights come from a file, never a hub)."""
+def create_clip(arch: str, activation: str = "gelu") -> nn.Module:
+    """A randomly initialised open_clip model of architecture ``arch`` computing with ``activation``
+    (quickgelu | gelu); weights come from a file, never a hub."""
     if arch not in open_clip.list_models():
         raise ValueError(f"model.clip_model = {arch!r}: not an open_clip architecture "
-                         f"(e.g. ViT-B-32, ViT-B-16, ViT-L-14, PIR-CLIP-tiny)")
+                         f"(e.g. ViT-B-32, ViT-B-16, ViT-L-14, ViT-H-14, RN50, PIR-CLIP-tiny)")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"model.clip_activation = {activation!r}: choose from {', '.join(ACTIVATIONS)}")
     previous = logging.root.manager.disable
     logging.disable(logging.WARNING)     # open_clip warns "no pretrained weights": they come from clip_weights
     try:
-        model = open_clip.create_model(arch, pretrained=None, force_quick_gelu=quick_gelu)
+        # quick_gelu as a model kwarg overrides the architecture's config both ways (force_quick_gelu only sets it)
+        model = open_clip.create_model(arch, pretrained=None, quick_gelu=activation == "quickgelu")
     finally:
         logging.disable(previous)
     if not isinstance(model, open_clip.CLIP):
@@ -72,6 +81,12 @@ def clip_embed_dim(model: nn.Module) -> int:
     return int(model.visual.output_dim)
 
 
+def clip_image_size(model: nn.Module, default: int) -> tuple[int, int]:
+    """The (height, width) the image tower reads: a ViT keeps a pair, open_clip's ModifiedResNet an int."""
+    size = getattr(model.visual, "image_size", default)
+    return (size, size) if isinstance(size, int) else tuple(size)
+
+
 class ClipPIR(PIRHeads):
     """An open_clip model with the PIR heads ``cfg`` switches on (none: plain CLIP)."""
 
@@ -79,8 +94,15 @@ class ClipPIR(PIRHeads):
         super().__init__()
         if not cfg.is_clip:
             raise ValueError("ClipPIR needs model.clip_model (a clip-* preset)")
+        activation, why = cfg.clip_activation, ""
+        if activation == "auto":   # built directly (library use): the pipeline hands over a resolved config
+            activation, why = resolve_activation(cfg.clip_model, cfg.clip_weights)
+            cfg = dataclasses.replace(cfg, clip_activation=activation)
         self.cfg = cfg
-        self.clip = create_clip(cfg.clip_model, cfg.clip_quick_gelu)
+        self.clip = create_clip(cfg.clip_model, activation)
+        if cfg.use_vir and not isinstance(self.clip.visual, open_clip.transformer.VisionTransformer):
+            raise ValueError(f"model.use_vir needs image patch tokens, and {cfg.clip_model}'s image tower is a "
+                             f"{type(self.clip.visual).__name__}; set model.use_vir=false (CLIP-CL, zero-shot)")
         dim = clip_embed_dim(self.clip)
         if cfg.embed_dim != dim:
             raise ValueError(f"model.embed_dim = {cfg.embed_dim} but {cfg.clip_model} embeds in {dim} dimensions; "
@@ -88,7 +110,7 @@ class ClipPIR(PIRHeads):
         if cfg.vocab_size != self.clip.vocab_size:
             raise ValueError(f"model.vocab_size = {cfg.vocab_size} but {cfg.clip_model} has {self.clip.vocab_size} "
                              "token ids (CLIP presets use open_clip's BPE tokenizer)")
-        arch_size = tuple(getattr(self.clip.visual, "image_size", (cfg.image_size, cfg.image_size)))
+        arch_size = clip_image_size(self.clip, cfg.image_size)
         if arch_size != (cfg.image_size, cfg.image_size):
             raise ValueError(f"model.image_size = {cfg.image_size} but {cfg.clip_model} reads {arch_size[0]} px images; "
                              f"set model.image_size={arch_size[0]}")
@@ -98,7 +120,8 @@ class ClipPIR(PIRHeads):
         if cfg.clip_weights:
             state, layout = read_clip_state(cfg.clip_weights, allow_torchscript=cfg.allow_torchscript)
             loaded = load_clip_state(self.clip, state, cfg.clip_weights, cfg.clip_model)
-            log(f"clip: loaded {cfg.clip_model} from {cfg.clip_weights} ({layout}, {loaded} tensors)")
+            said = f"{activation}: {why}" if why else activation
+            log(f"clip: loaded {cfg.clip_model} ({said}) from {cfg.clip_weights} ({layout}, {loaded} tensors)")
         if cfg.use_affiliation:
             self.temp2 = nn.Parameter(torch.tensor(float(cfg.temp2)))
         self.build_heads(cfg, dim)
@@ -207,8 +230,10 @@ def _read_folder(folder: Path, allow_torchscript: bool) -> tuple[dict[str, Any],
     raise ValueError(f"{folder}: no weights file (looked for {', '.join(HF_WEIGHTS)})")
 
 
-def read_clip_state(path: str | os.PathLike, allow_torchscript: bool = False) -> tuple[dict[str, torch.Tensor], str]:
-    """(open_clip state dict, layout name) from a file or folder in any accepted layout.
+def read_clip_state(path: str | os.PathLike, allow_torchscript: bool = False, what: str = "model.clip_weights"
+                    ) -> tuple[dict[str, torch.Tensor], str]:
+    """(open_clip state dict, layout name) from a file or folder in any accepted layout, or a Hugging
+    Face Hub id of one (``hf-hub:ORG/REPO[/FILE][@REVISION]``, pir.hub; ``what`` names the setting).
 
     Layouts: a plain state dict (RemoteCLIP, GeoRSCLIP); an open_clip training checkpoint
     (``{"state_dict": ..., "epoch": ...}``, ``module.`` prefix); a ``.safetensors`` file; a Hugging
@@ -216,9 +241,11 @@ def read_clip_state(path: str | os.PathLike, allow_torchscript: bool = False) ->
     a TorchScript archive is code as well as weights and can only be read with ``torch.jit.load``,
     which runs that code. It is recognised from the zip's directory alone and refused in one line
     unless ``allow_torchscript`` (``model.allow_torchscript``): load OpenAI archives only from OpenAI's
-    own download (docs/design.md, "CLIP towers").
+    own download (docs/design.md, "CLIP towers"). A Hub id resolves to a file or snapshot folder of the
+    cache, read by the same rules: the TorchScript refusal included.
     """
-    path = Path(path).expanduser()
+    # A repository without FILE is the folder layout: only its config and weights files are fetched.
+    path = hub.local_path(path, what, folder_files=(HF_CONFIG, *HF_WEIGHTS))
     if path.is_dir():
         return _read_folder(path, allow_torchscript)
     if not path.is_file():

@@ -6,7 +6,10 @@ every backbone tensor provably comes from it.
 - a local file: loaded here (``load_backbone_weights``), never through timm's lenient pretrained
   path, because timm loads with ``strict=False`` whenever the classifier size differs and would
   leave unmatched backbone tensors at their random init without a word. Every backbone tensor
-  must come from the file; the file's classifier head (any number of classes) is dropped.
+  must come from the file; the file's classifier head (any number of classes) is dropped;
+- a Hugging Face Hub id (``hf-hub:ORG/REPO/FILE[@REVISION]``, pir.hub): the file it resolves to in
+  the cache, loaded as a local file; without FILE, the repository's ``model.safetensors`` (or
+  ``pytorch_model.bin``), as timm's own Hub repositories hold them.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import timm
 import torch
 from torch import nn
 
+from pir import hub
 from pir.errors import first_line
 from pir.files import load_torch
 
@@ -33,6 +37,7 @@ HEAD_NAMES = ("fc", "head", "classifier")
 # "4.0.conv1.weight", ... which match no torchvision/timm name unless mapped back.
 RESNET_CHILDREN = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool", "fc")
 WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".tar", ".safetensors")
+HUB_WEIGHTS = ("model.safetensors", "pytorch_model.bin")   # a Hub repository's weights when the id names no file
 SHOWN_KEYS = 3                      # keys quoted in a one-line error
 
 
@@ -47,7 +52,7 @@ class WeightsSource:
 
 
 def resolve_weights(model_name: str, pretrained: str, what: str) -> WeightsSource:
-    """``pretrained`` ("" | "timm" | timm tag | local file) for timm model ``model_name``.
+    """``pretrained`` ("" | "timm" | timm tag | local file | Hub id) for timm model ``model_name``.
 
     ``what`` names the setting in errors (e.g. "model.vision_pretrained"). An existing file wins
     over a tag of the same spelling; a tag must belong to ``model_name``'s architecture.
@@ -56,11 +61,25 @@ def resolve_weights(model_name: str, pretrained: str, what: str) -> WeightsSourc
         return WeightsSource(model_name, hub=False)
     if pretrained == "timm":
         return WeightsSource(model_name, hub=True)
+    if hub.is_hub_id(pretrained):
+        return WeightsSource(model_name, hub=False, file=str(_hub_weights_file(pretrained, what)))
     if Path(pretrained).expanduser().is_file():
         return WeightsSource(model_name, hub=False, file=str(Path(pretrained).expanduser()))
     if _looks_like_tag(pretrained):
         return WeightsSource(_checked_tag(model_name, pretrained, what), hub=True)
     raise FileNotFoundError(f"{pretrained}: {what} weights file not found")
+
+
+def _hub_weights_file(hub_id: str, what: str) -> Path:
+    """The weights file a Hub id names, or its repository's ``HUB_WEIGHTS`` file."""
+    path = hub.local_path(hub_id, what, folder_files=HUB_WEIGHTS)
+    if path.is_file():
+        return path
+    found = next((path / name for name in HUB_WEIGHTS if (path / name).is_file()), None)
+    if found is None:
+        raise FileNotFoundError(f"{what} = {hub_id}: the repository has no {' or '.join(HUB_WEIGHTS)}; "
+                                "name the weights file (hf-hub:ORG/REPO/FILE)")
+    return found
 
 
 def _looks_like_tag(value: str) -> bool:

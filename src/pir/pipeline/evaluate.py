@@ -2,32 +2,41 @@
 
 Writes the metrics and per-class reports, the gallery figure, and the similarity matrix,
 embeddings and evaluated-model record under the stage's data folder. Metrics and the figure go
-to the evaluated model's MLflow run (a new run for official checkpoints).
+to the evaluated model's MLflow run (a new run for official checkpoints). For the train stage's
+own best.pt the report also holds ``as_published`` and ``last_epoch`` (pir.evaluation.published).
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
+import torch
 
-from pir import files, reports, seed_runs, tracking
-from pir.config import to_dict
+from pir import files, hub, reports, seed_runs, tracking
+from pir.config import EvalConfig, ModelConfig, to_dict
 from pir.data import leakage
-from pir.data.prepared import load_prepared
+from pir.data.prepared import PreparedDataset, SplitView, load_prepared
 from pir.data.text import check_vocabulary, model_tokenizer
 from pir.device import numerics_record, resolve_device
+from pir.evaluation import published
 from pir.evaluation.embed import embed_split
 from pir.evaluation.gallery import save_gallery
 from pir.evaluation.metrics import METRIC_KEYS, caption_keys, per_class_table
+from pir.evaluation.protocols import itm_metrics
 from pir.evaluation.report import evaluation_report
-from pir.models.checkpoint import load_evaluated_model
+from pir.evaluation.zeroshot import caption_encoder, split_zeroshot
+from pir.models.checkpoint import load_evaluated_model, load_model
 from pir.params import PipelineConfig
 from pir.paths import Paths
 
 
-def display_path(path: Path, root: Path) -> str:
-    """Checkout-relative when inside it: reports must read the same in every clone."""
+def display_path(path: Path | str, root: Path) -> str:
+    """Checkout-relative when inside it: reports must read the same in every clone. A Hub id as it is."""
+    if hub.is_hub_id(path):
+        return str(path)
     try:
         return str(path.resolve().relative_to(root.resolve()))
     except ValueError:
@@ -35,15 +44,9 @@ def display_path(path: Path, root: Path) -> str:
 
 
 def weights_digest(path: Path) -> str:
-    """sha256 of a weights file, or of a weights folder's files (name and bytes, in name order:
-    Hugging Face-style CLIP folders)."""
-    if not path.is_dir():
-        return files.sha256_file(path)
-    import hashlib
-    digest = hashlib.sha256()
-    for item in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(f"{item.relative_to(path)}\0{files.sha256_file(item)}\n".encode())
-    return digest.hexdigest()
+    """sha256 of a weights file, or of a weights folder's files (Hugging Face-style CLIP folders,
+    exported folders): pir.files.sha256_path."""
+    return files.sha256_path(path)
 
 
 def mlflow_metrics(report: dict) -> dict[str, float]:
@@ -54,15 +57,65 @@ def mlflow_metrics(report: dict) -> dict[str, float]:
         metrics.update({f"test_{protocol}_{k}": float(v) for k, v in values.items()})
     for key, (low, high) in report["ci95"].items():
         metrics.update({f"test_ci95_{key}_low": low, f"test_ci95_{key}_high": high})
+    if report.get("zeroshot"):
+        metrics.update({f"test_zeroshot_{k}": float(report["zeroshot"][k]) for k in ("top1", "top5")})
+    metrics.update(published.mlflow_metrics(report["as_published"], report["last_epoch"]))
     return metrics
+
+
+def last_epoch_entry(paths: Paths, best_extra: dict, headline: dict, device: torch.device,
+                     score: Callable[[torch.nn.Module, ModelConfig], dict[str, float]]) -> dict:
+    """``last_epoch``: the last.pt of best.pt's train run, scored by ``score`` (evaluate's own embedding
+    and metrics); the headline's numbers when it is the same epoch, hence the same weights."""
+    shown = display_path(paths.last, paths.root)
+    if not paths.last.is_file():
+        return published.last_epoch(None, None, None, f"not available: {shown} not found")
+    contents = files.load_torch(paths.last)
+    if not isinstance(contents, dict) or contents.get("model_key") != best_extra["model_key"]:
+        return published.last_epoch(None, None, None, f"not available: {shown} is not from best.pt's train run")
+    epoch = int(contents["epoch"])
+    if epoch == best_extra.get("epoch"):
+        return published.last_epoch(epoch, shown, headline)
+    model, model_cfg, _ = load_model(paths.last, device, checkpoint=contents)
+    return published.last_epoch(epoch, shown, score(model, model_cfg))
+
+
+def comparison_entries(paths: Paths, checkpoint: Path, extra: dict, report: dict, full_test: SplitView,
+                       device: torch.device, score: Callable[[torch.nn.Module, ModelConfig], dict[str, float]]
+                       ) -> dict:
+    """``as_published`` and ``last_epoch`` (docs/design.md, "Comparing with published numbers"). Only the
+    train stage's own best.pt has per-epoch test scores (reports/train_curves.csv) and a last.pt beside it."""
+    if checkpoint.resolve() != paths.best.resolve() or "model_key" not in extra:
+        return {"as_published": published.not_published(published.FOREIGN_CHECKPOINT),
+                "last_epoch": published.last_epoch(None, None, None, published.FOREIGN_CHECKPOINT)}
+    as_published = (published.not_published(published.NOT_TRACKED_ZERO_SHOT) if extra.get("epoch") == 0 else
+                    published.as_published(published.read_curves(paths.train_curves), full_test.n_images,
+                                           full_test.n_texts))
+    headline = {k: report[k] for k in METRIC_KEYS}
+    return {"as_published": as_published, "last_epoch": last_epoch_entry(paths, extra, headline, device, score)}
+
+
+def embed_test(prepared: PreparedDataset, test: SplitView, tokenizer, settings: EvalConfig, device: torch.device,
+               model: torch.nn.Module, model_cfg: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
+    """float32 (image, text) embeddings of the test split: the one way evaluate embeds a model."""
+    image_emb, text_emb = embed_split(model, prepared, test, tokenizer, model_cfg.image_size, model_cfg.max_tokens,
+                                      settings.batch_size, device, settings.precision, max_words=model_cfg.max_words)
+    return image_emb.numpy(), text_emb.numpy()
+
+
+def similarity(image_emb: np.ndarray, text_emb: np.ndarray) -> np.ndarray:
+    """float32 [n_images, n_texts] scores: the one matrix, saved as is, that every number comes from."""
+    return (image_emb @ text_emb.T).astype(np.float32)
 
 
 def run(cfgs: PipelineConfig, paths: Paths) -> None:
     settings = cfgs.evaluate
     checkpoint = paths.checkpoint(settings.checkpoint)
     device = resolve_device(settings.device)
-    model, model_cfg, extra = load_evaluated_model(checkpoint, device, cfgs.model,
-                                                   allow_torchscript=cfgs.model.allow_torchscript)
+    with hub.recording() as resolved:   # a Hub id's commit goes in the report and the run (pir.hub)
+        local = hub.local_path(checkpoint, "evaluate.checkpoint")
+        model, model_cfg, extra = load_evaluated_model(local, device, cfgs.model,
+                                                       allow_torchscript=cfgs.model.allow_torchscript)
     checkpoint_format = "official" if "official_config" in extra else extra.get("format", "pir")
     prepared = load_prepared(paths.fetch)
     test = prepared.split("test")
@@ -78,26 +131,36 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
     params = {"evaluate": {**to_dict(settings), "checkpoint_path": str(checkpoint), "dataset": prepared.name,
                            "exclude_leaked": cfgs.data.exclude_leaked}}
     # Our checkpoints name their training run's key; any other file is identified by its bytes.
-    model_key = extra.get("model_key") or f"sha256:{weights_digest(checkpoint)}"
+    model_key = extra.get("model_key") or f"sha256:{weights_digest(local)}"
     run_id = tracking.find_run(paths.store, model_key)
     # A foreign checkpoint has no train run to reopen: its new run gets the compared params.
     runtime = numerics_record(device)
     with tracking.stage_run(paths.store, "evaluate", params, run_id=run_id, model_key=model_key,
                             compared=cfgs.compared_params("evaluate", device_type=device.type),
                             runtime=runtime) as tracker:
-        image_emb, text_emb = embed_split(model, prepared, test, tokenizer, model_cfg.image_size,
-                                          model_cfg.max_tokens, settings.batch_size, device, settings.precision,
-                                          max_words=model_cfg.max_words)
-        image_emb, text_emb = image_emb.numpy(), text_emb.numpy()
+        embed = functools.partial(embed_test, prepared, test, tokenizer, settings, device)
+        image_emb, text_emb = embed(model, model_cfg)
         # The one matrix: saved as is, and every number below is computed from it.
-        sims = (image_emb @ text_emb.T).astype(np.float32)
+        sims = similarity(image_emb, text_emb)
         class_names = list(prepared.classes)
         report = evaluation_report(sims, test.txt2img, test.labels, class_names, test.captions,
                                    seed=cfgs.seed, n_resamples=settings.bootstrap_resamples)
         report["checkpoint"] = {"path": display_path(checkpoint, paths.root), "format": checkpoint_format,
-                                "epoch": extra.get("epoch"), "model_key": model_key}
+                                "epoch": extra.get("epoch"), "model_key": model_key,
+                                **({"hub": hub.report(resolved)} if resolved else {})}
+        tracker.set_tags(hub.mlflow_tags(resolved))
         report["dataset"] = prepared.name
         report["leakage"] = leaked
+        # the last epoch is scored exactly as the headline: same embedding, same test images, same metrics
+        report.update(comparison_entries(paths, local, extra, report, prepared.split("test"), device,
+                                         lambda last, last_cfg: itm_metrics(similarity(*embed(last, last_cfg)),
+                                                                            test.txt2img)))
+        # zero-shot scene classification of the test images just embedded, among the dataset's classes
+        # (docs/design.md, 4 "Zero-shot scene classification"); None without two classes and a labelled image
+        report["zeroshot"] = split_zeroshot(image_emb, test.labels, class_names,
+                                            caption_encoder(model, tokenizer, model_cfg.max_tokens,
+                                                            model_cfg.max_words, device, settings.precision),
+                                            prepared.name)
         report["runtime"] = runtime
         per_class = report.pop("per_class")
 
@@ -124,3 +187,11 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
           + " (95% CI {:.2f}-{:.2f})".format(*report["ci95"]["r_mean"]))
     for protocol in ("dedup", "pairwise"):
         print(f"  {protocol}: r_mean={report['protocols'][protocol]['r_mean']:.2f}")
+    if report["zeroshot"]:
+        zeroshot = report["zeroshot"]
+        print(f"  zero-shot scenes: top1={zeroshot['top1']:.2f} top{zeroshot['top5_k']}={zeroshot['top5']:.2f} "
+              f"({zeroshot['images']} images, {len(zeroshot['classes'])} classes)")
+    for name in ("as_published", "last_epoch"):
+        entry = report[name]
+        print(f"  {name}: " + (entry["note"] if entry["epoch"] is None else
+                               f"r_mean={entry['r_mean']:.2f} (epoch {entry['epoch']})"))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pir import files
+from pir import files, hub
 from pir.data import download, importers, synthetic, text
 from pir.data.prepared import ImageRecord, resize_pixels, write_prepared
 from pir.data.summary import dataset_summary, save_sample_grid
@@ -42,7 +42,8 @@ def prepare_tokenizer(cfgs: PipelineConfig, records: list[ImageRecord], out_dir:
     """Train WordPiece on the train captions, or copy the configured pretrained tokenizer, into ``out_dir``."""
     data = cfgs.data
     if cfgs.tokenizer_source:   # a copy beside the dataset, so later stages always load data/fetch/tokenizer
-        text.save_tokenizer(text.load_tokenizer(cfgs.tokenizer_source), out_dir)
+        setting = "data.tokenizer" if data.tokenizer else "model.text_model"
+        text.save_tokenizer(text.load_tokenizer(cfgs.tokenizer_source, setting), out_dir)
     else:
         captions = [text.normalize_caption(c, data.max_words) for r in records if r.split == "train" for c in r.captions]
         text.train_wordpiece(captions, data.vocab_size, out_dir)
@@ -56,11 +57,14 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
     # live outside data/fetch (which DVC deletes before each run), in the real repository, so queued
     # experiments in temporary clones reuse them instead of downloading again.
     classes, records, pixels = load_dataset(cfgs, paths.downloads)
-    tokenizer = prepare_tokenizer(cfgs, records, paths.tokenizer)
+    with hub.recording() as resolved:   # a tokenizer named by a Hub id: its commit goes in the report
+        tokenizer = prepare_tokenizer(cfgs, records, paths.tokenizer)
     write_prepared(paths.fetch, cfgs.data.dataset, classes, records, pixels)
     summary = dataset_summary(cfgs.data.dataset, classes, records, cfgs.data.max_words, len(tokenizer))
     if cfgs.data.dataset == "synthetic":   # the answer the audit stage is checked against
         summary["planted_duplicates"] = synthetic.planted_duplicates(cfgs.synthetic, cfgs.seed, records)
+    if resolved:
+        summary["hub"] = hub.report(resolved)
     summary["runtime"] = numerics_record()
     files.write_json(paths.data_report, summary)
     save_sample_grid(classes, records, pixels, paths.data_samples)

@@ -4,20 +4,27 @@ scene_prior.epochs > 0 trains it (from scratch, or from scene_prior.pretrained's
 scene_prior.epochs == 0 uses scene_prior.pretrained as it is (the released recipe: the AID
 RSP ResNet-50) and scores it with a nearest-centroid probe on the dataset's scene labels.
 Writes the prior, its report and the test-split confusion figure, and logs to MLflow.
+
+A model without VIR (model.use_vir false: CLIP-CL, zero-shot, the ablation's baselines) takes no
+prior: then the stage trains nothing and reads no images, and writes placeholders at its outputs
+(DVC needs them) that say so, with a params-only MLflow run (docs/design.md, "Overview").
 """
 
 from __future__ import annotations
 
 import time
 
-from pir import tracking
+from pir import hub, tracking
 from pir.config import to_dict
 from pir.data.prepared import load_prepared
 from pir.device import numerics_record, resolve_device
 from pir.params import PipelineConfig
 from pir.paths import Paths
 from pir.training.scene_prior import (build_scene_prior, check_prior_config, load_class_folders, prepared_scene_sets,
-                                      prior_report, scene_prior_model, write_prior_outputs)
+                                      prior_report, scene_prior_model, write_prior_outputs,
+                                      write_unused_prior_outputs)
+
+NOT_USED = "not used by this model (model.use_vir false)"
 
 
 def scene_sets(cfgs: PipelineConfig, paths: Paths):
@@ -30,20 +37,38 @@ def scene_sets(cfgs: PipelineConfig, paths: Paths):
     return sets, prepared.classes, excluded
 
 
+def skip_unused(cfgs: PipelineConfig, paths: Paths) -> None:
+    """The model takes no prior: placeholders at the outputs, and a run that records only the params."""
+    write_unused_prior_outputs(NOT_USED, paths.prior, paths.prior_report, paths.prior_confusion)
+    params = {"seed": cfgs.seed, "recipe": cfgs.recipe, "scene_prior": to_dict(cfgs.scene_prior),
+              "model": to_dict(cfgs.model)}
+    tracking.ensure_experiment(paths.store)
+    with tracking.stage_run(paths.store, "scene_prior", params, compared=cfgs.compared_params("scene_prior"),
+                            system_metrics=False) as tracker:
+        tracker.set_tags({"scene_prior_used": "false"})
+        tracker.log_artifact(paths.prior_report)
+    print(f"scene prior: {NOT_USED}; nothing trained, placeholders at {paths.prior}")
+
+
 def run(cfgs: PipelineConfig, paths: Paths) -> None:
+    if not cfgs.model.use_vir:
+        skip_unused(cfgs, paths)
+        return
     check_prior_config(cfgs.scene_prior)     # before reading any data
     device = resolve_device(cfgs.train.device)
     sets, classes, excluded = scene_sets(cfgs, paths)
     print(f"scene prior: {len(classes)} classes; labelled images "
           + ", ".join(f"{k} {len(v)}" for k, v in sets.items())
           + f"; excluded (unknown scene) {excluded}")
-    model = scene_prior_model(cfgs.scene_prior, cfgs.model, len(classes))
+    with hub.recording() as resolved:   # scene_prior.pretrained as a Hub id: its commit goes in the report and run
+        model = scene_prior_model(cfgs.scene_prior, cfgs.model, len(classes))
     params = {"seed": cfgs.seed, "recipe": cfgs.recipe, "scene_prior": to_dict(cfgs.scene_prior),
               "model": to_dict(cfgs.model)}
     tracking.ensure_experiment(paths.store)
     runtime = numerics_record(device)
     with tracking.stage_run(paths.store, "scene_prior", params, compared=cfgs.compared_params("scene_prior"),
                             runtime=runtime) as tracker:
+        tracker.set_tags(hub.mlflow_tags(resolved))
         start = time.perf_counter()
         built = build_scene_prior(model, sets, len(classes), cfgs.scene_prior, cfgs.model, cfgs.seed, device,
                                   num_workers=cfgs.train.num_workers)
@@ -51,6 +76,8 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
             tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
         report = prior_report(built, classes, sets, excluded, cfgs.scene_prior.external or "train split scene labels",
                               cfgs.scene_prior.pretrained)
+        if resolved:
+            report["hub"] = hub.report(resolved)
         report["runtime"] = runtime
         write_prior_outputs(built, report, classes, cfgs.model, paths.prior, paths.prior_report, paths.prior_confusion)
         # wall-clock time goes to MLflow only: the report holds what the seed determines

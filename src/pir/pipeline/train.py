@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 
-from pir import files, seed_runs, tracking
+from pir import files, hub, seed_runs, tracking
 from pir.config import ModelConfig, to_dict
 from pir.data.prepared import load_prepared
 from pir.data.text import model_tokenizer
@@ -23,8 +23,10 @@ from pir.training import launch
 from pir.training.state import TrainState, file_digest, run_key
 from pir.training.trainer import TrainOutputs, TrainSummary, train, write_curves_csv, zero_shot
 
-# Runtime knobs that do not change the numbers: a resume may use other values.
-NOT_IN_RUN_KEY = ("num_workers", "log_interval")
+# Knobs that do not change the weights: a resume may use other values, and the checkpoints (which
+# store the params) keep their bytes. track_test only adds report columns (docs/design.md,
+# "Comparing with published numbers").
+NOT_IN_RUN_KEY = ("num_workers", "log_interval", "track_test")
 
 
 def training_params(cfgs: PipelineConfig, model_cfg: ModelConfig) -> dict:
@@ -51,9 +53,12 @@ def input_digests(paths: Paths, model_cfg: ModelConfig) -> dict[str, str]:
     return digests
 
 
-def write_reports(paths: Paths, summary: TrainSummary, ctx: launch.DistContext, runtime: dict) -> None:
+def write_reports(paths: Paths, summary: TrainSummary, ctx: launch.DistContext, runtime: dict,
+                  hub_commits: dict[str, str] | None = None) -> None:
+    """``hub_commits``: {Hub id: commit} of the starting weights named by Hub ids (pir.hub), if any."""
     write_curves_csv(paths.train_curves, summary.curves)
-    summary.extra.update({"device": str(ctx.device.type), "world_size": ctx.world_size, "runtime": runtime})
+    summary.extra.update({"device": str(ctx.device.type), "world_size": ctx.world_size, "runtime": runtime,
+                          **({"hub": hub_commits} if hub_commits else {})})
     files.write_json(paths.train_report, summary.report())
 
 
@@ -69,7 +74,8 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
     prepared = load_prepared(paths.fetch)
     tokenizer = model_tokenizer(cfgs.model, paths.tokenizer)
     model_cfg = dataclasses.replace(cfgs.model, vocab_size=len(tokenizer))
-    model = create_model(model_cfg)
+    with hub.recording() as resolved:   # starting weights named by Hub ids: their commits go in the run
+        model = create_model(model_cfg)
     if model_cfg.use_vir:
         load_scene_prior_weights(model, paths.prior)
 
@@ -90,7 +96,8 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
                   if ctx.is_main else contextlib.nullcontext())
     with mlflow_run as tracker:
         if ctx.is_main:  # the seed's siblings share this key: evaluate nests them under one parent run
-            tracker.set_tags({seed_runs.CONFIG_KEY_TAG: seed_runs.config_key(declared_params(cfgs))})
+            tracker.set_tags({seed_runs.CONFIG_KEY_TAG: seed_runs.config_key(declared_params(cfgs)),
+                              **hub.mlflow_tags(resolved)})
         outputs = TrainOutputs(paths.best, paths.last)
         if cfgs.train.epochs == 0:   # zero-shot: the starting weights are the selected checkpoint
             summary = zero_shot(model, prepared, tokenizer, model_cfg, cfgs.train, state=state, outputs=outputs,
@@ -99,7 +106,7 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
             summary = train(model, prepared, tokenizer, model_cfg, cfgs.train, seed=cfgs.seed, state=state,
                             outputs=outputs, ctx=ctx, params=params, tracker=tracker)
         if ctx.is_main:
-            write_reports(paths, summary, ctx, runtime)
+            write_reports(paths, summary, ctx, runtime, hub.report(resolved))
             tracker.log_metrics({**{f"best_val_{k}": v for k, v in summary.best_val.items()}, **summary.timing()})
             for path in (paths.train_curves, paths.train_report, paths.best):
                 tracker.log_artifact(path)

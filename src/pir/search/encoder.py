@@ -1,15 +1,16 @@
 """A checkpoint as an encoder for search: images and free text in, L2-normalised vectors out.
 
 Built from the pipeline's own pieces, so an index embeds exactly as the evaluate stage does:
-pir.models.checkpoint.load_model (our best.pt with its config, or the authors' format), the
-tokenizer code of pir.data.text, the eval transform and CLIP normalisation of pir.data.transforms.
+pir.models.checkpoint.load_model (our best.pt with its config, the authors' format, an exported
+folder, or a Hub id of one: pir.hub), the tokenizer code of pir.data.text, the eval transform and CLIP
+normalisation of pir.data.transforms.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,24 +18,29 @@ import numpy as np
 import torch
 from torch import nn
 
-from pir.config import PRESETS, ModelConfig
+from pir import hub
+from pir.config import PRESETS, ModelConfig, model_config
 from pir.data.transforms import eval_transform
 from pir.evaluation.embed import encode_captions, encode_images
-from pir.models.checkpoint import load_model
+from pir.models.checkpoint import load_evaluated_model, load_model
+from pir.models.exported import is_export_folder
 
 
 def search_tokenizer(cfg: ModelConfig, folder: str | os.PathLike | None, checkpoint: Path) -> Any:
     """The tokenizer a checkpoint's text encoder was trained with: the one place search builds one.
 
     A CLIP-tower model uses open_clip's BPE (:func:`pir.data.text.model_tokenizer`). Otherwise ``folder``
-    (a saved HF tokenizer folder) wins; without one, a checkpoint under ``<project>/data/train`` uses the
-    fetch stage's ``<project>/data/fetch/tokenizer``, and a pretrained text model its own name.
+    (a saved HF tokenizer folder) wins; without one, an exported folder (``pir export --hub``) uses its
+    own, a checkpoint under ``<project>/data/train`` the fetch stage's ``<project>/data/fetch/tokenizer``,
+    and a pretrained text model its own name.
     """
     from pir.data.text import check_vocabulary, model_tokenizer
 
     if folder is None and not cfg.is_clip:
         beside = checkpoint.resolve().parent.parent / "fetch" / "tokenizer"
-        if beside.is_dir():
+        if is_export_folder(checkpoint):
+            folder = checkpoint
+        elif beside.is_dir():
             folder = beside
         elif cfg.text_pretrained and cfg.text_model:
             folder = cfg.text_model
@@ -67,6 +73,8 @@ class Encoder:
     tokenizer: Any
     device: torch.device
     extra: dict[str, Any]     # the checkpoint's other entries (epoch, params, model_key, ...)
+    source: Path | None = None    # the file or folder the weights were read from (a Hub id's place in the cache)
+    hub: dict[str, str] = field(default_factory=dict)   # {Hub id: commit} when the checkpoint was named by one
 
     @property
     def preset(self) -> str:
@@ -94,7 +102,7 @@ class Encoder:
 
     @torch.inference_mode()
     def encode_texts(self, texts: list[str]) -> np.ndarray:
-        """Free-text queries -> float32 [B, D], unit rows (normalised and tokenized like training captions)."""
+        """Free-text queries -> float32 [B, D], unit rows (tokenized like training captions: pir.data.text.tokenize)."""
         return encode_captions(self.model, self.tokenizer, list(texts), self.cfg.max_tokens, self.cfg.max_words,
                                self.device).numpy()
 
@@ -110,9 +118,18 @@ class Encoder:
 
 
 def load_encoder(checkpoint: str | os.PathLike, tokenizer: str | os.PathLike | None = None,
-                 device: str | torch.device = "cpu") -> Encoder:
-    """An :class:`Encoder` from any checkpoint ``load_model`` reads; see :func:`search_tokenizer` for ``tokenizer``."""
-    checkpoint = Path(checkpoint)
+                 device: str | torch.device = "cpu", preset: str = "") -> Encoder:
+    """An :class:`Encoder` from any checkpoint ``load_model`` reads; see :func:`search_tokenizer` for ``tokenizer``.
+
+    With a clip-* ``preset``, released CLIP weights (any layout ``load_evaluated_model`` reads) load too, as
+    that preset's plain CLIP model; our own checkpoints load as themselves whatever the preset. A Hub id
+    (pir.hub) is resolved once, here: the encoder keeps where it lies and the commit."""
+    with hub.recording() as resolved:
+        checkpoint = hub.local_path(checkpoint, "checkpoint")
     device = torch.device(device)
-    model, cfg, extra = load_model(checkpoint, device)
-    return Encoder(model, cfg, search_tokenizer(cfg, tokenizer, checkpoint), device, extra)
+    if preset:
+        model, cfg, extra = load_evaluated_model(checkpoint, device, model_config(preset))
+    else:
+        model, cfg, extra = load_model(checkpoint, device)
+    return Encoder(model, cfg, search_tokenizer(cfg, tokenizer, checkpoint), device, extra, source=checkpoint,
+                   hub=hub.report(resolved))

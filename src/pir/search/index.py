@@ -9,7 +9,8 @@ An index folder (docs/design.md, section 9 "Search", "Index folder"):
     gen-<n>/
       embeddings.npy   float16 [N, D], row i = manifest row i, unit rows
       manifest.csv     path (relative to the root, '/'), size, mtime_ns, sha256, width, height, scene
-      index.json       identity: checkpoint (path, sha256, preset), git commit, bands, root, counts, unreadable files
+      index.json       identity: checkpoint (path or Hub id, sha256, preset; a Hub id's commit), git commit,
+                       bands, root, counts, unreadable files
       tokenizer/       the model's tokenizer, so text queries need only the index and the checkpoint
     thumbs/<aa>/<sha256>.jpg   thumbnails, written while indexing, shared by generations (content-addressed)
     source/            images the index keeps itself: an extracted archive (pir index), the DVC stage's PNGs
@@ -44,7 +45,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from pir import files
+from pir import files, hub
 from pir.data.images import IMAGE_EXTENSIONS, ImageRefused, read_rgb
 from pir.data.text import save_tokenizer
 from pir.errors import first_line
@@ -197,6 +198,17 @@ def list_images(root: Path, unreadable: list[tuple[str, str]]) -> list[Path]:
     return sorted(found)
 
 
+def _checkpoint_identity(checkpoint: Path | str, encoder: Encoder, out: Path) -> dict:
+    """Where the checkpoint is (a Hub id as it is: it resolves on any machine with the cache) and the
+    sha256 of its bytes (a folder's files: pir.files.sha256_path), plus {id: commit} for a Hub id."""
+    if not hub.is_hub_id(checkpoint):
+        return {"checkpoint": _relative_or_absolute(checkpoint, out),
+                "checkpoint_sha256": files.sha256_path(checkpoint)}
+    local = encoder.source or hub.local_path(checkpoint, "checkpoint")
+    return {"checkpoint": str(checkpoint), "checkpoint_sha256": files.sha256_path(local),
+            **({"hub": encoder.hub} if encoder.hub else {})}
+
+
 def _reusable(previous: Index | None, identity: dict) -> Index | None:
     """The previous generation when its rows were made the way this run would make them."""
     if previous is None:
@@ -331,7 +343,8 @@ def build_index(source: str | os.PathLike, out: str | os.PathLike, encoder: Enco
     writes ``created: null``, so the same inputs give the same bytes (the DVC stage: its outputs are
     reproducible).
     """
-    root, checkpoint = Path(source).resolve(), Path(checkpoint)
+    root = Path(source).resolve()
+    checkpoint = checkpoint if hub.is_hub_id(checkpoint) else Path(checkpoint)
     if not root.is_dir():
         raise ValueError(f"{source}: not a folder of images")
     with index_writer(out, source=root, lock_timeout=lock_timeout) as folder:
@@ -340,11 +353,11 @@ def build_index(source: str | os.PathLike, out: str | os.PathLike, encoder: Enco
                       on_batch=on_batch, stamp_time=stamp_time, max_pixels=max_pixels)
 
 
-def _build(root: Path, out: Path, given: Path, encoder: Encoder, checkpoint: Path, *, bands, scenes, batch_size,
+def _build(root: Path, out: Path, given: Path, encoder: Encoder, checkpoint: Path | str, *, bands, scenes, batch_size,
            workers, progress, git_commit, on_batch, stamp_time, max_pixels=None) -> IndexResult:
     """build_index with the index folder ``out`` (resolved; ``given`` as the caller named it) held."""
     identity = {"format": FORMAT, "root": _relative_or_absolute(root, out),
-                "checkpoint": _relative_or_absolute(checkpoint, out), "checkpoint_sha256": files.sha256_file(checkpoint),
+                **_checkpoint_identity(checkpoint, encoder, out),
                 "preset": encoder.preset, "epoch": encoder.extra.get("epoch"), "git_commit": git_commit,
                 "bands": list(bands) if bands else None, "image_size": encoder.cfg.image_size, "dim": encoder.dim}
     try:

@@ -65,20 +65,20 @@ class Searcher:
 
 
 def open_search(index_dir, checkpoint=None, device: str = "cpu", index: Index | None = None):
-    """(Searcher, Encoder) for an index folder: the checkpoint recorded in its index.json (or ``checkpoint``)
-    with the tokenizer saved in the generation. Refuses a checkpoint whose sha256 differs from the one the
+    """(Searcher, Encoder) for an index folder: the checkpoint recorded in its index.json (or ``checkpoint``;
+    either may be a Hub id, pir.hub) with the tokenizer saved in the generation. Refuses a checkpoint whose sha256 differs from the one the
     index was built with: its vectors would live in another space. ``index``: the folder already loaded."""
-    from pathlib import Path
-
-    from pir import files
+    from pir import files, hub
     from pir.search.encoder import load_encoder
     from pir.search.index import TOKENIZER, load_index
 
     index = load_index(index_dir) if index is None else index
-    path = Path(checkpoint) if checkpoint else (index.folder / index.identity["checkpoint"])
-    if not path.is_file():
+    recorded = index.identity["checkpoint"]
+    named = checkpoint or (recorded if hub.is_hub_id(recorded) else index.folder / recorded)
+    path = hub.local_path(named, "checkpoint")   # a Hub id: its place in the cache (pir.hub)
+    if not path.exists():
         raise ValueError(f"{path}: the index's checkpoint is not there; pass --checkpoint with its new place")
-    if files.sha256_file(path) != index.identity["checkpoint_sha256"]:
-        raise ValueError(f"{path}: not the checkpoint {index.folder} was built with (sha256 differs); "
+    if files.sha256_path(path) != index.identity["checkpoint_sha256"]:
+        raise ValueError(f"{named}: not the checkpoint {index.folder} was built with (sha256 differs); "
                          "rebuild the index with `pir index`")
     return Searcher(index), load_encoder(path, index.generation / TOKENIZER, device)

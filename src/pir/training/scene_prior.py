@@ -28,10 +28,14 @@ from tqdm import tqdm
 from pir import files
 from pir.config import ModelConfig, ScenePriorConfig, to_dict
 from pir.data.loader import LabelledImages, make_loader, set_epoch
-from pir.data.importers import IMAGE_EXTENSIONS, decode_all
+from pir.data.class_folders import class_folder_images
+from pir.data.importers import decode_all
 from pir.data.prepared import PreparedDataset
 from pir.data.transforms import eval_transform, normalize_images, train_transform
+# the classification scores live with evaluation (zero-shot classification shares them)
+from pir.evaluation.classification import confusion_matrix, per_class_accuracy, plot_confusion
 from pir.models.backbones import create_scene_prior
+from pir.models.checkpoint import PRIOR_NOT_USED
 from pir.training.optim import param_groups
 
 
@@ -64,21 +68,12 @@ def load_class_folders(root: str | Path, size: int, seed: int, holdout: float = 
 
     ``holdout`` of the images (seeded permutation) go to val and as many to test.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: external scene dataset folder not found")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    images = [(path, label) for label, name in enumerate(classes)
-              for path in sorted((root / name).iterdir()) if path.suffix.lower() in IMAGE_EXTENSIONS]
-    if len(classes) < 2 or len(images) < 10:
-        raise ValueError(f"{root}: expected class folders with images (found {len(classes)} classes, {len(images)} images)")
-    paths = [path for path, _ in images]
+    classes, paths, labels = class_folder_images(root, min_images=10)
     pixels, problems = decode_all(paths, [str(p) for p in paths], size, progress)
     if problems:
         raise ValueError(f"{problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
-    labels = np.array([label for _, label in images], dtype=np.int64)
-    order = np.random.default_rng(seed).permutation(len(images))
-    n_hold = max(1, round(len(images) * holdout))
+    order = np.random.default_rng(seed).permutation(len(paths))
+    n_hold = max(1, round(len(paths) * holdout))
     parts = {"val": order[:n_hold], "test": order[n_hold:2 * n_hold], "train": order[2 * n_hold:]}
     return {name: SceneSet(pixels, np.sort(rows), labels[np.sort(rows)]) for name, rows in parts.items()}, classes
 
@@ -137,18 +132,6 @@ def centroid_predict(centroids: torch.Tensor, features: torch.Tensor) -> np.ndar
 
 def top1(predictions: np.ndarray, labels: np.ndarray) -> float:
     return float((predictions == labels).mean() * 100) if len(labels) else float("nan")
-
-
-def confusion_matrix(predictions: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """[true, predicted] counts, by one bincount."""
-    return np.bincount(labels * n_classes + predictions, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
-
-
-def per_class_accuracy(confusion: np.ndarray) -> np.ndarray:
-    """Recall per true class in percent (NaN for classes absent from the split)."""
-    totals = confusion.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(totals > 0, np.diag(confusion) / totals * 100, np.nan)
 
 
 def train_scene_prior(model: nn.Module, sets: dict[str, SceneSet], cfg: ScenePriorConfig, model_cfg: ModelConfig,
@@ -308,19 +291,17 @@ def write_prior_outputs(run: PriorRun, report: dict[str, Any], classes: list[str
     plot_confusion(run.test_confusion, classes, confusion_path, title)
 
 
-def plot_confusion(confusion: np.ndarray, classes: list[str], path: str | Path, title: str) -> None:
-    """Row-normalised confusion matrix as a PNG (written atomically)."""
+def write_unused_prior_outputs(reason: str, prior_path: str | Path, report_path: str | Path,
+                               confusion_path: str | Path) -> dict[str, Any]:
+    """Placeholders at the stage's outputs when the model takes no prior (model.use_vir false), so DVC
+    has its outputs and nothing is trained or read: ``{PRIOR_NOT_USED: reason}`` at the prior path (which
+    ``load_scene_prior_weights`` refuses by name), a report saying so and a figure saying so. Returns the report."""
+    files.save_torch(prior_path, {PRIOR_NOT_USED: reason})
+    report = {"used": False, "reason": reason}
+    files.write_json(report_path, report)
     plt = files.pyplot()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rates = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
-    size = max(4.0, 0.35 * len(classes) + 2)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
-    shown = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(classes)), classes, rotation=90, fontsize=7)
-    ax.set_yticks(range(len(classes)), classes, fontsize=7)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    fig.colorbar(shown, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    files.save_figure(fig, path, dpi=120)
+    fig, ax = plt.subplots(figsize=(4, 1))
+    ax.axis("off")
+    ax.text(0.5, 0.5, f"scene prior: {reason}", ha="center", va="center", fontsize=7, wrap=True)
+    files.save_figure(fig, confusion_path, dpi=80)
+    return report

@@ -1,7 +1,9 @@
 """PIR training loop: epochs of AdamW steps, validation-split model selection, exact resume.
 
-Only the train and val splits are ever built here: the test split belongs to the
-evaluate stage and is looked at once (the official code selected its epoch on test).
+Selection only ever sees the train and val splits: the test split belongs to the evaluate stage
+and is looked at once (the official code selected its epoch on test). ``train.track_test`` also
+scores test after each validation, after the selection step, for the report's ``as_published``
+entry only (docs/design.md, "Comparing with published numbers").
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from tqdm import tqdm
 from pir import files
 from pir.config import ModelConfig, TrainConfig
 from pir.data.loader import set_epoch, train_pairs_loader
-from pir.data.prepared import PreparedDataset
+from pir.data.prepared import PreparedDataset, SplitView
 from pir.data.transforms import image_stats, normalize_images
 from pir.device import precision_context
 from pir.evaluation.embed import embed_split
+from pir.evaluation.published import TEST_PREFIX
 from pir.models.checkpoint import save_checkpoint, unwrap
 from pir.training.launch import DistContext, barrier
 from pir.training.optim import make_optimizer, make_scheduler
@@ -70,19 +73,41 @@ class TrainSummary:
                 "resumed_from_epoch": self.resumed_from}
 
 
-def validate(model: nn.Module, prepared: PreparedDataset, tokenizer: Any, model_cfg: ModelConfig,
-             train_cfg: TrainConfig, ctx: DistContext) -> dict[str, float]:
-    """Val-split retrieval metrics (percent) of the current weights."""
+def split_metrics(model: nn.Module, prepared: PreparedDataset, view: SplitView, tokenizer: Any,
+                  model_cfg: ModelConfig, train_cfg: TrainConfig, ctx: DistContext) -> dict[str, float]:
+    """Retrieval metrics (percent) of the current weights on one split; the weights and every RNG stay as
+    they were (eval mode, the loader's own generator), so scoring never changes what training does."""
     from pir.evaluation.metrics import retrieval_metrics
-    val = prepared.split("val")
-    if val.n_images == 0:
-        raise ValueError("the prepared dataset has no val images: model selection needs a val split")
-    image_emb, text_emb = embed_split(unwrap(model), prepared, val, tokenizer, model_cfg.image_size,
+    image_emb, text_emb = embed_split(unwrap(model), prepared, view, tokenizer, model_cfg.image_size,
                                       model_cfg.max_tokens, train_cfg.per_process_batch(ctx.world_size), ctx.device,
                                       train_cfg.precision, cpu_bf16=train_cfg.cpu_bf16, progress=False,
                                       max_words=model_cfg.max_words)
     sims = (image_emb @ text_emb.T).numpy()
-    return {k: float(v) for k, v in retrieval_metrics(sims, val.txt2img).items()}
+    return {k: float(v) for k, v in retrieval_metrics(sims, view.txt2img).items()}
+
+
+def validate(model: nn.Module, prepared: PreparedDataset, tokenizer: Any, model_cfg: ModelConfig,
+             train_cfg: TrainConfig, ctx: DistContext) -> dict[str, float]:
+    """Val-split retrieval metrics (percent) of the current weights."""
+    val = prepared.split("val")
+    if val.n_images == 0:
+        raise ValueError("the prepared dataset has no val images: model selection needs a val split")
+    return split_metrics(model, prepared, val, tokenizer, model_cfg, train_cfg, ctx)
+
+
+def tracked_test_split(prepared: PreparedDataset) -> SplitView:
+    """The whole test split ``train.track_test`` scores (no leak exclusion: the papers score all of it)."""
+    test = prepared.split("test")
+    if test.n_images == 0 or test.n_texts == 0:
+        raise ValueError("train.track_test: the prepared dataset has no test images or captions to score")
+    return test
+
+
+def tracked_test_scores(model: nn.Module, prepared: PreparedDataset, test: SplitView, tokenizer: Any,
+                        model_cfg: ModelConfig, train_cfg: TrainConfig, ctx: DistContext) -> dict[str, float]:
+    """``test_<key>`` columns of the current weights: reporting only, called after the selection step."""
+    return {TEST_PREFIX + k: v for k, v in
+            split_metrics(model, prepared, test, tokenizer, model_cfg, train_cfg, ctx).items()}
 
 
 class _LossMeter:
@@ -189,9 +214,10 @@ def train(model: nn.Module, prepared: PreparedDataset, tokenizer: Any, model_cfg
     if len(loader) == 0:
         raise ValueError(f"train split has {len(loader.dataset)} pairs, fewer than one global batch of "
                          f"{train_cfg.global_batch_size}: lower train.global_batch_size")
+    tracked_test = tracked_test_split(prepared) if train_cfg.track_test and ctx.is_main else None
     model.to(ctx.device)
     optimizer = make_optimizer(model, train_cfg)
-    scheduler = make_scheduler(optimizer, train_cfg.epochs * len(loader), train_cfg.warmup_fraction)
+    scheduler = make_scheduler(optimizer, train_cfg.epochs * len(loader), train_cfg)
 
     saved = state.load()
     start_epoch, curves, best = 0, [], {"epoch": 0, "val": {}}
@@ -223,10 +249,12 @@ def train(model: nn.Module, prepared: PreparedDataset, tokenizer: Any, model_cfg
                     best = {"epoch": epoch + 1, "val": val}
                     save_checkpoint(state.best_path, unwrap(model), model_cfg,
                                     **_checkpoint_extra(epoch + 1, params, val, state.key))
+                if tracked_test is not None:   # after selection, so it can never take part in it
+                    row.update(tracked_test_scores(model, prepared, tracked_test, tokenizer, model_cfg, train_cfg, ctx))
             curves.append(row)
             log(_epoch_line(row, best["epoch"]))
             if tracker is not None:
-                tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch + 1)
+                tracker.log_metrics(mlflow_row(row), step=epoch + 1)
             state.save({"epoch": epoch + 1, "model": unwrap(model).state_dict(),
                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                         "rng": capture_rng(loader.generator), "curves": curves, "best": best,
@@ -260,12 +288,19 @@ def zero_shot(model: nn.Module, prepared: PreparedDataset, tokenizer: Any, model
     return TrainSummary(best_epoch=0, best_val=best_val, curves=[], resumed_from=0)
 
 
+def mlflow_row(row: Mapping[str, Any]) -> dict[str, float]:
+    """An epoch's curve row as MLflow metrics. The test columns become ``tracked_test_<key>``:
+    ``test_<key>`` in the same run is evaluate's headline, and the seed groups look for it."""
+    return {("tracked_" + k if k.startswith(TEST_PREFIX) else k): v for k, v in row.items() if k != "epoch"}
+
+
 def _val_of(row: Mapping[str, Any]) -> dict[str, float]:
     return {k[4:]: v for k, v in row.items() if k.startswith("val_")}
 
 
 def _epoch_line(row: Mapping[str, Any], best_epoch: int) -> str:
     val = f" val r_mean {row['val_r_mean']:.2f}" if "val_r_mean" in row else ""
+    val += f" (test {row[TEST_PREFIX + 'r_mean']:.2f}, not used)" if TEST_PREFIX + "r_mean" in row else ""
     return (f"epoch {row['epoch']}: loss {row['loss']:.4f} lr {row['lr']:.2e}{val} "
             f"({row['epoch_seconds']:.1f}s, {row['samples_per_s']:.1f} samples/s; best epoch {best_epoch})")
 
