@@ -948,25 +948,17 @@ def main(argv: list[str] | None = None, root: Path | None = None) -> None:
         files.write_json(args.out, report)
         print(f"updated {args.out}")
         return
-    if args.only == "baselines":
-        with tempfile.TemporaryDirectory(prefix="pir-bench-") as workdir:
-            section = baselines_benchmark(root, Path(workdir) / "baselines", seed)
-        report = json.loads(args.out.read_text()) if args.out.is_file() else {}
-        report["baselines"] = section
-        files.write_json(args.out, report)
-        print(json.dumps(section, indent=2))
-        print(f"updated the baselines section of {args.out}")
-        return
-    if args.only == "search":
+    if args.only in ("baselines", "search"):
         sizes = _sizes(options)
         with tempfile.TemporaryDirectory(prefix="pir-bench-") as workdir:
-            section = search_benchmark(Path(workdir), sizes["index_images"], sizes["search_vectors"],
-                                       sizes["search_queries"], seed)
+            section = (baselines_benchmark(root, Path(workdir) / "baselines", seed) if args.only == "baselines" else
+                       search_benchmark(Path(workdir), sizes["index_images"], sizes["search_vectors"],
+                                        sizes["search_queries"], seed))
         report = json.loads(args.out.read_text()) if args.out.is_file() else {}
-        report["search"] = section
+        report[args.only] = section
         files.write_json(args.out, report)
         print(json.dumps(section, indent=2))
-        print(f"updated the search section of {args.out}")
+        print(f"updated the {args.only} section of {args.out}")
         return
     with tempfile.TemporaryDirectory(prefix="pir-bench-") as workdir:
         report = run_benchmarks(options, Path(workdir), log=lambda msg: print(f"[bench] {msg}", flush=True),

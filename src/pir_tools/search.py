@@ -87,6 +87,16 @@ def _source_folder(source: Path, out: Path, max_bytes: int | None = None, max_ra
                                         max_ratio=max_ratio))
 
 
+def add_source_limits(parser) -> None:
+    """--max-pixels, --max-archive-bytes, --max-archive-ratio: the caps on a SOURCE folder or archive
+    (pir index, pir zeroshot)."""
+    parser.add_argument("--max-pixels", type=_limit(int), default=None, metavar="N", help=_MAX_PIXELS_HELP)
+    parser.add_argument("--max-archive-bytes", type=_limit(int), default=None, metavar="N",
+                        help="refuse an archive SOURCE that would extract to more than N bytes (default 64 GiB)")
+    parser.add_argument("--max-archive-ratio", type=_limit(float), default=None, metavar="X",
+                        help="refuse an archive SOURCE that would extract to more than X times its size (default 100)")
+
+
 def index_main(argv: list[str]) -> int:
     from pir.data.images import parse_bands
     from pir.data.importers import scene_from_filename
@@ -111,11 +121,7 @@ def index_main(argv: list[str]) -> int:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--no-wait", action="store_true",
                         help="fail at once when another pir index run is writing INDEX_DIR (default: wait for it)")
-    parser.add_argument("--max-pixels", type=_limit(int), default=None, metavar="N", help=_MAX_PIXELS_HELP)
-    parser.add_argument("--max-archive-bytes", type=_limit(int), default=None, metavar="N",
-                        help="refuse an archive SOURCE that would extract to more than N bytes (default 64 GiB)")
-    parser.add_argument("--max-archive-ratio", type=_limit(float), default=None, metavar="X",
-                        help="refuse an archive SOURCE that would extract to more than X times its size (default 100)")
+    add_source_limits(parser)
     args = parser.parse_args(argv)
     try:
         encoder = load_encoder(args.checkpoint, args.tokenizer, args.device)

@@ -30,7 +30,7 @@ CLIP_PRESET_HINT = "if it holds released CLIP weights whose name does not say th
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     from pir.data.images import parse_bands
-    from pir_tools.search import _MAX_PIXELS_HELP, _limit
+    from pir_tools.search import add_source_limits
 
     parser = argparse.ArgumentParser(prog="pir zeroshot", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -55,11 +55,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="leave unreadable images out (listed in FILE.json) instead of stopping")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    parser.add_argument("--max-pixels", type=_limit(int), default=None, metavar="N", help=_MAX_PIXELS_HELP)
-    parser.add_argument("--max-archive-bytes", type=_limit(int), default=None, metavar="N",
-                        help="refuse an archive SOURCE that would extract to more than N bytes (default 64 GiB)")
-    parser.add_argument("--max-archive-ratio", type=_limit(float), default=None, metavar="X",
-                        help="refuse an archive SOURCE that would extract to more than X times its size (default 100)")
+    add_source_limits(parser)
     args = parser.parse_args(argv)
     if args.out.suffix.lower() != ".json":
         parser.error(f"--out {args.out}: expected a .json file (the figure goes beside it, as .png)")
