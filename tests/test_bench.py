@@ -63,12 +63,16 @@ def test_measurements_are_positive_and_finite(report):
     search = report["search"]
     assert search["index_images_per_s"] > 0 and search["rerun_embedded"] == 0 and search["vectors"] == 1000
     assert 0 < search["search_median_ms"] <= search["query_median_ms"]
+    ann = search["ann"]   # 300 vectors here; the real run measures 1,000,000
+    assert ann["vectors"] == 300 and 0 <= ann["recall_at_10"] <= 1 and ann["query_ms"] > 0
+    assert ann["bytes_per_vector"] > 0 and ann["build_s"] > 0 and ann["kind"] == "IVF-PQ"
+    assert set(ann["targets"]) == {"recall_at_10", "query_ms", "bytes_per_vector"}
 
 
 def test_table_lists_every_measurement(report):
     text = bench.table(report)
     for label in ("loader tiny speedup", "train_cpu tiny", "train_cpu_bf16 tiny", "embed tiny images",
-                  "retrieval_metrics", "train_cpu paper", "near-duplicate audit"):
+                  "retrieval_metrics", "train_cpu paper", "near-duplicate audit", "ANN query", "recall@10"):
         assert label in text
 
 

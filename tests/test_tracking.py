@@ -177,3 +177,17 @@ def test_runs_are_named_by_experiment_or_commit_uniquely_and_keep_their_name(tmp
     assert view["selectedColumns"][:3] == ["metrics.`test_r_mean`", "params.`recipe`", "params.`preset`"]
     assert view["orderByKey"] == "metrics.`test_r_mean`" and view["columnOrder"] == view["selectedColumns"]
     assert tracking.compare_url(experiment_id).endswith(f"/#/experiments/{experiment_id}/runs?viewStateShareKey=pir-compare")
+
+
+def test_a_new_store_is_linked_in_whole_and_never_over_another(tmp_path):
+    store = tmp_path / "mlflow.db"
+    first = tracking.ensure_experiment(tmp_path)
+    assert first is not None and [p.name for p in tmp_path.iterdir()] == ["mlflow.db"]   # no temp file left
+    before = store.read_bytes()
+    tracking._create_store(store, tracking.artifact_location(tmp_path))   # lost the race: theirs stays
+    assert store.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["mlflow.db"]
+    assert tracking.ensure_experiment(tmp_path) == first
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "mlflow.db").touch()             # what an interrupted probe leaves: replaced by a real store
+    assert tracking.ensure_experiment(empty) is not None and (empty / "mlflow.db").stat().st_size > 0

@@ -242,6 +242,13 @@ class DataConfig:
     vocab_size: int = 2000          # size of the trained WordPiece vocabulary
     exclude_leaked: bool = False    # evaluate drops test images with a near-duplicate in train or val
                                     # (reports/audit.json) before scoring; the report says how many
+    # sharded corpora (docs/scaling.md, "Sharded corpora"): source may also be a shard folder (shards.json)
+    # or a brace pattern of tar shards, /data/rs5m/{00000..00127}.tar; train then streams from them
+    eval_source: str = ""           # val/test of a sharded source: "" = its own val-/test- shards; else a dataset
+                                    # folder/archive/URL (read as data.dataset) or a shard folder
+    samples_per_epoch: int = 0      # streamed train pairs per epoch over all ranks (0 = the manifest's count;
+                                    # required for a bare pattern)
+    shuffle_buffer: int = 2000      # streamed pairs (encoded) each loader worker holds to shuffle them
     # safety caps (docs/design.md, "Image size cap", "Downloads and archives")
     max_image_pixels: int = DEFAULT_MAX_PIXELS   # width x height one image may decode to, checked from its header
     max_archive_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES   # total an archive source may extract to (declared sizes)
@@ -256,6 +263,8 @@ class DataConfig:
         check(self.max_words >= 1, "max_words", self.max_words, "must be >= 1")
         check(self.max_tokens >= 3, "max_tokens", self.max_tokens, "must be >= 3 ([CLS], a word, [SEP])")
         check(self.vocab_size >= 100, "vocab_size", self.vocab_size, "must be >= 100")
+        check(self.samples_per_epoch >= 0, "samples_per_epoch", self.samples_per_epoch, "must be >= 0")
+        check(self.shuffle_buffer >= 1, "shuffle_buffer", self.shuffle_buffer, "must be >= 1")
         check(self.max_image_pixels >= 1, "max_image_pixels", self.max_image_pixels, "must be >= 1")
         check(self.max_archive_bytes >= 1, "max_archive_bytes", self.max_archive_bytes, "must be >= 1")
         check(self.max_archive_ratio >= 1, "max_archive_ratio", self.max_archive_ratio, "must be >= 1")
@@ -434,6 +443,9 @@ class TrainConfig:
     pairs_per_image: int = 0        # captions per image per epoch (0 = every caption, the released recipe;
                                     # k > 0 cycles through each image's captions, k per epoch: CPU budget runs)
     grad_clip: float = 0.0          # max global gradient L2 norm (after the DDP all-reduce); 0 = off
+    local_loss: bool = False        # each rank scores only its own rows against the gathered batch (open_clip's
+                                    # local_loss): O(local x global) loss memory, the same gradients
+                                    # (docs/scaling.md, "Training on many GPUs and nodes")
     # train-time augmentation (docs/design.md, Data)
     crop_scale: tuple[float, float] = (0.5, 1.0)
     hflip: bool = True

@@ -77,10 +77,60 @@ def _retry(what: str, call: Callable[[], Any]) -> tuple[bool, Any]:
     return False, None
 
 
+def _fast_sqlite(dbapi_connection, _record) -> None:
+    # The schema of a file nobody uses yet: no sync per commit, journal in memory (docs/design.md, "DVC and MLflow").
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA synchronous = OFF")
+    cursor.execute("PRAGMA journal_mode = MEMORY")
+    cursor.close()
+
+
+def _fsync(path: Path, flags: int = 0) -> None:
+    # os only: this module stays free of torch (pir.files has the same for the rest of the library)
+    fd = os.open(path, os.O_RDONLY | flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _create_store(path: Path, artifacts: str) -> None:
+    """A new store's schema, built in a temp file beside ``path`` and linked into place whole.
+
+    MLflow migrates a new SQLite store through some fifty schema steps, each a commit that waits for the
+    disk (7 s here on the first use of every project). Built unsynced in a private file, then fsynced
+    once and linked in, it takes a second, and a crash leaves no half-built store: the link either
+    happens after the fsync or not at all, and never replaces a store another process made meanwhile.
+    """
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    temp = path.with_name(f".{path.name}.{os.getpid()}.creating")
+    temp.unlink(missing_ok=True)
+    event.listen(Engine, "connect", _fast_sqlite)
+    try:
+        SqlAlchemyStore(f"sqlite:///{temp}", artifacts).engine.dispose()
+    finally:
+        event.remove(Engine, "connect", _fast_sqlite)
+    try:
+        _fsync(temp)
+        if path.exists() and path.stat().st_size == 0:   # an empty file an older probe left: not a store
+            path.unlink(missing_ok=True)
+        os.link(temp, path)
+        _fsync(path.parent, os.O_DIRECTORY)
+    except FileExistsError:
+        pass                                               # another process's store won: use it
+    finally:
+        temp.unlink(missing_ok=True)
+
+
 def _probe_store(root: str | os.PathLike) -> None:
     """Fail fast on an unusable database file: MLflow itself retries engine creation for minutes."""
     import sqlite3
     path = Path(root).resolve() / "mlflow.db"
+    if not path.exists() or path.stat().st_size == 0:
+        _create_store(path, artifact_location(root))
     connection = sqlite3.connect(str(path), timeout=5)
     try:
         connection.execute("pragma schema_version").fetchone()

@@ -11,12 +11,16 @@
     pir export CKPT --hub DIR [--tokenizer DIR] [--metrics FILE]
                                              a Hugging Face Hub-ready folder (config.json, model.safetensors,
                                              tokenizer, model card); load it as hf-hub:ORG/REPO once uploaded
-    pir index SOURCE --checkpoint CKPT --out INDEX_DIR [--bands 3,2,1]
-                                             embed a folder or archive of images (incremental)
+    pir index SOURCE --checkpoint CKPT --out INDEX_DIR [--bands 3,2,1] [--ann | --no-ann]
+                                             embed a folder or archive of images (incremental); an
+                                             approximate (faiss) index too from 200,000 images or --ann
     pir search INDEX_DIR "text" [--top K]    ranked `score<TAB>path` lines (--image PATH, --sheet out.png)
     pir serve INDEX_DIR [--port 8000] [--root PATH]
                                              the search page on http://127.0.0.1:PORT/ (--root: an index
                                              not built here, served from PATH)
+    pir shards SOURCE OUT [--shard-size N] [--dataset rsitmd|rsicd]
+                                             webdataset tar shards of a prepared dataset or a dataset
+                                             source -> OUT/{train,val,test}-NNNNN.tar + shards.json
 """
 
 from __future__ import annotations
@@ -78,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     if command == "serve":
         from pir_tools.serve import main as serve
         return serve(rest)
+    if command == "shards":
+        from pir_tools.shards import main as shards
+        return shards(rest)
     if command == "ablation":
         from pir_tools.ablation import main as ablation
         ablation(rest)

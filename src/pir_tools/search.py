@@ -2,7 +2,11 @@
 
     pir index SOURCE --checkpoint CKPT --out INDEX_DIR [--bands 3,2,1] [--scene-from-name] [--no-wait]
               [--max-pixels N] [--max-archive-bytes N] [--max-archive-ratio X]
-    pir search INDEX_DIR "a text query" [--top 20] [--scene NAME] [--sheet out.png]
+              [--ann | --no-ann] [--ann-threshold N]   an approximate (faiss) index too, from N vectors
+              (default 200000) or with --ann (docs/scaling.md, "Approximate nearest-neighbour search")
+    torchrun --nproc-per-node N --no-python pir index SOURCE --checkpoint CKPT --out INDEX_DIR [--device cuda]
+              the same index, the files embedded by N processes (docs/scaling.md, "Distributed indexing")
+    pir search INDEX_DIR "a text query" [--top 20] [--scene NAME] [--sheet out.png] [--exact]
     pir search INDEX_DIR --image PATH [--top 20] [--bands 3,2,1] [--sheet out.png] [--max-pixels N]
 
 The library (pir.search) does the work; this module owns the command lines.
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -97,9 +102,23 @@ def add_source_limits(parser) -> None:
                         help="refuse an archive SOURCE that would extract to more than X times its size (default 100)")
 
 
+def add_ann_options(parser) -> None:
+    """--ann, --no-ann, --ann-threshold N: whether `pir index` writes an approximate index (pir.search.ann)."""
+    from pir.search.ann import ANN_THRESHOLD
+
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--ann", action="store_const", const=True, default=None,
+                       help="write an approximate (faiss IVF-PQ) index whatever the size; later runs keep it")
+    group.add_argument("--no-ann", dest="ann", action="store_const", const=False,
+                       help="write none (and drop the one the index had): searches are exact")
+    parser.add_argument("--ann-threshold", type=_limit(int), default=ANN_THRESHOLD, metavar="N",
+                        help=f"write an approximate index from N vectors up (default {ANN_THRESHOLD})")
+
+
 def index_main(argv: list[str]) -> int:
     from pir.data.images import parse_bands
     from pir.data.importers import scene_from_filename
+    from pir.search.distributed import check_ranks, follow, join, leading, leave
     from pir.search.encoder import load_encoder
     from pir.search.folder import index_writer
     from pir.search.index import build_index
@@ -121,23 +140,39 @@ def index_main(argv: list[str]) -> int:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--no-wait", action="store_true",
                         help="fail at once when another pir index run is writing INDEX_DIR (default: wait for it)")
+    add_ann_options(parser)
     add_source_limits(parser)
     args = parser.parse_args(argv)
+    ranks = None
     try:
-        encoder = load_encoder(args.checkpoint, args.tokenizer, args.device)
+        ranks = join(args.device)   # under torchrun: rank 0 writes, every rank embeds (docs/scaling.md)
+        encoder = load_encoder(args.checkpoint, args.tokenizer, ranks.device if ranks else args.device)
+        if ranks is not None:
+            check_ranks(ranks, args.source, encoder)
+            if not ranks.is_main:
+                follow(args.source, encoder, bands=args.bands, max_pixels=args.max_pixels)
+                return 0
+            print(f"pir index: {ranks.world_size} processes; rank 0 on {socket.gethostname()} writes {args.out}",
+                  file=sys.stderr)
         _check_source(args.source, args.out)
         wait = 0 if args.no_wait else None
         # One writer, from extracting an archive to the new generation (build_index shares this hold)
-        with index_writer(args.out, source=args.source if args.source.is_dir() else None, lock_timeout=wait):
+        with leading(ranks) as leader, \
+                index_writer(args.out, source=args.source if args.source.is_dir() else None, lock_timeout=wait):
             root = _source_folder(args.source, args.out, args.max_archive_bytes, args.max_archive_ratio)
             scenes = (lambda rel: scene_from_filename(rel) or "") if args.scene_from_name else None
             result = build_index(root, args.out, encoder, args.checkpoint, bands=args.bands, scenes=scenes,
                                  batch_size=args.batch_size, progress=True,
                                  max_pixels=args.max_pixels,
-                                 git_commit=git_commit(Path(__file__).resolve().parent), on_batch=_pause_hook())
+                                 git_commit=git_commit(Path(__file__).resolve().parent), on_batch=_pause_hook(),
+                                 embed_new=leader.embed_new if leader else None, ann=args.ann,
+                                 ann_threshold=args.ann_threshold)
     except (ValueError, OSError) as exc:
-        print(f"pir index: {exc}", file=sys.stderr)
+        rank = f" (rank {ranks.rank})" if ranks and not ranks.is_main else ""
+        print(f"pir index{rank}: {exc}", file=sys.stderr)
         return 1
+    finally:
+        leave()
     # `pir serve` serves this root without --root only for indexes built here (docs/design.md, 9 "Serving")
     from pir_tools.known_indexes import record
     record(args.out, root)
@@ -164,11 +199,13 @@ def search_main(argv: list[str]) -> int:
     parser.add_argument("--checkpoint", default=None, help="the index's checkpoint (path or Hub id), if it has moved")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--max-pixels", type=_limit(int), default=None, metavar="N", help=_MAX_PIXELS_HELP)
+    parser.add_argument("--exact", action="store_true",
+                        help="exact search even when the index has an approximate one (which is then not read)")
     args = parser.parse_args(argv)
     if (args.text is None) == (args.image is None):
         parser.error("give a text query or --image PATH (one of them)")
     try:
-        searcher, encoder = open_search(args.index, args.checkpoint, args.device)
+        searcher, encoder = open_search(args.index, args.checkpoint, args.device, exact=args.exact)
         if args.image is not None:
             query = encoder.query_image(read_rgb(args.image, args.bands, max_pixels=args.max_pixels))
         else:

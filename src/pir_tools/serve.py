@@ -1,4 +1,4 @@
-"""``pir serve INDEX_DIR [--port N] [--root PATH]``: a local search page over an index, on 127.0.0.1 only.
+"""``pir serve INDEX_DIR [--port N] [--root PATH] [--exact]``: a local search page over an index, on 127.0.0.1 only.
 
 Flask with one Jinja template, one script and one stylesheet (package data under pir_tools/templates
 and pir_tools/static; nothing inline, so the page runs under a self-only Content-Security-Policy) and
@@ -25,6 +25,8 @@ any paths (docs/design.md, section 9 "Search", "Serving"). So:
 - Only Host headers naming the bound address answer (127.0.0.1:PORT, localhost:PORT, [::1]:PORT), so a
   page elsewhere whose name is rebound to 127.0.0.1 (DNS rebinding) gets 421 and reads nothing.
 - Every response carries a self-only Content-Security-Policy, nosniff, frame and referrer headers.
+- An index's ANN file (``ann.faiss``, pir.search.ann) is parsed by faiss's C++ reader: read only when its
+  size and sha256 equal what index.json records, and not at all with ``--exact`` (docs/security.md).
 """
 
 from __future__ import annotations
@@ -150,13 +152,15 @@ class _Verdicts:
 
 
 def create_app(index_dir: str | os.PathLike, checkpoint: str | os.PathLike | None = None, device: str = "cpu", *,
-               root: str | os.PathLike | None = None, allowed_hosts: Iterable[str] = (), index: Index | None = None):
+               root: str | os.PathLike | None = None, allowed_hosts: Iterable[str] = (), index: Index | None = None,
+               exact: bool = False):
     """The Flask app over one index (loaded once; restart the server after re-indexing).
 
     ``root``: where the manifest's paths are served from (None: the index's own root, taken as given;
     `pir serve` decides with :func:`trusted_root` first). ``allowed_hosts``: the Host headers answered
     (:func:`loopback_hosts`); `pir serve` sets ``app.config[ALLOWED_HOSTS]`` once the port is bound.
     ``index``: ``index_dir`` already loaded (`pir serve` loads it once, to check its root first).
+    ``exact``: exact search, the index's ANN index unused (load ``index`` with ``ann=False`` then).
     """
     from flask import Flask, abort, jsonify, render_template, request
     from werkzeug.wsgi import wrap_file
@@ -164,7 +168,7 @@ def create_app(index_dir: str | os.PathLike, checkpoint: str | os.PathLike | Non
     from pir.search.index import thumbnail_path
     from pir.search.query import open_search
 
-    searcher, encoder = open_search(index_dir, checkpoint, device, index=index)
+    searcher, encoder = open_search(index_dir, checkpoint, device, index=index, exact=exact)
     index = searcher.index
     serve_root = Path(root).resolve() if root is not None else index.root
     entries = {e.path: e for e in index.entries}
@@ -277,10 +281,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="serve the indexed files from this folder (an index not built here, or moved images)")
     parser.add_argument("--checkpoint", type=Path, default=None, help="the index's checkpoint, if it has moved")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--exact", action="store_true",
+                        help="exact search even when the index has an approximate one (which is then not read)")
     args = parser.parse_args(argv)
     try:
-        index = load_index(args.index)
-        app = create_app(args.index, args.checkpoint, args.device, root=trusted_root(index, args.root), index=index)
+        index = load_index(args.index, ann=not args.exact)
+        app = create_app(args.index, args.checkpoint, args.device, root=trusted_root(index, args.root), index=index,
+                         exact=args.exact)
         server = make_server("127.0.0.1", args.port, app, threaded=True)
     except (ValueError, OSError) as exc:
         print(f"pir serve: {exc}", file=sys.stderr)

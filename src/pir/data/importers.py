@@ -542,13 +542,33 @@ def locate_all(folder: DatasetFolder, images: list[RawImage], index: dict[str, l
 
 # --------------------------------------------------------------------------- entry point
 
-def import_dataset(root: str | os.PathLike, dataset: str, cache_res: int, seed: int, val_fraction: float = 0.1,
-                   class_list: str | os.PathLike = "", drop_empty: bool = False, progress: bool = True,
-                   *, max_pixels: int | None = None) -> ImportedDataset:
-    """Read annotations and images under ``root``; validate everything before returning.
+@dataclass
+class LocatedDataset:
+    """A dataset's images, validated and found, before any pixel is decoded: what ``import_dataset``
+    decodes, and what ``pir shards`` copies as encoded bytes (pir.data.shards)."""
+    root: Path
+    images: list[RawImage]                    # in the prepared order: by split, then as listed
+    sources: list[Path | bytes]               # what to decode for each image: a file inside root, or embedded bytes
+    scenes: list[str]                         # scene per image ("unknown" when none)
+    classes: list[str]
+    layout: str
+    notes: list[str] = field(default_factory=list)
 
-    Images above ``max_pixels`` (width x height; None = images.DEFAULT_MAX_PIXELS), files and embedded
-    bytes alike, are refused from their header (data.max_image_pixels)."""
+    def names(self) -> list[str]:
+        """Each image as a problem names it: its file, or the annotation file and id of embedded bytes."""
+        return [str(s) if isinstance(s, Path) else f"{img.source}:{img.file}"
+                for s, img in zip(self.sources, self.images)]
+
+    def records(self) -> list[ImageRecord]:
+        label_of = {name: i for i, name in enumerate(self.classes)}
+        return [ImageRecord(img.file, img.split, scene, label_of.get(scene, -1), tuple(c.strip() for c in img.captions))
+                for img, scene in zip(self.images, self.scenes)]
+
+
+def locate_dataset(root: str | os.PathLike, dataset: str, seed: int, val_fraction: float = 0.1,
+                   class_list: str | os.PathLike = "", drop_empty: bool = False) -> LocatedDataset:
+    """Read the annotations under ``root``, carve val if needed, find every image and assign scenes;
+    every problem but the images' contents raised (one line) before anything is decoded."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: dataset folder not found (set data.source to the folder holding it)")
@@ -570,24 +590,29 @@ def import_dataset(root: str | os.PathLike, dataset: str, cache_res: int, seed: 
     if problems:
         raise ImportProblems(problems)
 
-    pixels, decode_problems = decode_all(sources, [str(s) if isinstance(s, Path) else f"{img.source}:{img.file}"
-                                                   for s, img in zip(sources, images)], cache_res, progress,
-                                          max_pixels=max_pixels)
-    if decode_problems:
-        raise ImportProblems(decode_problems)
-
     mapping = read_class_list(class_list) if class_list else {}
     scenes, classes = assign_scenes(images, mapping)
-    label_of = {name: i for i, name in enumerate(classes)}
-    records = [ImageRecord(img.file, img.split, scene, label_of.get(scene, -1), tuple(c.strip() for c in img.captions))
-               for img, scene in zip(images, scenes)]
     if folder.skipped:
         notes.append(folder.skipped_note())
     unknown = sum(s == UNKNOWN_SCENE for s in scenes)
     if unknown:
         notes.append(f"{unknown} images have no scene class in their name"
                      + ("" if class_list else " and no data.class_list: scene 'unknown' (label -1)"))
-    return ImportedDataset(classes, records, pixels, layout, notes)
+    return LocatedDataset(root, images, sources, scenes, classes, layout, notes)
+
+
+def import_dataset(root: str | os.PathLike, dataset: str, cache_res: int, seed: int, val_fraction: float = 0.1,
+                   class_list: str | os.PathLike = "", drop_empty: bool = False, progress: bool = True,
+                   *, max_pixels: int | None = None) -> ImportedDataset:
+    """Read annotations and images under ``root``; validate everything before returning.
+
+    Images above ``max_pixels`` (width x height; None = images.DEFAULT_MAX_PIXELS), files and embedded
+    bytes alike, are refused from their header (data.max_image_pixels)."""
+    located = locate_dataset(root, dataset, seed, val_fraction, class_list, drop_empty)
+    pixels, decode_problems = decode_all(located.sources, located.names(), cache_res, progress, max_pixels=max_pixels)
+    if decode_problems:
+        raise ImportProblems(decode_problems)
+    return ImportedDataset(located.classes, located.records(), pixels, located.layout, located.notes)
 
 
 def split_counts(records: list[ImageRecord]) -> dict[str, int]:

@@ -165,10 +165,13 @@ class EpochSampler(Sampler):
     """Yields ``(epoch, index)`` keys: the index order of a DistributedSampler (seeded by seed+epoch)
     tagged with the epoch, so augmentation seeds reach workers even when they are persistent."""
 
-    def __init__(self, size: int, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1):
+    def __init__(self, size: int, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1,
+                 drop_last: bool = False):
         # A DistributedSampler with one replica is a plain seeded shuffle: one code path for both.
+        # drop_last (the train loader's): the tail is cut, never padded with repeats, so W ranks step
+        # exactly the one-process batches, as many of them (docs/scaling.md)
         self.indices = DistributedSampler(range(size), num_replicas=world_size, rank=rank, shuffle=shuffle,
-                                          seed=seed, drop_last=False)
+                                          seed=seed, drop_last=drop_last)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -199,7 +202,7 @@ def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int, 
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(
-        dataset, batch_size=batch_size, sampler=EpochSampler(len(dataset), shuffle, seed, rank, world_size),
+        dataset, batch_size=batch_size, sampler=EpochSampler(len(dataset), shuffle, seed, rank, world_size, drop_last),
         num_workers=num_workers, collate_fn=collate_fn, pin_memory=torch.device(device).type == "cuda",
         drop_last=drop_last, generator=generator, worker_init_fn=_worker_init,
         persistent_workers=num_workers > 0,
@@ -207,9 +210,15 @@ def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int, 
 
 
 def set_epoch(loader: DataLoader, epoch: int) -> None:
-    """Point the loader's sampler (order, augmentation seeds) and generator at ``epoch``."""
-    loader.sampler.set_epoch(epoch)
-    loader.generator.manual_seed(item_seed(loader.sampler.indices.seed, epoch, 0))
+    """Point the loader's sampler (order, augmentation seeds) and generator at ``epoch``; a streamed
+    dataset (pir.data.stream), which has no sampler, takes the epoch itself."""
+    if hasattr(loader.dataset, "set_epoch"):
+        loader.dataset.set_epoch(epoch)
+        seed = loader.dataset.seed
+    else:
+        loader.sampler.set_epoch(epoch)
+        seed = loader.sampler.indices.seed
+    loader.generator.manual_seed(item_seed(seed, epoch, 0))
 
 
 def train_pairs_loader(prepared: PreparedDataset, split: SplitView, tokenizer: Any, train_cfg: TrainConfig,

@@ -9,6 +9,10 @@ Whether generated or imported, a dataset is written as one folder:
                    resized to the cache resolution; memory-mapped by the loaders
     tokenizer/     HF tokenizer folder (always: trained by fetch, or a copy of the configured one)
 
+With a sharded ``data.source`` the train split is not cached: dataset.json then also holds
+``"train_shards": {"source", "shards": [path], "sha256": [hex] (with a manifest), "images", "captions"}``
+(null counts for a bare pattern), and the trainer streams it (pir.data.stream).
+
 so later stages cannot tell a generated dataset from a benchmark.
 """
 
@@ -75,6 +79,7 @@ class PreparedDataset:
     classes: list[str]
     records: list[ImageRecord]
     pixels: np.ndarray        # uint8 [n, R, R, 3], usually a read-only memmap
+    train_shards: dict | None = None   # where a streamed train split is (pir.data.stream); None: cached here
 
     def split(self, name: str) -> SplitView:
         if name not in SPLITS:
@@ -90,8 +95,10 @@ class PreparedDataset:
         return SplitView(name, rows, labels, captions, np.array(txt2img, dtype=np.int64))
 
 
-def write_prepared(root: Path, name: str, classes: list[str], records: list[ImageRecord], pixels: np.ndarray) -> None:
-    """Write the canonical folder; each file atomically, pixels before the index that points at them."""
+def write_prepared(root: Path, name: str, classes: list[str], records: list[ImageRecord], pixels: np.ndarray,
+                   train_shards: dict | None = None) -> None:
+    """Write the canonical folder; each file atomically, pixels before the index that points at them.
+    ``train_shards``: the record of a streamed train split (the key is absent otherwise)."""
     if len(records) != len(pixels):
         raise ValueError(f"{len(records)} records but {len(pixels)} pixel rows")
     if pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[-1] != 3:
@@ -103,6 +110,7 @@ def write_prepared(root: Path, name: str, classes: list[str], records: list[Imag
         "classes": list(classes),
         "images": [{"file": r.file, "split": r.split, "scene": r.scene, "label": r.label,
                     "captions": list(r.captions)} for r in records],
+        **({"train_shards": train_shards} if train_shards is not None else {}),
     })
 
 
@@ -120,7 +128,7 @@ def load_prepared(root: Path, mmap: bool = True) -> PreparedDataset:
     pixels = np.load(root / "pixels.npy", mmap_mode="r" if mmap else None)
     if len(pixels) != len(records):
         raise ValueError(f"{root / 'pixels.npy'}: {len(pixels)} rows but dataset.json lists {len(records)} images")
-    return PreparedDataset(index["dataset"], list(index["classes"]), records, pixels)
+    return PreparedDataset(index["dataset"], list(index["classes"]), records, pixels, index.get("train_shards"))
 
 
 def resize_pixels(pixels: np.ndarray, size: int, batch: int = 256) -> np.ndarray:

@@ -33,6 +33,15 @@ class _AllGatherWithGrad(torch.autograd.Function):
     without the sum, as the official code does, yields 1/world_size of it for
     every parameter except the temperatures.) all_reduce + slice is used
     instead of reduce_scatter because gloo (CPU) has no reduce_scatter.
+
+    The same backward serves ``train.local_loss``, where rank r computes only its
+    share L_r of the loss, with L = mean_r L_r (pir.models.losses). Rank s's
+    features e_s reach every L_r through the gather (and its own L_s also
+    directly), so the sum over ranks hands rank s the gradient of sum_r L_r =
+    W * L with respect to e_s; DDP's 1/W average then gives dL/dtheta for every
+    parameter, the temperatures included (each rank holds dL_r/dtau, averaged).
+    This is open_clip's gather_with_grad (its all_gather backward is a
+    reduce_scatter sum) with local_loss.
     """
 
     @staticmethod

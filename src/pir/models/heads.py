@@ -120,35 +120,43 @@ class PIRHeads(nn.Module):
         return self.temp, getattr(self, "temp2", None)
 
     def loss(self, image_emb: torch.Tensor, text_emb: torch.Tensor, image_ids: torch.Tensor,
-             scene_labels: torch.Tensor | None, rank: int = 0, world_size: int = 1) -> dict[str, torch.Tensor]:
-        """Loss terms on local embeddings, gathered over ``world_size`` ranks."""
+             scene_labels: torch.Tensor | None, rank: int = 0, world_size: int = 1,
+             local_loss: bool = False) -> dict[str, torch.Tensor]:
+        """Loss terms on local embeddings, gathered over ``world_size`` ranks.
+
+        ``local_loss`` (train.local_loss): score only this rank's rows against the gathered batch;
+        the terms are then this rank's share, and their mean over the ranks is the global value.
+        """
         labels = scene_labels if scene_labels is not None else torch.full_like(image_ids, -1)
+        rows = losses.local_rows(rank, image_ids.shape[0]) if local_loss and world_size > 1 else None
         # losses in float32 even under bf16 autocast: logits are divided by a 0.07 temperature
         with torch.autocast(image_emb.device.type, enabled=False):
-            return self._loss_fp32(image_emb.float(), text_emb.float(), image_ids, labels, rank, world_size)
+            return self._loss_fp32(image_emb.float(), text_emb.float(), image_ids, labels, rank, world_size, rows)
 
-    def _loss_fp32(self, image_emb, text_emb, image_ids, labels, rank, world_size) -> dict[str, torch.Tensor]:
+    def _loss_fp32(self, image_emb, text_emb, image_ids, labels, rank, world_size,
+                   rows: slice | None) -> dict[str, torch.Tensor]:
         images, texts, ids, labels = losses.gather_batch(image_emb, text_emb, image_ids, labels,
                                                          rank=rank, world_size=world_size)
         temp, temp2 = self.temperatures()
-        out = {"loss_contrastive": losses.contrastive_loss(images, texts, ids, temp.float())}
+        out = {"loss_contrastive": losses.contrastive_loss(images, texts, ids, temp.float(), rows)}
         total = out["loss_contrastive"]
         if self.cfg.use_affiliation:
-            out["loss_affiliation"] = losses.affiliation_loss(images, texts, labels, temp2.float())
+            out["loss_affiliation"] = losses.affiliation_loss(images, texts, labels, temp2.float(), rows)
             total = total + self.cfg.center_factor * out["loss_affiliation"]
         if self.cfg.use_triplet:
             out["loss_triplet"] = losses.triplet_loss(images, texts, ids, self.cfg.triplet_margin,
-                                                      self.cfg.triplet_hardest)
+                                                      self.cfg.triplet_hardest, rows)
             total = total + out["loss_triplet"]
         return {"loss": total, **out}
 
     def forward(self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
-                image_ids: torch.Tensor, scene_labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                image_ids: torch.Tensor, scene_labels: torch.Tensor | None = None,
+                local_loss: bool = False) -> dict[str, torch.Tensor]:
         """Embeds both sides and returns dict(loss, loss_contrastive, loss_affiliation?, loss_triplet?).
 
-        Gathers across ranks itself when torch.distributed is initialised.
+        Gathers across ranks itself when torch.distributed is initialised (``local_loss``: see loss).
         """
         image_emb = self.encode_image(images)
         text_emb = self.encode_text(input_ids, attention_mask)
         return self.loss(image_emb, text_emb, image_ids, scene_labels,
-                         rank=collectives.rank(), world_size=collectives.world_size())
+                         rank=collectives.rank(), world_size=collectives.world_size(), local_loss=local_loss)

@@ -77,7 +77,10 @@ def run_stage(name: str, cfgs: PipelineConfig, paths: Paths) -> None:
     if name not in STAGES:
         raise ValueError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
     stage = importlib.import_module(f"pir.pipeline.{name}")
-    check_writable(paths.stage_folders(name))
+    # Under torchrun only global rank 0 (RANK) writes: the other ranks' nodes may not share this folder
+    # (docs/scaling.md), so they create nothing in it, not even the output folders.
+    if int(os.environ.get("RANK", "0")) == 0:
+        check_writable(paths.stage_folders(name))
     seed_everything(cfgs.seed)
     # A fixed count whatever else runs: the thread count changes the numbers (pir.threads).
     fix_threads(cfgs.runtime.threads)

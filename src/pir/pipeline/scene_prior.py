@@ -33,6 +33,11 @@ def scene_sets(cfgs: PipelineConfig, paths: Paths):
         sets, classes = load_class_folders(cfgs.scene_prior.external, cfgs.data.cache_res, cfgs.seed)
         return sets, classes, {name: 0 for name in sets}
     prepared = load_prepared(paths.fetch)
+    if prepared.train_shards and cfgs.scene_prior.epochs > 0:
+        raise ValueError(f"the train split streams from shards ({prepared.train_shards['source']}) and "
+                         "is not in the prepared dataset, so there is nothing to train the classifier on: set "
+                         "scene_prior.external (class folders), scene_prior.epochs=0 with scene_prior.pretrained, "
+                         "or model.use_vir=false")
     sets, excluded = prepared_scene_sets(prepared)
     return sets, prepared.classes, excluded
 

@@ -1,7 +1,8 @@
 """Stage ``train``: train PIR (or the baseline), select the epoch on val, write checkpoints and curves.
 
 Device ``auto``: CUDA when present, else CPU. With more than one visible GPU (capped by
-train.max_gpus) the stage process re-executes itself under torchrun (DDP). Killed runs resume
+train.max_gpus) the stage process re-executes itself under torchrun (DDP); started under torchrun
+(N nodes, docs/scaling.md) it runs as it is, and global rank 0 alone writes. Killed runs resume
 from the train state (DVC ``persist: true``) when the params match.
 """
 
@@ -9,10 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
+from typing import Any
 
-from pir import files, hub, seed_runs, tracking
+from pir import files, hub, processes, seed_runs, tracking
 from pir.config import ModelConfig, to_dict
-from pir.data.prepared import load_prepared
+from pir.data.prepared import PreparedDataset, load_prepared
+from pir.data.stream import train_stream
 from pir.data.text import model_tokenizer
 from pir.device import numerics_record
 from pir.models import create_model
@@ -53,26 +57,56 @@ def input_digests(paths: Paths, model_cfg: ModelConfig) -> dict[str, str]:
     return digests
 
 
+def read_inputs(cfgs: PipelineConfig, paths: Paths, ctx: launch.DistContext) -> tuple[PreparedDataset, Any]:
+    """(prepared dataset, tokenizer), which every rank reads from its own node's project folder.
+
+    Under DDP a rank that lacks them, or whose copy (or scene prior) has other bytes than rank 0's,
+    stops every rank with the same one line: the others would otherwise wait in the next collective
+    until it timed out (docs/scaling.md, "Training on many GPUs and nodes").
+    """
+    if not ctx.distributed:
+        return load_prepared(paths.fetch), model_tokenizer(cfgs.model, paths.tokenizer)
+    loaded, problem, digests = None, None, {}
+    try:
+        loaded = load_prepared(paths.fetch), model_tokenizer(cfgs.model, paths.tokenizer)
+        digests = input_digests(paths, cfgs.model)
+    except (OSError, ValueError) as exc:
+        problem = str(exc)
+    reports = launch.gather_objects(ctx, (problem, digests, processes.this_host()))
+    main = reports[0][1]   # every rank walks the same list, so every rank raises the same line
+    for rank, (message, theirs, host) in enumerate(reports):
+        differs = [f"{key} {'not found' if theirs[key] == 'absent' else 'has other bytes'}"
+                   for key in theirs if theirs[key] != main.get(key)]
+        if message or differs:
+            raise ValueError(f"rank {rank} of {ctx.world_size} (host {host}): {message or ', '.join(differs)} "
+                             "(every node needs rank 0's data/fetch, and data/scene_prior with VIR: docs/scaling.md)")
+    return loaded
+
+
 def write_reports(paths: Paths, summary: TrainSummary, ctx: launch.DistContext, runtime: dict,
                   hub_commits: dict[str, str] | None = None) -> None:
     """``hub_commits``: {Hub id: commit} of the starting weights named by Hub ids (pir.hub), if any."""
     write_curves_csv(paths.train_curves, summary.curves)
-    summary.extra.update({"device": str(ctx.device.type), "world_size": ctx.world_size, "runtime": runtime,
+    summary.extra.update({"device": str(ctx.device.type), "world_size": ctx.world_size, "nnodes": ctx.nnodes,
+                          "runtime": runtime,
                           **({"hub": hub_commits} if hub_commits else {})})
     files.write_json(paths.train_report, summary.report())
 
 
 def run(cfgs: PipelineConfig, paths: Paths) -> None:
     gpus = launch.gpus_to_use(cfgs.train.device, cfgs.train.max_gpus)
-    cfgs.train.per_process_batch(max(1, gpus))   # a global batch that does not split fails here, not later
+    # a global batch that does not split fails here, not later (on every rank alike under torchrun)
+    cfgs.train.per_process_batch(launch.planned_world_size(gpus))
     if gpus > 1 and not launch.under_torchrun():
         launch.relaunch_under_torchrun(gpus)
     if cfgs.train.epochs == 0 and not cfgs.model.is_clip:
         raise ValueError(f"train.epochs = 0 (zero-shot) is for CLIP presets only; model.preset = {cfgs.model_preset!r} "
                          "has no pretrained image-text weights to start from")
     ctx = launch.setup(cfgs.train.device)
-    prepared = load_prepared(paths.fetch)
-    tokenizer = model_tokenizer(cfgs.model, paths.tokenizer)
+    if ctx.is_main and ctx.nnodes > 1:   # torchrun's c10d rendezvous picks rank 0's node (docs/scaling.md)
+        print(f"train: {ctx.world_size} processes on {ctx.nnodes} nodes; rank 0 on {processes.this_host()} "
+              f"writes {paths.root}", flush=True)
+    prepared, tokenizer = read_inputs(cfgs, paths, ctx)
     model_cfg = dataclasses.replace(cfgs.model, vocab_size=len(tokenizer))
     with hub.recording() as resolved:   # starting weights named by Hub ids: their commits go in the run
         model = create_model(model_cfg)
@@ -80,7 +114,11 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
         load_scene_prior_weights(model, paths.prior)
 
     params = training_params(cfgs, model_cfg)
-    state = TrainState(paths.train_state, run_key(params, input_digests(paths, model_cfg)))
+    stream = train_stream(prepared, cfgs.data)   # None unless fetch left train in shards (docs/scaling.md)
+    digests = input_digests(paths, model_cfg)
+    if stream is not None:   # how it streams changes the weights too (the shards are in dataset.json)
+        digests["train_shards"] = json.dumps(stream.settings(), sort_keys=True)
+    state = TrainState(paths.train_state, run_key(params, digests))
     if ctx.is_main:
         stale = state.prune_stale()
         if stale:
@@ -92,7 +130,8 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
     compared = cfgs.compared_params("train", device_type=ctx.device.type)
     runtime = numerics_record(ctx.device)
     mlflow_run = (tracking.stage_run(paths.store, "train", logged, run_id=state.mlflow_run_id(), model_key=state.key,
-                                     compared=compared, runtime=runtime)
+                                     compared=compared,
+                                     runtime={**runtime, "world_size": ctx.world_size, "nnodes": ctx.nnodes})
                   if ctx.is_main else contextlib.nullcontext())
     with mlflow_run as tracker:
         if ctx.is_main:  # the seed's siblings share this key: evaluate nests them under one parent run
@@ -104,7 +143,7 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
                                 ctx=ctx, params=params)
         else:
             summary = train(model, prepared, tokenizer, model_cfg, cfgs.train, seed=cfgs.seed, state=state,
-                            outputs=outputs, ctx=ctx, params=params, tracker=tracker)
+                            outputs=outputs, ctx=ctx, params=params, tracker=tracker, stream=stream)
         if ctx.is_main:
             write_reports(paths, summary, ctx, runtime, hub.report(resolved))
             tracker.log_metrics({**{f"best_val_{k}": v for k, v in summary.best_val.items()}, **summary.timing()})

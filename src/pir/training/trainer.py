@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
@@ -23,12 +24,13 @@ from pir import files
 from pir.config import ModelConfig, TrainConfig
 from pir.data.loader import set_epoch, train_pairs_loader
 from pir.data.prepared import PreparedDataset, SplitView
+from pir.data.stream import ShardStream, stream_loader
 from pir.data.transforms import image_stats, normalize_images
 from pir.device import precision_context
 from pir.evaluation.embed import embed_split
 from pir.evaluation.published import TEST_PREFIX
 from pir.models.checkpoint import save_checkpoint, unwrap
-from pir.training.launch import DistContext, barrier
+from pir.training.launch import DistContext, barrier, share_from_main
 from pir.training.optim import make_optimizer, make_scheduler
 from pir.training.state import TrainState, capture_rng, restore_rng
 
@@ -127,26 +129,36 @@ class _LossMeter:
     def means(self) -> dict[str, float]:
         return {key: float(total) / max(1, self.steps) for key, total in self.sums.items()}
 
+    def average_over_ranks(self, world_size: int) -> None:
+        """train.local_loss: each rank summed its own share of every step's loss; the global-batch
+        loss is their mean over the ranks (pir.models.losses), so the curves show the same value."""
+        if world_size > 1 and self.sums:
+            keys = list(self.sums)   # the model's order, the same on every rank
+            stacked = torch.stack([self.sums[key] for key in keys])
+            dist.all_reduce(stacked)
+            self.sums = dict(zip(keys, stacked / world_size))
 
-def forward_batch(model: nn.Module, batch: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+
+def forward_batch(model: nn.Module, batch: Mapping[str, torch.Tensor], device: torch.device,
+                  local_loss: bool = False) -> dict[str, torch.Tensor]:
     """The model on a collated batch: uint8 images normalised on ``device``, the rest moved there."""
     return model(normalize_images(batch["images"], device, *image_stats(unwrap(model))),
                  batch["input_ids"].to(device, non_blocking=True),
                  batch["attention_mask"].to(device, non_blocking=True),
                  batch["image_ids"].to(device, non_blocking=True),
-                 batch["labels"].to(device, non_blocking=True))
+                 batch["labels"].to(device, non_blocking=True), local_loss=local_loss)
 
 
 def train_step(model: nn.Module, batch: Mapping[str, torch.Tensor], optimizer: torch.optim.Optimizer,
                device: torch.device, precision: str, cpu_bf16: bool = False,
-               grad_clip: float = 0.0) -> dict[str, torch.Tensor]:
+               grad_clip: float = 0.0, local_loss: bool = False) -> dict[str, torch.Tensor]:
     """One optimizer step: forward under the precision context, backward, optional clipping, AdamW.
 
-    Returns the model's outputs (losses still on the device: no host sync). The benchmark times
-    this very function (pir_tools.bench.make_step).
+    Returns the model's outputs (losses still on the device: no host sync; with ``local_loss``
+    this rank's share). The benchmark times this very function (pir_tools.bench.make_step).
     """
     with precision_context(device, precision, cpu_bf16):
-        out = forward_batch(model, batch, device)
+        out = forward_batch(model, batch, device, local_loss)
     optimizer.zero_grad(set_to_none=True)
     out["loss"].backward()
     if grad_clip > 0:
@@ -166,12 +178,14 @@ def train_epoch(model: nn.Module, loader, optimizer, scheduler, train_cfg: Train
     bar = tqdm(loader, desc=desc, disable=not ctx.is_main, leave=False, dynamic_ncols=True)
     for step, batch in enumerate(bar, 1):
         out = train_step(model, batch, optimizer, ctx.device, train_cfg.precision, cpu_bf16=train_cfg.cpu_bf16,
-                         grad_clip=train_cfg.grad_clip)
+                         grad_clip=train_cfg.grad_clip, local_loss=train_cfg.local_loss)
         scheduler.step()
         meter.add(out)
         samples += len(batch["image_ids"]) * ctx.world_size
         if step % train_cfg.log_interval == 0:   # the only host sync inside the epoch
             bar.set_postfix(loss=f"{float(meter.sums['loss']) / meter.steps:.4f}")
+    if train_cfg.local_loss:
+        meter.average_over_ranks(ctx.world_size)
     if ctx.device.type == "cuda":
         torch.cuda.synchronize(ctx.device)
     row = meter.means()
@@ -202,15 +216,18 @@ def _is_due(epoch: int, train_cfg: TrainConfig) -> bool:
 def train(model: nn.Module, prepared: PreparedDataset, tokenizer: Any, model_cfg: ModelConfig,
           train_cfg: TrainConfig, *, seed: int, state: TrainState, outputs: TrainOutputs,
           ctx: DistContext, params: Mapping[str, Any] | None = None, tracker=None,
-          log: Callable[[str], None] = print) -> TrainSummary:
+          log: Callable[[str], None] = print, stream: ShardStream | None = None) -> TrainSummary:
     """Train ``model`` (resuming ``state`` when it holds completed epochs) and write best/last checkpoints.
 
     Rank 0 validates, logs and writes; other ranks only train. ``tracker`` (pir.tracking) is optional.
+    ``stream``: the train pairs come from tar shards (pir.data.stream) instead of the prepared train split.
     """
     params = dict(params or {})
     run_id = getattr(tracker, "run_id", None)
-    loader = train_pairs_loader(prepared, prepared.split("train"), tokenizer, train_cfg, model_cfg, seed=seed,
-                                device=ctx.device, rank=ctx.rank, world_size=ctx.world_size)
+    loader = (stream_loader(stream, tokenizer, train_cfg, model_cfg, seed=seed, device=ctx.device, rank=ctx.rank,
+                            world_size=ctx.world_size) if stream is not None else
+              train_pairs_loader(prepared, prepared.split("train"), tokenizer, train_cfg, model_cfg, seed=seed,
+                                 device=ctx.device, rank=ctx.rank, world_size=ctx.world_size))
     if len(loader) == 0:
         raise ValueError(f"train split has {len(loader.dataset)} pairs, fewer than one global batch of "
                          f"{train_cfg.global_batch_size}: lower train.global_batch_size")
@@ -219,7 +236,8 @@ def train(model: nn.Module, prepared: PreparedDataset, tokenizer: Any, model_cfg
     optimizer = make_optimizer(model, train_cfg)
     scheduler = make_scheduler(optimizer, train_cfg.epochs * len(loader), train_cfg)
 
-    saved = state.load()
+    # rank 0's state on every rank: other nodes may not share the state folder (docs/scaling.md)
+    saved = share_from_main(ctx, state.load() if ctx.is_main else None)
     start_epoch, curves, best = 0, [], {"epoch": 0, "val": {}}
     if saved is not None:
         model.load_state_dict(saved["model"])
