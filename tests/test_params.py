@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import subprocess
 import sys
@@ -187,15 +188,33 @@ def test_show_config_prints_the_resolved_recipe(tmp_path):
     assert not (project / "data").exists()
 
 
-@pytest.mark.parametrize("stage", STAGES)
-def test_each_stage_stops_on_a_bad_value_in_one_line_before_any_work(tmp_path, stage):
+def _bad_value_project(tmp_path: Path) -> Path:
     params = project_params()
     params["train"]["lr"] = "6e-05"                     # as DVC writes it: must be accepted
     params["model"]["use_vir"] = "flase"                # must be rejected
-    project = _copy_stages(tmp_path, params)
-    proc = _run(project, f"{stage}.py")
-    assert proc.returncode != 0
-    assert proc.stderr.strip() == f"{stage}: params.yaml: model.use_vir = 'flase': expected true or false"
+    return _copy_stages(tmp_path, params)
+
+
+BAD_VALUE = "params.yaml: model.use_vir = 'flase': expected true or false"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_each_stage_stops_on_a_bad_value_in_one_line_before_any_work(tmp_path, stage, monkeypatch):
+    # Each stage's entry point in this process: its modules are imported already, where a process per
+    # stage would spend seconds importing them (the next test runs a stage script as DVC does).
+    from pir.pipeline import main
+    project = _bad_value_project(tmp_path)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    with pytest.raises(SystemExit) as stopped:
+        main(importlib.import_module(f"pir.pipeline.{stage}"), project)
+    assert stopped.value.code == f"{stage}: {BAD_VALUE}"
+    assert not any((project / name).exists() for name in ("data", "reports", "mlflow.db"))
+
+
+def test_a_stage_script_stops_on_a_bad_value_in_one_line(tmp_path):
+    project = _bad_value_project(tmp_path)
+    proc = _run(project, "fetch.py")
+    assert proc.returncode != 0 and proc.stderr.strip() == f"fetch: {BAD_VALUE}"
     assert not any((project / name).exists() for name in ("data", "reports", "mlflow.db"))
 
 
