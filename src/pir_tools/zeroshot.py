@@ -120,11 +120,11 @@ def load_source(args: argparse.Namespace, root: Path) -> Source:
 
 def checkpoint_record(checkpoint: str, encoder, preset: str) -> dict[str, Any]:
     """What was scored: the path as given, its bytes' sha256 when it is local, format, preset, epoch, model key."""
-    from pir.pipeline.evaluate import weights_digest
+    from pir import files
 
     extra = encoder.extra
     local = Path(checkpoint).expanduser()
-    return {"path": checkpoint, "sha256": weights_digest(local) if local.exists() else None,
+    return {"path": checkpoint, "sha256": files.sha256_path(local) if local.exists() else None,
             "format": "official" if "official_config" in extra else extra.get("format", "pir"),
             "preset": encoder.preset if not preset else preset, "epoch": extra.get("epoch"),
             "model_key": extra.get("model_key")}

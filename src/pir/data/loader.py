@@ -65,7 +65,7 @@ class PixelSource:
         return torch.from_numpy(np.array(self.pixels[row])).permute(2, 0, 1)
 
 
-def _augment(transform: nn.Module, image: torch.Tensor, seed: int, epoch: int, index: int) -> torch.Tensor:
+def augment_item(transform: nn.Module, image: torch.Tensor, seed: int, epoch: int, index: int) -> torch.Tensor:
     # A private generator per item: no global RNG state is read or changed (with num_workers=0
     # the global RNG is the training RNG that dropout draws from).
     generator = torch.Generator().manual_seed(item_seed(seed, epoch, index))
@@ -105,7 +105,7 @@ class TrainPairs(Dataset):
         text_index = self._caption_index(epoch, index)
         position = int(self.split.txt2img[text_index])
         row = int(self.split.image_rows[position])
-        image = _augment(self.transform, self.source.chw(row), self.seed, epoch, index)
+        image = augment_item(self.transform, self.source.chw(row), self.seed, epoch, index)
         return {"image": image, "caption": self.split.captions[text_index], "image_id": row,
                 "label": int(self.split.labels[position])}
 
@@ -128,7 +128,7 @@ class LabelledImages(Dataset):
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
         epoch, index = _split_key(key)
-        image = _augment(self.transform, self.source.chw(int(self.rows[index])), self.seed, epoch, index)
+        image = augment_item(self.transform, self.source.chw(int(self.rows[index])), self.seed, epoch, index)
         return image, int(self.targets[index])
 
 
@@ -185,7 +185,7 @@ class EpochSampler(Sampler):
         return ((self.epoch, i) for i in self.indices)
 
 
-def _worker_init(worker_id: int) -> None:
+def worker_init(worker_id: int) -> None:
     # Each worker does light per-sample work; more than one intra-op thread per worker only
     # oversubscribes the cores the main process is training on.
     torch.set_num_threads(1)
@@ -204,7 +204,7 @@ def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int, 
     return DataLoader(
         dataset, batch_size=batch_size, sampler=EpochSampler(len(dataset), shuffle, seed, rank, world_size, drop_last),
         num_workers=num_workers, collate_fn=collate_fn, pin_memory=torch.device(device).type == "cuda",
-        drop_last=drop_last, generator=generator, worker_init_fn=_worker_init,
+        drop_last=drop_last, generator=generator, worker_init_fn=worker_init,
         persistent_workers=num_workers > 0,
     )
 

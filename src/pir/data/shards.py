@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from pir import files
+from pir.errors import first_line
 from pir.data.images import decode_all
 from pir.data.prepared import SPLITS, UNKNOWN_SCENE, ImageRecord
 from pir.data.text import is_empty_caption
@@ -152,7 +153,7 @@ def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: not found (a shard folder written by `pir shards` holds one)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: invalid JSON ({first_words(exc)})") from None
+        raise ValueError(f"{path}: invalid JSON ({first_line(exc)})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ValueError(f"{path}: not a {FORMAT} manifest (no \"format\": \"{FORMAT}\")")
     if not isinstance(manifest.get("format_version"), int) or manifest["format_version"] > FORMAT_VERSION:
@@ -167,10 +168,6 @@ def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
                                                    and str(s["name"]).startswith(split + "-") for s in shards):
             raise ValueError(f"{path}: splits.{split}.shards must list {split}-NNNNN.tar names with their counts")
     return manifest
-
-
-def first_words(exc: Exception) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def split_shards(folder: str | os.PathLike, manifest: dict[str, Any], split: str) -> list[str]:

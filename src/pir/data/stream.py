@@ -41,9 +41,10 @@ from pir.config import DataConfig, ModelConfig, TrainConfig
 from pir.data import shards as S
 from pir.data.images import decode_image
 # the map-style loader's own collate, per-item augmentation and worker set-up: one way to make a pair
-from pir.data.loader import PairCollate, _augment, _worker_init
+from pir.data.loader import PairCollate, augment_item, worker_init
 from pir.data.prepared import PreparedDataset
 from pir.data.transforms import train_transform
+from pir.errors import first_line
 from pir.threads import resolve_workers
 
 # The shuffle buffer fills to this fraction before the first pair leaves it (webdataset's `initial`).
@@ -203,8 +204,8 @@ class ShardPairs(IterableDataset):
         try:
             pixels = decode_image(pair.image, self.stream.cache_res, self.stream.max_pixels)
         except Exception as exc:  # PIL raises several types for corrupt data; one line naming the sample
-            raise S.ShardError(f"{pair.where}: unreadable image ({S.first_words(exc)})") from None
-        image = _augment(self.transform, torch.from_numpy(np.array(pixels)).permute(2, 0, 1), self.seed, self.epoch,
+            raise S.ShardError(f"{pair.where}: unreadable image ({first_line(exc)})") from None
+        image = augment_item(self.transform, torch.from_numpy(np.array(pixels)).permute(2, 0, 1), self.seed, self.epoch,
                          pair.seed_index)
         return {"image": image, "caption": pair.caption, "image_id": pair.image_id, "label": pair.label}
 
@@ -254,5 +255,5 @@ def stream_loader(stream: ShardStream, tokenizer: Any, train_cfg: TrainConfig, m
     # Workers are started afresh each epoch (not persistent): each gets the dataset pickled with the
     # epoch set_epoch gave it.
     return StreamLoader(dataset, batch_size=None, num_workers=workers, pin_memory=torch.device(device).type == "cuda",
-                      worker_init_fn=_worker_init, generator=torch.Generator().manual_seed(seed),
+                      worker_init_fn=worker_init, generator=torch.Generator().manual_seed(seed),
                       persistent_workers=False)

@@ -43,12 +43,6 @@ def display_path(path: Path | str, root: Path) -> str:
         return str(path)
 
 
-def weights_digest(path: Path) -> str:
-    """sha256 of a weights file, or of a weights folder's files (Hugging Face-style CLIP folders,
-    exported folders): pir.files.sha256_path."""
-    return files.sha256_path(path)
-
-
 def mlflow_metrics(report: dict) -> dict[str, float]:
     """The report's own numbers, each protocol as ``test_<protocol>_<key>`` and the interval as
     ``test_ci95_<key>_low/high``; nested tables (per class, duplicates) stay in the files."""
@@ -131,7 +125,7 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
     params = {"evaluate": {**to_dict(settings), "checkpoint_path": str(checkpoint), "dataset": prepared.name,
                            "exclude_leaked": cfgs.data.exclude_leaked}}
     # Our checkpoints name their training run's key; any other file is identified by its bytes.
-    model_key = extra.get("model_key") or f"sha256:{weights_digest(local)}"
+    model_key = extra.get("model_key") or f"sha256:{files.sha256_path(local)}"
     run_id = tracking.find_run(paths.store, model_key)
     # A foreign checkpoint has no train run to reopen: its new run gets the compared params.
     runtime = numerics_record(device)
