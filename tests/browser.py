@@ -46,9 +46,10 @@ def _run(url: str, extra: list[str], *, wait_ms: int, timeout_s: float) -> subpr
         return subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
 
 
-def dump_dom(url: str, *, wait_ms: int = 10_000, timeout_s: float = 120) -> str:
-    """The DOM after the page's scripts ran for `wait_ms` of virtual time (fetches included)."""
-    done = _run(url, ["--dump-dom"], wait_ms=wait_ms, timeout_s=timeout_s)
+def dump_dom(url: str, *, wait_ms: int = 10_000, timeout_s: float = 120, extra: list[str] | tuple[str, ...] = ()) -> str:
+    """The DOM after the page's scripts ran for `wait_ms` of virtual time (fetches included); `extra`: more
+    Chromium flags (e.g. --log-net-log=FILE, every request the browser made)."""
+    done = _run(url, ["--dump-dom", *extra], wait_ms=wait_ms, timeout_s=timeout_s)
     if done.returncode != 0 or not done.stdout.strip():
         raise AssertionError(f"chromium --dump-dom {url} failed ({done.returncode}): {done.stderr[-2000:]}")
     return done.stdout

@@ -6,7 +6,6 @@ Timings are not asserted (they depend on the machine); shapes of the report and 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -23,7 +22,7 @@ def report(tmp_path_factory):
 
 SECTIONS = ("machine", "options", "matmul_fp32_gflops", "loader", "train_cpu", "train_cpu_bf16",
             "train_cpu_compiled", "official_style", "train_gpu_bf16", "embed", "retrieval_metrics", "concurrent_train",
-            "evaluation_protocols", "near_duplicates", "search", "baselines")
+            "evaluation_protocols", "near_duplicates", "search", "baselines", "onnx")
 
 
 def test_report_has_every_section_and_preset(report):
@@ -33,6 +32,7 @@ def test_report_has_every_section_and_preset(report):
         assert report[section]["paper"] == {"skipped": "--skip-paper"}
     assert report["train_cpu_compiled"]["tiny"] == {"skipped": "pass --compile"}
     assert report["baselines"] == {"skipped": "--quick"}   # minutes: `pir bench --only baselines`
+    assert report["onnx"] == {"tiny": {"skipped": "--quick"}, "paper": {"skipped": "--quick"}}   # --only onnx
     assert report["official_style"] == {"paper": {"skipped": "--skip-paper"}}
     assert report["train_gpu_bf16"] == {"paper": {"skipped": "no CUDA device"}, "clip-b32": {"skipped": "--skip-paper"}}
     assert report["train_cpu"]["clip-b32"] == {"skipped": "--skip-paper"}

@@ -5,6 +5,7 @@ editing it makes `dvc status` report the stage. The e2e test checks the same wit
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import yaml
@@ -24,6 +25,7 @@ def module_file(name: str) -> Path | None:
     return None
 
 
+@functools.lru_cache(maxsize=None)   # the tests walk the same files once per stage
 def imported_modules(path: Path, roots: tuple[str, ...] = ("pir",)) -> set[str]:
     """Modules under ``roots`` (default: ``pir.*``) that ``path`` imports anywhere in its body."""
     names: set[str] = set()
@@ -36,7 +38,8 @@ def imported_modules(path: Path, roots: tuple[str, ...] = ("pir",)) -> set[str]:
     return {n for n in names if n.split(".")[0] in roots}
 
 
-def closure(script: Path) -> set[Path]:
+@functools.lru_cache(maxsize=None)
+def closure(script: Path) -> frozenset[Path]:
     """Every file under src/pir that running ``script`` may execute or read."""
     seen: set[Path] = set()
     todo = [script]
@@ -54,7 +57,7 @@ def closure(script: Path) -> set[Path]:
                 found = module_file(".".join(parts[:depth]))
                 if found:
                     todo.append(found)
-    return seen
+    return frozenset(seen)
 
 
 def stage_scripts() -> dict[str, tuple[Path, list[Path]]]:
@@ -85,8 +88,8 @@ def test_every_imported_library_file_is_a_dep_of_its_stage():
 def test_no_stage_depends_on_library_code_it_never_uses():
     # an unused dep would rerun a (possibly hours-long) stage for an edit that cannot change it
     unused = {name: [str(d.relative_to(ROOT)) for d in deps
-                     if SRC in d.parents and not any(f == d or d in f.parents for f in closure(script))]
-              for name, (script, deps) in stage_scripts().items()}
+                     if SRC in d.parents and not any(f == d or d in f.parents for f in used)]
+              for name, (script, deps) in stage_scripts().items() for used in [closure(script)]}
     assert {k: v for k, v in unused.items() if v} == {}
 
 

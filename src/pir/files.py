@@ -16,12 +16,14 @@ import shutil
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
-import torch
 
 from pir.errors import first_line
+
+if TYPE_CHECKING:   # torch is imported where it is used: indexing with --onnx loads this module without it
+    import torch
 
 
 @contextlib.contextmanager
@@ -134,12 +136,16 @@ def flocked(lock_file: str | os.PathLike) -> Iterator[None]:
 def save_torch(path: str | os.PathLike, obj: Any) -> None:
     # Save through a file object: given a name, torch.save names the zip's inner folder after the
     # (random) temp file, and equal checkpoints would differ byte for byte (and in dvc.lock).
+    import torch   # here, not at the top: the ONNX indexing path imports this module without torch
+
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         torch.save(obj, fh)
 
 
 def load_torch(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
     """Load a checkpoint safely (``weights_only=True``) with a one-line error naming the file."""
+    import torch
+
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:

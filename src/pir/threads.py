@@ -15,9 +15,10 @@ long wait for cores the other holds and run many times slower; sleeping ones giv
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-import torch
-from threadpoolctl import threadpool_limits
+if TYPE_CHECKING:   # torch is imported where it is used: available_cores serves the torch-free ONNX path
+    import torch
 
 
 def available_cores() -> int:
@@ -32,6 +33,9 @@ def fix_threads(threads: int) -> None:
     """Every thread pool of the process at ``threads``: torch's intra-op pool, and the BLAS and OpenMP
     pools numpy, scipy and scikit-learn use (their sums split over threads too). Overrides
     ``OMP_NUM_THREADS``: the param, not the environment, decides what a run computes."""
+    import torch   # here, not at the top: available_cores serves the ONNX indexing path, which runs without torch
+    from threadpoolctl import threadpool_limits
+
     torch.set_num_threads(threads)
     threadpool_limits(threads)
 
@@ -41,6 +45,8 @@ def resolve_workers(num_workers: int, device: torch.device | str) -> int:
     sample, and worker processes would fight the model's threads for the same cores), up to 8 beside
     a GPU (within the process's cores). Workers run one thread each, so their count never changes the
     numbers (pir.data.loader)."""
+    import torch
+
     if num_workers >= 0:
         return num_workers
     return 0 if torch.device(device).type == "cpu" else max(1, min(8, available_cores() - 1))

@@ -28,6 +28,8 @@ from pir.config import ModelConfig, SyntheticConfig, TrainConfig
 from pir.data.prepared import PreparedDataset, load_prepared, write_prepared
 from pir_tools.baselines_bench import baselines_benchmark
 from pir_tools.concurrency import concurrent_train_benchmark
+from pir_tools.onnx_bench import onnx_rows
+from pir_tools.onnx_bench import table_rows as onnx_table_rows
 
 # RSICD: 10,921 images over all splits (the leakage audit compares every pair of them).
 RSICD_IMAGES = 10_921
@@ -609,7 +611,8 @@ def ann_benchmark(workdir: Path, vectors: int, queries: int, seed: int = 0, dim:
     import faiss
 
     from pir.search import ann
-    from pir.search.index import Entry, Index
+    from pir.search.index import Index
+    from pir.search.manifest import Entry
     from pir.search.query import Searcher
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -658,7 +661,8 @@ def search_benchmark(workdir: Path, images: int, vectors: int, queries: int, see
     from pir.models import create_model
     from pir.models.checkpoint import save_checkpoint
     from pir.search.encoder import load_encoder
-    from pir.search.index import Entry, Index, build_index
+    from pir.search.index import Index, build_index
+    from pir.search.manifest import Entry
     from pir.search.query import Searcher
 
     prepared, tokenizer = make_bench_dataset(workdir / "prepared_search", max(images, 16), 256, seed)
@@ -829,6 +833,10 @@ def run_benchmarks(options: BenchOptions, workdir: Path, log: Callable[[str], No
     else:
         log("baselines (pir baselines end to end: one ViT-B-32 file on the built-in data)")
         report["baselines"] = baselines_benchmark(root, workdir / "baselines", options.seed)
+    # ONNX: the cpu recipe's preset here (~20 s); the paper preset's row takes ~1.5 min: `pir bench --only onnx`
+    paper_onnx = "--skip-paper" if options.skip_paper else "about 1.5 min: pir bench --only onnx"
+    report["onnx"] = ({"tiny": _skipped("--quick"), "paper": _skipped("--quick")} if options.quick else
+                      onnx_rows(("tiny",), workdir / "onnx", seed=options.seed, skipped={"paper": paper_onnx}, log=log))
 
     log("retrieval_metrics")
     images = sizes["metric_images"]
@@ -1025,6 +1033,7 @@ def table(report: dict[str, Any]) -> str:
         add("pir baselines, one ViT-B-32 file", baselines["wall_s"],
             f"s end to end (target <= {baselines['target_s']:g} s)")
         add("  scene prior trained", str(baselines["scene_prior_trained"]), "(CLIP-CL takes none)")
+    onnx_table_rows(report, add)
     return "\n".join(lines)
 
 
@@ -1052,9 +1061,11 @@ def main(argv: list[str] | None = None, root: Path | None = None) -> None:
                         help="also time torch.compile'd CPU train steps (minutes of compiling for the paper preset)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--out", type=Path, default=Paths(root).reports / "bench.json")
-    parser.add_argument("--only", choices=("clip", "search", "baselines"), default=None,
+    parser.add_argument("--only", choices=("clip", "search", "baselines", "onnx"), default=None,
                         help="measure only these rows and update them in --out (clip: train_cpu/train_gpu_bf16 "
-                             "clip-b32; search: the search section; baselines: pir baselines end to end)")
+                             "clip-b32; search: the search section; baselines: pir baselines end to end; onnx: "
+                             "onnxruntime against torch images/s and the export, tiny and paper presets; with "
+                             "--quick tiny alone at batch 4, a smoke test)")
     args = parser.parse_args(argv)
     try:   # only the seed is read: the bench does not need the rest of params.yaml to be runnable
         seed = PipelineConfig.from_params(load_params(root / "params.yaml")).seed
@@ -1076,10 +1087,13 @@ def main(argv: list[str] | None = None, root: Path | None = None) -> None:
         files.write_json(args.out, report)
         print(f"updated {args.out}")
         return
-    if args.only in ("baselines", "search"):
+    if args.only in ("baselines", "search", "onnx"):
         sizes = _sizes(options)
+        presets = ("tiny",) if args.quick or args.skip_paper else ("tiny", "paper")
         with tempfile.TemporaryDirectory(prefix="pir-bench-") as workdir:
             section = (baselines_benchmark(root, Path(workdir) / "baselines", seed) if args.only == "baselines" else
+                       onnx_rows(presets, Path(workdir) / "onnx", 4 if args.quick else 32, 1 if args.quick else 5, seed,
+                                 log=lambda msg: print(f"[bench] {msg}", flush=True)) if args.only == "onnx" else
                        search_benchmark(Path(workdir), sizes["index_images"], sizes["search_vectors"],
                                         sizes["search_queries"], seed, ann_vectors=sizes["ann_vectors"],
                                         ann_queries=sizes["ann_queries"]))

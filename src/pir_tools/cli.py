@@ -11,13 +11,26 @@
     pir export CKPT --hub DIR [--tokenizer DIR] [--metrics FILE]
                                              a Hugging Face Hub-ready folder (config.json, model.safetensors,
                                              tokenizer, model card); load it as hf-hub:ORG/REPO once uploaded
+    pir export CKPT --onnx DIR [--tokenizer DIR] [--preset P]
+                                             image.onnx + text.onnx (checked against torch: max difference
+                                             printed), preprocess.json and the tokenizer (--hub may come too)
     pir index SOURCE --checkpoint CKPT --out INDEX_DIR [--bands 3,2,1] [--ann | --no-ann]
-                                             embed a folder or archive of images (incremental); an
-                                             approximate (faiss) index too from 200,000 images or --ann
-    pir search INDEX_DIR "text" [--top K]    ranked `score<TAB>path` lines (--image PATH, --sheet out.png)
-    pir serve INDEX_DIR [--port 8000] [--root PATH]
+              [--tile T [--stride S]]        embed a folder or archive of images (incremental); an
+                                             approximate (faiss) index too from 200,000 images or --ann;
+                                             --tile: TIFFs as windows (SOURCE may be one scene.tif)
+    pir index SOURCE --onnx DIR --out INDEX_DIR [...]
+                                             the same index through onnxruntime from a --onnx export
+                                             (torch need not be installed; --threads N)
+    pir search INDEX_DIR "text" [--top K]    ranked `score<TAB>path` lines, + `<TAB>col,row,w,h` for a
+                                             window (--image PATH, --sheet out.png, --geojson OUT)
+    pir locate SCENE.tif "text" --checkpoint CKPT --out HEAT.tif [--tile 256] [--stride 128]
+               [--annotations ANNO.json]     a float32 GeoTIFF heat map of where the text is in a large
+                                             scene + HEAT.png overlay + HEAT.json (SeLo metrics with
+                                             AIR-SLT-style annotations)
+    pir serve INDEX_DIR [--port 8000] [--root PATH] [--basemap URL_TEMPLATE [--basemap-attribution TEXT]]
                                              the search page on http://127.0.0.1:PORT/ (--root: an index
-                                             not built here, served from PATH)
+                                             not built here, served from PATH); georeferenced hits on a
+                                             map over the scenes' quicklooks (--basemap: + a web map)
     pir shards SOURCE OUT [--shard-size N] [--dataset rsitmd|rsicd]
                                              webdataset tar shards of a prepared dataset or a dataset
                                              source -> OUT/{train,val,test}-NNNNN.tar + shards.json
@@ -79,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     if command == "search":
         from pir_tools.search import search_main
         return search_main(rest)
+    if command == "locate":
+        from pir_tools.locate import main as locate
+        return locate(rest)
     if command == "serve":
         from pir_tools.serve import main as serve
         return serve(rest)

@@ -1,6 +1,7 @@
 """``pir export``: a checkpoint as a folder that other people and tools load.
 
     pir export CKPT --hub DIR [--tokenizer DIR] [--metrics FILE]
+    pir export CKPT --onnx DIR [--tokenizer DIR] [--preset P]
 
 CKPT is anything ``pir.models.checkpoint.load_model`` reads (best.pt, an official checkpoint, an
 exported folder, a Hub id). ``--hub DIR`` writes a Hugging Face Hub-ready folder: the weights and
@@ -10,8 +11,17 @@ with the run's test metrics and training params. Upload it with ``hf upload ORG/
 ``evaluate.checkpoint=hf-hub:ORG/REPO`` loads the same model (docs/design.md, "Weights from the Hugging
 Face Hub"). The folder appears whole or not at all (written beside DIR, then renamed).
 
-Each target is an option and a function in ``TARGETS``, so another one (``--onnx DIR``) sits beside
-``--hub``.
+``--onnx DIR`` writes the image and text towers as ONNX graphs (image.onnx, text.onnx), preprocess.json and
+the tokenizer (pir.models.onnx_export), checked against torch on a batch as they are written (the largest
+difference is printed; above 1e-4 nothing is written). ``pir index SOURCE --onnx DIR`` embeds through
+onnxruntime, where torch need not be installed (docs/design.md, 9 "Search", "ONNX export and torch-free
+indexing"). ``--preset`` loads released CLIP weights (RemoteCLIP, GeoRSCLIP, OpenAI) as that clip-*
+preset's plain CLIP model, as ``pir zeroshot --preset`` does. Both targets may be named at once (two
+folders). ``pir search`` loads PIR checkpoints and exported folders only, so for an index of released
+weights export them with ``--hub`` first and the ONNX graphs from that folder (``pir export W.pt --preset
+clip-b32 --hub H``, then ``pir export H --onnx O``).
+
+Each target is an option and a function in ``TARGETS``.
 """
 
 from __future__ import annotations
@@ -19,7 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,6 +47,7 @@ class Loaded:
     model: nn.Module
     cfg: ModelConfig
     extra: dict[str, Any]   # the checkpoint's other entries (epoch, params, model_key, ...)
+    hub: dict[str, str] = field(default_factory=dict)   # {Hub id: commit} when CKPT was named by one
 
     @property
     def model_key(self) -> str:
@@ -45,13 +56,17 @@ class Loaded:
         return self.extra.get("model_key") or f"sha256:{files.sha256_path(self.local)}"
 
 
-def load(checkpoint: str) -> Loaded:
+def load(checkpoint: str, preset: str = "") -> Loaded:
+    """CKPT loaded; with a clip-* ``preset``, released CLIP weights load too
+    (pir.models.checkpoint.load_evaluated_model)."""
     from pir import hub
-    from pir.models.checkpoint import load_model
+    from pir.config import model_config
+    from pir.models.checkpoint import load_evaluated_model, load_model
 
-    local = hub.local_path(checkpoint, "CKPT")
-    model, cfg, extra = load_model(local)
-    return Loaded(checkpoint, local, model, cfg, extra)
+    with hub.recording() as resolved:
+        local = hub.local_path(checkpoint, "CKPT")
+    model, cfg, extra = load_evaluated_model(local, "cpu", model_config(preset)) if preset else load_model(local)
+    return Loaded(checkpoint, local, model, cfg, extra, hub.report(resolved))
 
 
 # --------------------------------------------------------------------------- --hub
@@ -178,12 +193,40 @@ def export_hub(loaded: Loaded, out: Path, tokenizer: Path | None = None, metrics
     return written
 
 
+# --------------------------------------------------------------------------- --onnx
+
+def export_onnx(loaded: Loaded, out: Path, tokenizer: Path | None = None) -> list[str]:
+    """Write the ONNX folder ``out`` (pir.models.onnx_export; atomic like --hub); returns the names in it."""
+    from pir import files, hub
+    from pir.data.text import ClipTokenizer
+    from pir.models.onnx_export import check_target as check_onnx_target
+    from pir.models.onnx_export import write_onnx_export
+    from pir.search.encoder import checkpoint_preset, search_tokenizer
+
+    check_onnx_target(out)
+    cfg = loaded.cfg
+    text_tokenizer = ClipTokenizer() if cfg.is_clip else search_tokenizer(cfg, tokenizer, loaded.local)
+    named = loaded.named if hub.is_hub_id(loaded.named) else str(Path(loaded.named).resolve())
+    source = {"path": named, "sha256": files.sha256_path(loaded.local), "preset": checkpoint_preset(cfg, loaded.extra),
+              "epoch": loaded.extra.get("epoch"), "model_key": loaded.model_key,
+              **({"hub": loaded.hub} if loaded.hub else {})}
+    with files.atomic_dir(out) as tmp:
+        write_onnx_export(tmp, loaded.model, cfg, text_tokenizer, source, source["preset"],
+                          log=lambda line: print(f"pir export: {line}", flush=True))
+        written = sorted(p.name for p in tmp.iterdir())
+        files.fsync_tree(tmp)
+    return written
+
+
 # --------------------------------------------------------------------------- the command
 
 # (option, its metavar, help, what writes it): one row per target
 TARGETS: tuple[tuple[str, str, str, Callable[..., list[str]]], ...] = (
     ("--hub", "DIR", "a Hugging Face Hub-ready folder: config.json, model.safetensors, the tokenizer, README.md",
      lambda loaded, out, args: export_hub(loaded, out, args.tokenizer, args.metrics)),
+    ("--onnx", "DIR", "the image and text towers as ONNX graphs (image.onnx, text.onnx), preprocess.json and the "
+     "tokenizer, checked against torch; `pir index SOURCE --onnx DIR` embeds with them (no torch needed)",
+     lambda loaded, out, args: export_onnx(loaded, out, args.tokenizer)),
 )
 
 
@@ -198,13 +241,19 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--metrics", type=Path, default=None, metavar="FILE",
                         help="the run's metrics (default: reports/metrics.json of the project; kept only when it "
                              "is this model's evaluation)")
+    parser.add_argument("--preset", default="", metavar="P",
+                        help="a clip-* preset: CKPT may then be released CLIP weights (RemoteCLIP, GeoRSCLIP, OpenAI), "
+                             "exported as that preset's plain CLIP model")
     args = parser.parse_args(argv)
     chosen = [(option, getattr(args, option.lstrip("-")), write) for option, _, _, write in TARGETS
               if getattr(args, option.lstrip("-")) is not None]
     if not chosen:
         parser.error(f"name what to write: {' or '.join(f'{o} {m}' for o, m, _, _ in TARGETS)}")
+    folders = [out.resolve() for _, out, _ in chosen]
+    if len(set(folders)) < len(folders):
+        parser.error("each target needs its own folder")
     try:
-        loaded = load(args.checkpoint)
+        loaded = load(args.checkpoint, args.preset)
         for option, out, write in chosen:
             written = write(loaded, out, args)
             print(f"{out}: {', '.join(written)}")

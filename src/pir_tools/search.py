@@ -2,12 +2,19 @@
 
     pir index SOURCE --checkpoint CKPT --out INDEX_DIR [--bands 3,2,1] [--scene-from-name] [--no-wait]
               [--max-pixels N] [--max-archive-bytes N] [--max-archive-ratio X]
+              [--tile T [--stride S]]   TIFFs as windows of T px every S px (default T): one row per window,
+              memory bounded by the window; SOURCE may then be one scene.tif (docs/design.md, 9 "Large scenes")
               [--ann | --no-ann] [--ann-threshold N]   an approximate (faiss) index too, from N vectors
               (default 200000) or with --ann (docs/scaling.md, "Approximate nearest-neighbour search")
+    pir index SOURCE --onnx DIR --out INDEX_DIR [...]   the same, embedded through onnxruntime from an export
+              of `pir export CKPT --onnx DIR` (torch need not be installed; --threads N: onnxruntime's threads)
     torchrun --nproc-per-node N --no-python pir index SOURCE --checkpoint CKPT --out INDEX_DIR [--device cuda]
               the same index, the files embedded by N processes (docs/scaling.md, "Distributed indexing")
     pir search INDEX_DIR "a text query" [--top 20] [--scene NAME] [--sheet out.png] [--exact]
     pir search INDEX_DIR --image PATH [--top 20] [--bands 3,2,1] [--sheet out.png] [--max-pixels N]
+              [--geojson OUT.geojson]   the georeferenced hits as a GeoJSON FeatureCollection (lon/lat)
+              prints `score<TAB>path` lines, best first, and a third column `col,row,width,height` for a
+              window of a scene (an interface: scripts parse it)
 
 The library (pir.search) does the work; this module owns the command lines.
 """
@@ -15,6 +22,7 @@ The library (pir.search) does the work; this module owns the command lines.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
 import sys
@@ -61,15 +69,25 @@ _MAX_PIXELS_HELP = ("refuse images above N pixels (width x height), from their h
                     "(default 134217728 = 2**27: a whole Sentinel-2 tile fits)")
 
 
-def _check_source(source: Path, out: Path) -> None:
-    """Before anything is touched: SOURCE is a folder or an archive, and an archive does not lie inside
-    INDEX_DIR, where extracting it could replace it (the index's own source/, outside source/archive/, aside).
-    Folders are checked by the library (pir.search.folder.check_index_folder)."""
+def _is_scene(source: Path, tiling) -> bool:
+    """SOURCE is one TIFF scene to read in windows (``--tile``)."""
+    from pir.data.geo import is_geotiff_name
+    return tiling is not None and source.is_file() and is_geotiff_name(source)
+
+
+def _check_source(source: Path, out: Path, tiling=None) -> None:
+    """Before anything is touched: SOURCE is a folder, an archive or (with a tiling) one TIFF scene, and an
+    archive does not lie inside INDEX_DIR, where extracting it could replace it (the index's own source/,
+    outside source/archive/, aside). Folders and scenes are checked by the library
+    (pir.search.folder.check_index_folder)."""
     from pir.data.download import is_archive
+    from pir.data.geo import is_geotiff_name
     from pir.search.folder import SOURCE, IndexFolderRefused
 
-    if source.is_dir():
+    if source.is_dir() or _is_scene(source, tiling):
         return
+    if source.is_file() and is_geotiff_name(source):
+        raise ValueError(f"{source}: one TIFF scene is indexed in windows: give --tile T (e.g. --tile 256)")
     if not is_archive(source):
         raise ValueError(f"{source}: not a folder or an archive (zip, tar, tar.gz) of images")
     archive, index = source.resolve(), out.resolve()
@@ -81,12 +99,14 @@ def _check_source(source: Path, out: Path) -> None:
 
 
 def _source_folder(source: Path, out: Path, max_bytes: int | None = None, max_ratio: float | None = None) -> Path:
-    """A folder as it is; an archive (zip, tar.*) extracted safely once into INDEX_DIR/source/archive/, a
-    folder the index created and lists (call with the index held: pir.search.folder.index_writer)."""
+    """A folder (or a TIFF scene) as it is; an archive (zip, tar.*) extracted safely once into
+    INDEX_DIR/source/archive/, a folder the index created and lists (call with the index held:
+    pir.search.folder.index_writer)."""
     from pir.data.download import dataset_root, extract_archive
+    from pir.data.geo import is_geotiff_name
     from pir.search.folder import SOURCE, own_folder
 
-    if source.is_dir():
+    if source.is_dir() or (source.is_file() and is_geotiff_name(source)):   # a scene: _check_source said --tile
         return source
     return dataset_root(extract_archive(source, own_folder(out, SOURCE) / ARCHIVE_FOLDER, max_bytes=max_bytes,
                                         max_ratio=max_ratio))
@@ -115,20 +135,79 @@ def add_ann_options(parser) -> None:
                         help=f"write an approximate index from N vectors up (default {ANN_THRESHOLD})")
 
 
+def add_tiling_options(parser) -> None:
+    """--tile T, --stride S: TIFF scenes indexed window by window (pir.search.plan.Tiling)."""
+    from pir.data.images import MIN_SIDE
+
+    def side(text: str) -> int:
+        number = _limit(int)(text)
+        if number < MIN_SIDE:
+            raise argparse.ArgumentTypeError(f"{text!r}: a window needs at least {MIN_SIDE} px a side")
+        return number
+
+    parser.add_argument("--tile", type=side, default=None, metavar="T",
+                        help="index TIFFs as windows of T x T pixels (read window by window: memory bounded by "
+                             "the window, the pixel cap held per window); other images whole. SOURCE may then "
+                             "be one .tif scene")
+    parser.add_argument("--stride", type=_limit(int), default=None, metavar="S",
+                        help="pixels between windows with --tile (default T: windows side by side)")
+
+
+def _tiling(args, parser):
+    from pir.search.plan import Tiling
+
+    if args.tile is None:
+        if args.stride is not None:
+            parser.error("--stride needs --tile")
+        return None
+    return Tiling(args.tile, args.stride or args.tile)
+
+
+def _distributed(onnx: bool):
+    """(check_ranks, follow, join, leading, leave) of pir.search.distributed, or with --onnx one-process
+    stand-ins: that path never imports torch (pir.search.distributed does), so it runs where torch is absent."""
+    if not onnx:
+        from pir.search.distributed import check_ranks, follow, join, leading, leave
+        return check_ranks, follow, join, leading, leave
+    return None, None, (lambda device: None), (lambda ranks: contextlib.nullcontext(None)), (lambda: None)
+
+
+def _encoder(args, ranks):
+    """The index's encoder: the checkpoint through torch, or with --onnx the export through onnxruntime."""
+    if args.onnx is None:
+        from pir.search.encoder import load_encoder
+        if args.threads:
+            import torch
+            torch.set_num_threads(args.threads)
+        return load_encoder(args.checkpoint, args.tokenizer, ranks.device if ranks else args.device)
+    from pir.search.onnx_encoder import load_onnx_encoder
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("--onnx runs in one process (onnxruntime spreads a batch over the cores itself); "
+                         "run it without torchrun, or give --checkpoint for a distributed run")
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if args.device == "cuda" else None
+    return load_onnx_encoder(args.onnx, threads=args.threads, providers=providers)
+
+
 def index_main(argv: list[str]) -> int:
     from pir.data.images import parse_bands
     from pir.data.importers import scene_from_filename
-    from pir.search.distributed import check_ranks, follow, join, leading, leave
-    from pir.search.encoder import load_encoder
     from pir.search.folder import index_writer
     from pir.search.index import build_index
     from pir.tracking import git_commit
 
     parser = argparse.ArgumentParser(prog="pir index", description="Embed every image under SOURCE into an index.")
-    parser.add_argument("source", type=Path, help="folder of JPEG/PNG/TIFF images, or a zip/tar archive of them")
-    parser.add_argument("--checkpoint", required=True,
-                        help="best.pt of the train stage, or any loadable checkpoint: an exported folder, a Hub id "
-                             "(hf-hub:ORG/REPO[/FILE][@REVISION], from the Hugging Face cache)")
+    parser.add_argument("source", type=Path, help="folder of JPEG/PNG/TIFF images, or a zip/tar archive of them "
+                                                  "(with --tile also one TIFF scene)")
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("--checkpoint",
+                       help="best.pt of the train stage, or any loadable checkpoint: an exported folder, a Hub id "
+                            "(hf-hub:ORG/REPO[/FILE][@REVISION], from the Hugging Face cache)")
+    model.add_argument("--onnx", type=Path, metavar="DIR",
+                       help="an export of `pir export CKPT --onnx DIR`: embed through onnxruntime instead of torch "
+                            "(no torch needed; the index records the source checkpoint for `pir search`)")
+    parser.add_argument("--threads", type=_limit(int), default=None, metavar="N",
+                        help="intra-op threads (default: onnxruntime with --onnx the cores this process may use; "
+                             "torch its own default)")
     parser.add_argument("--out", type=Path, required=True, help="index folder (created, or updated incrementally)")
     parser.add_argument("--bands", type=parse_bands, default=None,
                         help="1-based bands of files with more than three, e.g. 3,2,1 (default 1,2,3)")
@@ -140,13 +219,18 @@ def index_main(argv: list[str]) -> int:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--no-wait", action="store_true",
                         help="fail at once when another pir index run is writing INDEX_DIR (default: wait for it)")
+    add_tiling_options(parser)
     add_ann_options(parser)
     add_source_limits(parser)
     args = parser.parse_args(argv)
+    if args.onnx is not None and args.tokenizer is not None:
+        parser.error("--tokenizer goes with --checkpoint (an ONNX export holds its own tokenizer)")
+    tiling = _tiling(args, parser)
+    check_ranks, follow, join, leading, leave = _distributed(args.onnx is not None)
     ranks = None
     try:
         ranks = join(args.device)   # under torchrun: rank 0 writes, every rank embeds (docs/scaling.md)
-        encoder = load_encoder(args.checkpoint, args.tokenizer, ranks.device if ranks else args.device)
+        encoder = _encoder(args, ranks)
         if ranks is not None:
             check_ranks(ranks, args.source, encoder)
             if not ranks.is_main:
@@ -154,19 +238,20 @@ def index_main(argv: list[str]) -> int:
                 return 0
             print(f"pir index: {ranks.world_size} processes; rank 0 on {socket.gethostname()} writes {args.out}",
                   file=sys.stderr)
-        _check_source(args.source, args.out)
+        _check_source(args.source, args.out, tiling)
         wait = 0 if args.no_wait else None
+        indexed = args.source.is_dir() or _is_scene(args.source, tiling)   # not an archive: checked against out
         # One writer, from extracting an archive to the new generation (build_index shares this hold)
         with leading(ranks) as leader, \
-                index_writer(args.out, source=args.source if args.source.is_dir() else None, lock_timeout=wait):
+                index_writer(args.out, source=args.source if indexed else None, lock_timeout=wait):
             root = _source_folder(args.source, args.out, args.max_archive_bytes, args.max_archive_ratio)
             scenes = (lambda rel: scene_from_filename(rel) or "") if args.scene_from_name else None
-            result = build_index(root, args.out, encoder, args.checkpoint, bands=args.bands, scenes=scenes,
+            result = build_index(root, args.out, encoder, args.checkpoint or args.onnx, bands=args.bands, scenes=scenes,
                                  batch_size=args.batch_size, progress=True,
                                  max_pixels=args.max_pixels,
                                  git_commit=git_commit(Path(__file__).resolve().parent), on_batch=_pause_hook(),
                                  embed_new=leader.embed_new if leader else None, ann=args.ann,
-                                 ann_threshold=args.ann_threshold)
+                                 ann_threshold=args.ann_threshold, tiling=tiling)
     except (ValueError, OSError) as exc:
         rank = f" (rank {ranks.rank})" if ranks and not ranks.is_main else ""
         print(f"pir index{rank}: {exc}", file=sys.stderr)
@@ -175,7 +260,7 @@ def index_main(argv: list[str]) -> int:
         leave()
     # `pir serve` serves this root without --root only for indexes built here (docs/design.md, 9 "Serving")
     from pir_tools.known_indexes import record
-    record(args.out, root)
+    record(args.out, root if root.is_dir() else root.parent)   # one scene: the index's root is its folder
     for path, reason in result.unreadable:
         print(f"unreadable: {path}: {reason}", file=sys.stderr)
     print(f"index: {result.generation}")
@@ -185,6 +270,7 @@ def index_main(argv: list[str]) -> int:
 
 def search_main(argv: list[str]) -> int:
     from pir.data.images import parse_bands, read_rgb
+    from pir.search.geojson import write_hits
     from pir.search.query import open_search
     from pir.search.sheet import contact_sheet
 
@@ -196,6 +282,9 @@ def search_main(argv: list[str]) -> int:
     parser.add_argument("--scene", default=None, help="only images of this scene label")
     parser.add_argument("--bands", type=parse_bands, default=None, help="bands of a multi-band --image")
     parser.add_argument("--sheet", type=Path, default=None, help="also write a contact sheet PNG of the hits")
+    parser.add_argument("--geojson", type=Path, default=None, metavar="OUT",
+                        help="also write the georeferenced hits as a GeoJSON FeatureCollection (lon/lat polygons "
+                             "with rank, score, path, scene, window, label)")
     parser.add_argument("--checkpoint", default=None, help="the index's checkpoint (path or Hub id), if it has moved")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--max-pixels", type=_limit(int), default=None, metavar="N", help=_MAX_PIXELS_HELP)
@@ -206,6 +295,9 @@ def search_main(argv: list[str]) -> int:
         parser.error("give a text query or --image PATH (one of them)")
     try:
         searcher, encoder = open_search(args.index, args.checkpoint, args.device, exact=args.exact)
+        if args.geojson and not any(e.georef for e in searcher.index.entries):
+            raise ValueError(f"{args.index}: --geojson: none of its rows is georeferenced (only GeoTIFFs with a "
+                             "CRS are; an index from before pir recorded them: run pir index on it again)")
         if args.image is not None:
             query = encoder.query_image(read_rgb(args.image, args.bands, max_pixels=args.max_pixels))
         else:
@@ -213,9 +305,15 @@ def search_main(argv: list[str]) -> int:
         hits = searcher.search(query, args.top, args.scene)
         if args.sheet:
             contact_sheet(searcher.index, hits, args.sheet, title=args.text or f"image: {args.image}")
+        if args.geojson:
+            written, left_out = write_hits(args.geojson, hits, searcher.index.root)
+            if left_out:
+                print(f"pir search: {left_out} of {len(hits)} hits are not georeferenced: left out of {args.geojson} "
+                      f"({written} written)", file=sys.stderr)
     except (ValueError, OSError) as exc:
         print(f"pir search: {exc}", file=sys.stderr)
         return 1
-    for hit in hits:
-        print(f"{hit.score:.4f}\t{searcher.index.root / hit.path}")
+    for hit in hits:   # score<TAB>path, and <TAB>col,row,width,height for a window of a scene
+        window = f"\t{hit.entry.window}" if hit.entry.window else ""
+        print(f"{hit.score:.4f}\t{searcher.index.root / hit.path}{window}")
     return 0

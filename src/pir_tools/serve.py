@@ -1,15 +1,22 @@
-"""``pir serve INDEX_DIR [--port N] [--root PATH] [--exact]``: a local search page over an index, on 127.0.0.1 only.
+"""``pir serve INDEX_DIR [--port N] [--root PATH] [--exact] [--basemap URL]``: a local search page over an
+index, on 127.0.0.1 only.
 
-Flask with one Jinja template, one script and one stylesheet (package data under pir_tools/templates
-and pir_tools/static; nothing inline, so the page runs under a self-only Content-Security-Policy) and
-no frontend build. Routes:
+Flask with one Jinja template, its scripts and stylesheets (package data under pir_tools/templates and
+pir_tools/static, Leaflet vendored there; nothing inline, so the page runs under a self-only
+Content-Security-Policy) and no frontend build. Routes:
 
-    GET /                          the page (?q=...&top=K&scene=S run a search on load)
-    GET /api/search?q=...&top=K    [{"path": ..., "score": ..., "scene": ..., "thumb": url, "image": url}, ...],
-                                   best first; &like=PATH searches by an indexed image, &scene=S filters
-    GET /thumb/PATH                the thumbnail cached at index time (never decodes the full tile)
+    GET /                          the page (?q=...&top=K&scene=S run a search on load; #hit=N opens hit N
+                                   on the map); with a map when the index has georeferenced rows
+    GET /api/info                  {"images", "georeferenced", "rasters": [{"path", "quicklook"}], "basemap"}
+    GET /api/search?q=...&top=K    [{"path", "window", "score", "scene", "thumb": url, "image": url,
+                                   "footprint": [[lon, lat], ...] or null, "quicklook": url or null}, ...],
+                                   best first; &like=PATH[&window=W] searches by an indexed image, &scene=S filters
+    GET /thumb/PATH[?window=W]     the thumbnail cached at index time (never decodes the full tile)
     GET /image/PATH                the original file, while it still is the file that was indexed
-    GET /static/search.js, .css    the page's script and style
+    GET /image/PATH?window=W       that window of it (an indexed one) as PNG, read as the index read it
+    GET /api/quicklook/PATH        {"image": url, "bounds": [west, south, east, north], "width", "height"}
+    GET /quicklook/PATH            the scene's quicklook warped to Web Mercator, PNG (pir_tools.serve_map)
+    GET /static/...                the page's scripts and styles, Leaflet's under static/leaflet/
 
 An index folder is untrusted input: its index.json may name any root (``/`` included) and its manifest
 any paths (docs/design.md, section 9 "Search", "Serving"). So:
@@ -24,7 +31,10 @@ any paths (docs/design.md, section 9 "Search", "Serving"). So:
   root must be named: ``--root PATH`` (then the manifest's paths are served relative to PATH).
 - Only Host headers naming the bound address answer (127.0.0.1:PORT, localhost:PORT, [::1]:PORT), so a
   page elsewhere whose name is rebound to 127.0.0.1 (DNS rebinding) gets 421 and reads nothing.
-- Every response carries a self-only Content-Security-Policy, nosniff, frame and referrer headers.
+- Every response carries a self-only Content-Security-Policy, nosniff, frame and referrer headers; with
+  ``--basemap URL`` its img-src also allows that URL's origin, the only one the page then loads from.
+- Window crops and quicklooks are made from a descriptor whose bytes were checked like /image's (409 else),
+  for (path, window) pairs and georeferenced files the manifest lists; quicklooks are kept in memory only.
 - An index's ANN file (``ann.faiss``, pir.search.ann) is parsed by faiss's C++ reader: read only when its
   size and sha256 equal what index.json records, and not at all with ``--exact`` (docs/security.md).
 """
@@ -43,16 +53,20 @@ from typing import TYPE_CHECKING, Iterable
 from urllib.parse import quote
 
 from pir import files
+from pir_tools import serve_map
 
 if TYPE_CHECKING:   # annotations only; create_app imports pir.search where the app is made
-    from pir.search.index import Entry, Index
+    from pir.search.index import Index
+    from pir.search.manifest import Entry
 
 MAX_TOP = 500
 ALLOWED_HOSTS = "PIR_ALLOWED_HOSTS"     # app.config key: the Host headers the app answers (none until set)
+_CSP = ("default-src 'self'; img-src 'self'{}; script-src 'self'; style-src 'self'; object-src 'none'; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+CSP = "PIR_CSP"   # app.config key: the Content-Security-Policy sent (img-src widened by --basemap only)
 SECURITY_HEADERS = {
     # The page loads its own script, style, thumbnails and API only; no inline code, no framing.
-    "Content-Security-Policy": "default-src 'self'; img-src 'self'; script-src 'self'; style-src 'self'; "
-                               "object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "Content-Security-Policy": _CSP.format(""),
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
@@ -65,6 +79,11 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # A verdict is kept only for a file last changed longer ago than this: file systems stamp ctime from a
 # coarse clock (a few ms), so a rewrite in the same tick as the hash could keep its stamp ("racy git").
 RACY_NS = 2_000_000_000
+
+
+def content_security_policy(img_sources: Iterable[str] = ()) -> str:
+    """The page's CSP: self only, plus ``img_sources`` (a --basemap's origin) for images."""
+    return _CSP.format("".join(f" {source}" for source in img_sources))
 
 
 def contained(root: Path, relative: str) -> Path | None:
@@ -153,7 +172,8 @@ class _Verdicts:
 
 def create_app(index_dir: str | os.PathLike, checkpoint: str | os.PathLike | None = None, device: str = "cpu", *,
                root: str | os.PathLike | None = None, allowed_hosts: Iterable[str] = (), index: Index | None = None,
-               exact: bool = False):
+               exact: bool = False, basemap: str | None = None, attribution: str = "",
+               quicklook_side: int = serve_map.QUICKLOOK_SIDE):
     """The Flask app over one index (loaded once; restart the server after re-indexing).
 
     ``root``: where the manifest's paths are served from (None: the index's own root, taken as given;
@@ -161,21 +181,35 @@ def create_app(index_dir: str | os.PathLike, checkpoint: str | os.PathLike | Non
     (:func:`loopback_hosts`); `pir serve` sets ``app.config[ALLOWED_HOSTS]`` once the port is bound.
     ``index``: ``index_dir`` already loaded (`pir serve` loads it once, to check its root first).
     ``exact``: exact search, the index's ANN index unused (load ``index`` with ``ann=False`` then).
+    ``basemap``: a web map's tile URL template shown under the quicklooks (ValueError unless http(s) with a
+    plain host: pir_tools.serve_map.basemap_source), credited with ``attribution``; None: no web map, and
+    the page loads nothing from elsewhere. ``quicklook_side``: the quicklooks' longest side in pixels.
     """
+    import numpy as np
     from flask import Flask, abort, jsonify, render_template, request
     from werkzeug.wsgi import wrap_file
 
-    from pir.search.index import thumbnail_path
+    from pir.data.geo import is_geotiff_name
     from pir.search.query import open_search
 
+    basemap_origin = serve_map.basemap_source(basemap) if basemap else None
     searcher, encoder = open_search(index_dir, checkpoint, device, index=index, exact=exact)
     index = searcher.index
     serve_root = Path(root).resolve() if root is not None else index.root
-    entries = {e.path: e for e in index.entries}
-    verdicts = _Verdicts(limit=2 * len(entries) + 1024)
+    row_of = {(e.path, e.window): i for i, e in enumerate(index.entries)}   # windows of a scene share a path
+    first_row = {}
+    for i, e in enumerate(index.entries):
+        first_row.setdefault(e.path, i)
+    # files with a georeferenced row: their quicklooks are the map's base layer
+    rasters = list(dict.fromkeys(e.path for e in index.entries if e.crs and is_geotiff_name(e.path)))
+    is_raster = set(rasters)
+    bands = tuple(index.identity["bands"]) if index.identity.get("bands") else None
+    verdicts = _Verdicts(limit=2 * len(first_row) + 1024)
+    quicklooks = serve_map.Quicklooks()
     encode_lock = threading.Lock()   # one query through the model at a time; the matrix product is shared
     app = Flask(__name__)
     app.config[ALLOWED_HOSTS] = frozenset(h.lower() for h in allowed_hosts)
+    app.config[CSP] = content_security_policy([basemap_origin] if basemap_origin else [])
     app.url_map.merge_slashes = False   # "/image//etc/passwd" reaches the containment check, not a redirect
 
     @app.before_request
@@ -190,14 +224,32 @@ def create_app(index_dir: str | os.PathLike, checkpoint: str | os.PathLike | Non
     @app.after_request
     def security_headers(response):
         response.headers.update(SECURITY_HEADERS)
+        response.headers["Content-Security-Policy"] = app.config[CSP]
         return response
 
-    def indexed(relative: str) -> tuple[Entry, Path]:
-        """(manifest row, file) of an indexed path whose file resolves inside the root, or 404."""
-        path = contained(serve_root, relative) if relative in entries else None
-        if path is None:
+    def indexed(relative: str, window: str | None = None) -> tuple[Entry, Path]:
+        """(manifest row, file) of an indexed path whose file resolves inside the root, or 404. ``window``:
+        the row of that window ("" = the whole-file row); None: any row of the path (the file itself)."""
+        row = first_row.get(relative) if window is None else row_of.get((relative, window))
+        path = contained(serve_root, relative) if row is not None else None
+        if path is None or (window and not serve_map.WINDOW_TEXT.match(window)):
             abort(404)
-        return entries[relative], path
+        return index.entries[row], path
+
+    def verified(entry: Entry, path: Path) -> tuple[int, os.stat_result]:
+        """(fd, fstat) of the file while its size and sha256 are the row's; 404 for no regular file, 409 else."""
+        opened = _open_regular(path)
+        if opened is None:
+            abort(404)
+        fd, info = opened
+        try:
+            same = verdicts.matches(fd, info, entry)
+        except OSError:   # a read error while hashing: not known to be the indexed file
+            same = False
+        if not same:      # changed since indexing, or never the indexed file
+            os.close(fd)
+            abort(409)
+        return fd, info
 
     def send_fd(fd: int, info: os.stat_result, mimetype: str, etag: str, max_age: int | None = None):
         """The open file itself (not its path again), with range and conditional support."""
@@ -212,10 +264,51 @@ def create_app(index_dir: str | os.PathLike, checkpoint: str | os.PathLike | Non
             response.cache_control.no_cache = True
         return response.make_conditional(request.environ, accept_ranges=True, complete_length=info.st_size)
 
+    def send_made(data: bytes, etag: str):
+        """Bytes made from a verified file (a crop, a quicklook): revalidated on every use, like originals."""
+        response = app.response_class(data, mimetype="image/png")
+        response.set_etag(etag)
+        response.cache_control.no_cache = True
+        return response.make_conditional(request.environ)
+
+    def from_scene(relative: str, window: str | None, make):
+        """``make(source)`` of an indexed TIFF still equal to its row, read through the checked descriptor;
+        422 when it cannot be read as a scene (or is not georeferenced, for a quicklook)."""
+        entry, path = indexed(relative, window)
+        if not is_geotiff_name(relative):
+            abort(404)
+        fd, _ = verified(entry, path)
+        try:
+            return entry, make(serve_map.fd_source(fd, path), entry)
+        except Exception as exc:  # ValueError, ImageRefused, rasterio's errors: not servable as a scene
+            app.logger.info("%s: %s", relative, exc)
+            abort(422)
+        finally:
+            os.close(fd)
+
+    def quicklook_of(relative: str) -> serve_map.Quicklook:
+        if relative not in is_raster:
+            abort(404)
+        return from_scene(relative, None, lambda source, entry: quicklooks.get(
+            (relative, entry.sha256), lambda: serve_map.make_quicklook(source, bands, quicklook_side)))[1]
+
+    def urls(entry: Entry) -> dict:
+        path, query = quote(entry.path), f"?window={quote(entry.window, safe=',')}" if entry.window else ""
+        return {"thumb": f"/thumb/{path}{query}", "image": f"/image/{path}{query}",
+                "quicklook": f"/api/quicklook/{path}" if entry.path in is_raster else None}
+
     @app.get("/")
     def page():
         return render_template("search.html", count=len(index.entries), scenes=index.scenes,
-                               identity=index.identity, folder=str(index_dir))   # as the user named it
+                               identity=index.identity, folder=str(index_dir),   # as the user named it
+                               geo=bool(rasters), basemap=basemap or "", attribution=attribution)
+
+    @app.get("/api/info")
+    def api_info():
+        listed = rasters if len(rasters) <= serve_map.MAP_ALL_RASTERS else []
+        return jsonify({"images": len(index.entries), "georeferenced": sum(1 for e in index.entries if e.crs),
+                        "rasters": [{"path": p, "quicklook": f"/api/quicklook/{quote(p)}"} for p in listed],
+                        "basemap": {"url": basemap, "attribution": attribution} if basemap else None})
 
     @app.get("/api/search")
     def api_search():
@@ -223,9 +316,10 @@ def create_app(index_dir: str | os.PathLike, checkpoint: str | os.PathLike | Non
         top = max(1, min(request.args.get("top", 20, type=int) or 20, MAX_TOP))
         scene = request.args.get("scene") or None
         if like:
-            if like not in entries:
+            row = row_of.get((like, request.args.get("window", "")))
+            if row is None:
                 abort(404)
-            query = searcher.vector_of(like)
+            query = np.asarray(index.vectors[row], dtype=np.float32)
         elif text:
             try:
                 with encode_lock:
@@ -234,37 +328,48 @@ def create_app(index_dir: str | os.PathLike, checkpoint: str | os.PathLike | Non
                 return jsonify({"error": str(exc)}), 400
         else:
             return jsonify({"error": "give q=<text> or like=<indexed path>"}), 400
-        return jsonify([{"path": h.path, "score": round(h.score, 6), "scene": h.entry.scene,
-                         "thumb": f"/thumb/{quote(h.path)}", "image": f"/image/{quote(h.path)}"}
+        return jsonify([{"path": h.path, "window": h.entry.window, "score": round(h.score, 6), "scene": h.entry.scene,
+                         **urls(h.entry), "footprint": serve_map.footprint(h.entry)}
                         for h in searcher.search(query, top, scene)])
 
     @app.get("/thumb/<path:relative>")
     def thumb(relative: str):
-        sha = indexed(relative)[0].sha256
-        # the manifest's sha256 names the file: checked, and the file must resolve inside the index folder
-        cached = (contained(index.folder, thumbnail_path(Path(), sha).as_posix()) if _SHA256.match(sha)
-                  else None)
+        entry = indexed(relative, request.args.get("window", ""))[0]
+        # named by the manifest's sha256 (checked) and window (WINDOW_TEXT), and must resolve inside the index folder
+        thumbnail = index.thumbnail(entry) if _SHA256.match(entry.sha256) else None
+        try:
+            inside = thumbnail.relative_to(index.folder).as_posix() if thumbnail is not None else None
+        except ValueError:
+            inside = None
+        cached = contained(index.folder, inside) if inside else None
         opened = _open_regular(cached) if cached is not None else None
         if opened is None:
             abort(404)
-        return send_fd(*opened, mimetype="image/jpeg", etag=sha, max_age=3600)
+        return send_fd(*opened, mimetype="image/jpeg", etag=entry.sha256 + (f"-{entry.window}" if entry.window else ""),
+                       max_age=3600)
 
     @app.get("/image/<path:relative>")
     def image(relative: str):
+        window = request.args.get("window", "")
+        if window:   # the window's pixels, as the index read them
+            entry, crop = from_scene(relative, window, lambda source, entry: serve_map.crop_png(source, window, bands))
+            return send_made(crop, f"{entry.sha256}-{window}")
         entry, path = indexed(relative)
         mimetype = IMAGE_TYPES.get(PurePosixPath(relative).suffix.lower())
-        opened = _open_regular(path) if mimetype else None
-        if opened is None:
+        if not mimetype:
             abort(404)
-        fd, info = opened
-        try:
-            same = verdicts.matches(fd, info, entry)
-        except OSError:   # a read error while hashing: not known to be the indexed file
-            same = False
-        if not same:      # changed since indexing, or never the indexed file
-            os.close(fd)
-            abort(409)
-        return send_fd(fd, info, mimetype=mimetype, etag=entry.sha256)
+        return send_fd(*verified(entry, path), mimetype=mimetype, etag=entry.sha256)
+
+    @app.get("/api/quicklook/<path:relative>")
+    def api_quicklook(relative: str):
+        made = quicklook_of(relative)
+        return jsonify({"image": f"/quicklook/{quote(relative)}", "bounds": made.bounds, "width": made.width,
+                        "height": made.height})
+
+    @app.get("/quicklook/<path:relative>")
+    def quicklook(relative: str):
+        made = quicklook_of(relative)
+        return send_made(made.png, f"{index.entries[first_row[relative]].sha256}-q{quicklook_side}")
 
     return app
 
@@ -274,7 +379,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from pir.search.index import load_index
 
-    parser = argparse.ArgumentParser(prog="pir serve", description="A local search page over an index.")
+    parser = argparse.ArgumentParser(
+        prog="pir serve", description="A local search page over an index; for georeferenced images, a map of the "
+        "hits' footprints over the scenes' own quicklooks (nothing is loaded from the network unless --basemap).")
     parser.add_argument("index", type=Path, help="index folder made by `pir index`")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--root", type=Path, default=None,
@@ -283,11 +390,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--exact", action="store_true",
                         help="exact search even when the index has an approximate one (which is then not read)")
+    parser.add_argument("--basemap", metavar="URL_TEMPLATE", default=None,
+                        help="a web map under the quicklooks, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png: "
+                             "the page then loads tiles from that origin (default: none, no network)")
+    parser.add_argument("--basemap-attribution", metavar="TEXT", default="",
+                        help="the credit the tile server asks for, e.g. '(c) OpenStreetMap contributors'")
     args = parser.parse_args(argv)
     try:
         index = load_index(args.index, ann=not args.exact)
         app = create_app(args.index, args.checkpoint, args.device, root=trusted_root(index, args.root), index=index,
-                         exact=args.exact)
+                         exact=args.exact, basemap=args.basemap, attribution=args.basemap_attribution)
         server = make_server("127.0.0.1", args.port, app, threaded=True)
     except (ValueError, OSError) as exc:
         print(f"pir serve: {exc}", file=sys.stderr)

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from pir.search import ann
-from pir.search.index import Entry, Index, build_index, load_index
+from pir.search.index import Index, build_index, load_index
+from pir.search.manifest import Entry
 from pir.search.query import Searcher, open_search
 from pir_tools.search import index_main, search_main
 

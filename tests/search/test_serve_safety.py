@@ -19,7 +19,8 @@ import pytest
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from pir import files
-from pir.search.index import IDENTITY, MANIFEST, MANIFEST_FIELDS, build_index, load_index
+from pir.search.index import IDENTITY, MANIFEST, build_index, load_index
+from pir.search.manifest import MANIFEST_FIELDS
 from pir_tools import known_indexes, serve
 from pir_tools.serve import SECURITY_HEADERS, create_app, loopback_hosts, trusted_root
 
@@ -287,13 +288,15 @@ def test_the_page_works_in_chromium_under_its_csp(server):
 
 
 def test_the_page_files_ship_in_the_wheel():
-    """pyproject's package-data covers the template, script and style: an installed `pir serve` has them."""
+    """pyproject's package-data covers the template, scripts, styles and vendored Leaflet: an installed
+    `pir serve` has them."""
     import fnmatch
     import tomllib
 
     package = Path(serve.__file__).parent
     patterns = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())[
         "tool"]["setuptools"]["package-data"]["pir_tools"]
-    shipped = [p for folder in ("templates", "static") for p in (package / folder).iterdir() if p.is_file()]
-    assert {p.name for p in shipped} >= {"search.html", "search.js", "search.css"}
+    shipped = [p for folder in ("templates", "static") for p in (package / folder).rglob("*") if p.is_file()]
+    assert {p.name for p in shipped} >= {"search.html", "search.js", "search.css", "map.js", "leaflet.js",
+                                         "leaflet.css", "layers.png", "LICENSE"}
     assert all(any(fnmatch.fnmatch(p.relative_to(package).as_posix(), pat) for pat in patterns) for p in shipped)

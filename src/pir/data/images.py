@@ -125,19 +125,30 @@ def read_deep_rgb(source: Path | bytes, max_pixels: int | None = None) -> np.nda
     return values[..., :3]
 
 
-def stretch_to_uint8(values: np.ndarray) -> np.ndarray:
-    """[H, W, C] numbers -> uint8, each band stretched linearly from its 2nd..98th percentile to 0..255."""
-    values = values.astype(np.float32)   # exact for 16-bit; int32 and float64 lose only low bits
+def stretch_limits(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per band (low, high) of [H, W, C] numbers: their 2nd..98th percentile (non-finite values left out),
+    the band's min..max where the two coincide."""
     bands = values.reshape(-1, values.shape[-1])
     if not np.isfinite(bands).any(axis=0).all():
         raise ImageRefused("image has no finite pixel value in some band")
     sample = bands[::max(1, len(bands) // _STRETCH_SAMPLE)]   # a strided sample: percentiles of big tiles stay cheap
-    sample = np.where(np.isfinite(sample), sample, np.nan)
+    sample = np.where(np.isfinite(sample), sample, np.nan).astype(np.float32)
     low, high = np.nanpercentile(sample, STRETCH_PERCENTILES, axis=0)
     flat = high <= low   # e.g. a mostly constant band: its full range instead
     low[flat], high[flat] = np.nanmin(sample, axis=0)[flat], np.nanmax(sample, axis=0)[flat]
+    return low.astype(np.float32), high.astype(np.float32)
+
+
+def apply_stretch(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """[H, W, C] numbers -> uint8, band c mapped linearly from low[c]..high[c] to 0..255 (clipped; non-finite -> 0)."""
+    values = values.astype(np.float32)   # exact for 16-bit; int32 and float64 lose only low bits
     scaled = (values - low) * (255.0 / np.maximum(high - low, 1e-12)) + 0.5
     return np.nan_to_num(np.clip(scaled, 0, 255), nan=0.0, posinf=0.0, neginf=0.0).astype(np.uint8)
+
+
+def stretch_to_uint8(values: np.ndarray) -> np.ndarray:
+    """[H, W, C] numbers -> uint8, each band stretched linearly from its 2nd..98th percentile to 0..255."""
+    return apply_stretch(values, *stretch_limits(values))
 
 
 def to_rgb(image: Image.Image, source: Path | bytes, max_pixels: int | None = None) -> Image.Image:
@@ -233,21 +244,26 @@ def _tiff_bands_last(path: Path, max_pixels: int | None = None) -> np.ndarray:
     return np.moveaxis(values, band_axis, -1)
 
 
-def select_bands(values: np.ndarray, bands: tuple[int, ...] | None, where: str) -> np.ndarray:
-    """Three bands of a [H, W, C] array: 1- and 3-band images as they are, others by ``bands``
-    (1-based; default 1,2,3, which is RGB for RGBA/RGBN files)."""
-    count = values.shape[-1]
+def rgb_band_numbers(count: int, bands: tuple[int, ...] | None) -> tuple[int, int, int]:
+    """The three 1-based bands an image of ``count`` bands is read as: 1-band images as gray, 3-band ones
+    as they are, others by ``bands`` (default 1,2,3, which is RGB for RGBA/RGBN files); ImageRefused else."""
     if count == 1:
-        return np.repeat(values, 3, axis=-1)
+        return (1, 1, 1)
     if count == 3:
-        return values
+        return (1, 2, 3)
     if count == 2:
         raise ImageRefused("image has 2 bands; only 1-, 3- and more-band images can be read")
     bands = bands or (1, 2, 3)
     if any(b < 1 or b > count for b in bands):
         raise ImageRefused(f"--bands {','.join(map(str, bands))} asks for a band the image does not have "
                            f"(it has {count})")
-    return values[..., [b - 1 for b in bands]]
+    return tuple(bands)
+
+
+def select_bands(values: np.ndarray, bands: tuple[int, ...] | None, where: str) -> np.ndarray:
+    """Three bands of a [H, W, C] array, the ones :func:`rgb_band_numbers` names."""
+    picked = rgb_band_numbers(values.shape[-1], bands)
+    return values if picked == (1, 2, 3) and values.shape[-1] == 3 else values[..., [b - 1 for b in picked]]
 
 
 def read_rgb(path: str | Path, bands: tuple[int, ...] | None = None, *, max_pixels: int | None = None

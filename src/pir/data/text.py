@@ -19,12 +19,13 @@ import os
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, Sequence
-
-import torch
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from pir import files, hub
 from pir.errors import first_line
+
+if TYPE_CHECKING:   # torch is imported where tensors are made: save_tokenizer, normalize_caption and the
+    import torch    # rest load without it (the ONNX indexing path: pir.search.onnx_encoder)
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")   # [PAD] gets id 0, like BERT's vocab
 # The released pre_caption's rules (docs/design.md, "Data"): these characters are deleted, every
@@ -182,6 +183,8 @@ class ClipTokenizer:
 
     def __call__(self, texts: Sequence[str], padding: str = "longest", truncation: bool = True,
                  max_length: int = 77, return_tensors: str = "pt") -> dict[str, torch.Tensor]:
+        import torch
+
         rows = [self.encode(t, max_length) for t in texts]
         width = max(len(r) for r in rows) if padding == "longest" else max_length
         input_ids = torch.zeros(len(rows), width, dtype=torch.long)

@@ -31,9 +31,9 @@ TEXT_BATCH = 256          # prompts embedded at once (45 classes x 18 templates 
 class ImageEncoder(Protocol):
     """What embedding images needs of an encoder (pir.search.encoder.Encoder is one)."""
 
-    def preprocess(self, rgb: np.ndarray) -> torch.Tensor: ...
+    def preprocess(self, rgb: np.ndarray) -> np.ndarray: ...      # uint8 [H, W, 3] -> uint8 [3, S, S]
 
-    def encode_images(self, batch: torch.Tensor) -> np.ndarray: ...
+    def encode_images(self, batch: np.ndarray) -> np.ndarray: ...  # uint8 [B, 3, S, S] -> float32 [B, D]
 
 
 def check_templates(templates: Sequence[str]) -> tuple[str, ...]:
@@ -186,7 +186,7 @@ def embed_images(items: Sequence[Any], read: Callable[[Any], np.ndarray], encode
             more = f" (and {len(problems) - 1} more in this batch)" if len(problems) > 1 else ""
             raise ValueError(f"{problems[0][0]}: {problems[0][1]}{more}")
         if pixels:
-            vectors.append(encoder.encode_images(torch.stack(pixels)))
+            vectors.append(encoder.encode_images(np.stack(pixels)))
         bar.update(min(batch_size, len(items) - start))
     bar.close()
     if not vectors:

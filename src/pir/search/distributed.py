@@ -4,8 +4,9 @@ docs/scaling.md, "Distributed indexing". Rank 0 alone touches the index folder, 
 (pir.search.folder: ownership check, lock, generation, publish): it reads the previous generation, lists
 and hashes SOURCE (the incremental plan), and writes the one new generation. The files to embed go out
 in steps: each step rank 0 scatters to every rank a share of the next files (root-relative path,
-sha256), every rank reads and embeds its share on its own device, and the vectors, image sizes,
-unreadable reasons and thumbnail JPEGs come back to rank 0 (gather), which puts each at its row. So the
+sha256, and the window of a scene indexed with --tile), every rank reads and embeds its share on its own
+device, and the vectors, image sizes, unreadable reasons and thumbnail JPEGs come back to rank 0
+(gather), which puts each at its row. So the
 generation is the one a single process writes, and rank 0 holds one step in memory, never the run.
 
 The other ranks never open the index folder (it need not exist on their node); they read SOURCE
@@ -31,7 +32,9 @@ from tqdm import tqdm
 from pir import files
 from pir.errors import first_line
 from pir.search.encoder import Encoder
-from pir.search.index import _Batch, _embed_batch, _Plan, _save_thumbnail, _take, _work
+from pir.data.geo import is_geotiff_name
+from pir.search.index import _Batch, _embed_batch, _save_thumbnail, _take, _work, unique
+from pir.search.plan import Plan
 from pir.training.launch import DistContext, under_torchrun
 
 # How long a rank waits in one collective. Rank 0 lists and hashes SOURCE (a first build hashes every
@@ -68,7 +71,7 @@ def leave() -> None:
 
 
 def _source_problem(source: Path) -> str:
-    if source.is_dir():
+    if source.is_dir() or (source.is_file() and is_geotiff_name(source)):   # a folder, or one scene (--tile)
         return ""
     return "not a folder" if source.exists() else "not found"
 
@@ -120,7 +123,7 @@ class Leader:
         if self.waiting:
             self._send([_Stop(reason)] * self.ranks.world_size)
 
-    def embed_new(self, plan: _Plan, fresh: np.ndarray, encoder: Encoder, out: Path,
+    def embed_new(self, plan: Plan, fresh: np.ndarray, encoder: Encoder, out: Path,
                   bands: tuple[int, ...] | None, batch_size: int, workers: int, progress: bool,
                   on_batch: Callable[[int], None] | None, max_pixels: int | None = None
                   ) -> tuple[np.ndarray, list[tuple[str, str]]]:
@@ -136,8 +139,8 @@ class Leader:
                 slots = range(start, min(start + batch_size * size, len(todo)))
                 # interleaved, not in blocks: neighbours in the listing (one folder's big tiles) spread out
                 shares = [slots[r::size] for r in range(size)]
-                self._send([[]] + [[(k, plan.entries[todo[k]].path, plan.entries[todo[k]].sha256) for k in share]
-                                   for share in shares[1:]])
+                self._send([[]] + [[(k, plan.entries[todo[k]].path, plan.entries[todo[k]].sha256,
+                                     plan.entries[todo[k]].window) for k in share] for share in shares[1:]])
                 own = _embed_batch(_work(plan, todo, shares[0]), encoder, out, bands, max_pixels, pool)
                 for batch in self._collect(own):
                     _take(batch, plan, todo, fresh, embedded, unreadable)
@@ -147,7 +150,7 @@ class Leader:
                     on_batch(slots.stop)
         self.stop()   # their part is done: free their devices while rank 0 writes the generation
         bar.close()
-        return embedded, sorted(unreadable)
+        return embedded, unique(unreadable)
 
 
 @contextlib.contextmanager
@@ -173,6 +176,7 @@ def follow(source: str | os.PathLike, encoder: Encoder, *, bands: tuple[int, ...
     back what came of them, until rank 0 says stop; ValueError when rank 0 stopped on an error. Writes
     nothing anywhere (thumbnails travel as JPEG bytes)."""
     root = Path(source).resolve()
+    root = root.parent if root.is_file() else root   # one scene (--tile): paths are relative to its folder
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         while True:
             message: list = [None]
@@ -182,6 +186,6 @@ def follow(source: str | os.PathLike, encoder: Encoder, *, bands: tuple[int, ...
                 if work.reason:
                     raise ValueError(f"rank 0 stopped: {work.reason}")
                 return
-            batch = _embed_batch([(slot, root / rel, sha) for slot, rel, sha in work], encoder, None, bands,
-                                 max_pixels, pool)
+            batch = _embed_batch([(slot, root / rel, sha, window) for slot, rel, sha, window in work], encoder,
+                                 None, bands, max_pixels, pool)
             dist.gather_object(batch, None, dst=0)

@@ -52,6 +52,16 @@ def search_tokenizer(cfg: ModelConfig, folder: str | os.PathLike | None, checkpo
     return tokenizer
 
 
+def checkpoint_preset(cfg: ModelConfig, extra: dict[str, Any]) -> str:
+    """The model preset a checkpoint was trained with: from its params, else by architecture ("custom")."""
+    named = ((extra.get("params") or {}).get("model") or {}).get("preset")
+    if named:
+        return str(named)
+    fields = ("image_size", "swin_embed_dim", "text_width", "embed_dim", "clip_model")
+    return next((name for name, preset in PRESETS.items()
+                 if all(getattr(preset, f) == getattr(cfg, f) for f in fields)), "custom")
+
+
 @contextlib.contextmanager
 def one_thread():
     """Run one query on one intra-op thread. A query is a few tiny matrix products: split over threads,
@@ -78,27 +88,23 @@ class Encoder:
 
     @property
     def preset(self) -> str:
-        """The model preset the checkpoint was trained with: from its params, else by architecture."""
-        named = ((self.extra.get("params") or {}).get("model") or {}).get("preset")
-        if named:
-            return str(named)
-        fields = ("image_size", "swin_embed_dim", "text_width", "embed_dim", "clip_model")
-        return next((name for name, preset in PRESETS.items()
-                     if all(getattr(preset, f) == getattr(self.cfg, f) for f in fields)), "custom")
+        """The model preset the checkpoint was trained with (:func:`checkpoint_preset`)."""
+        return checkpoint_preset(self.cfg, self.extra)
 
     @property
     def dim(self) -> int:
         return self.cfg.embed_dim
 
-    def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
-        """uint8 [H, W, 3] at any size -> uint8 [3, S, S]: the evaluate stage's test-time resize."""
+    def preprocess(self, rgb: np.ndarray) -> np.ndarray:
+        """uint8 [H, W, 3] at any size -> uint8 [3, S, S]: the evaluate stage's test-time resize. numpy in
+        and out, as pir.search.onnx_encoder.OnnxEncoder's, so callers stack batches without torch."""
         pixels = torch.from_numpy(np.require(rgb, np.uint8, "W"))   # PIL arrays are read-only
-        return eval_transform(self.cfg.image_size)(pixels.permute(2, 0, 1).contiguous())
+        return eval_transform(self.cfg.image_size)(pixels.permute(2, 0, 1).contiguous()).numpy()
 
     @torch.inference_mode()
-    def encode_images(self, batch: torch.Tensor) -> np.ndarray:
-        """uint8 [B, 3, S, S] (from :meth:`preprocess`) -> float32 [B, D], unit rows."""
-        return encode_images(self.model, batch, self.device).numpy()
+    def encode_images(self, batch: np.ndarray | torch.Tensor) -> np.ndarray:
+        """uint8 [B, 3, S, S] (stacked :meth:`preprocess` outputs) -> float32 [B, D], unit rows."""
+        return encode_images(self.model, torch.as_tensor(batch), self.device).numpy()
 
     @torch.inference_mode()
     def encode_texts(self, texts: list[str]) -> np.ndarray:

@@ -8,13 +8,16 @@ An index folder (docs/design.md, section 9 "Search", "Index folder"):
     CURRENT            the name of the live generation ("gen-3"), replaced atomically, last
     gen-<n>/
       embeddings.npy   float16 [N, D], row i = manifest row i, unit rows
-      manifest.csv     path (relative to the root, '/'), size, mtime_ns, sha256, width, height, scene
+      manifest.csv     path (relative to the root, '/'), size, mtime_ns, sha256, width, height, scene,
+                       window ("col,row,width,height" of a scene's window with --tile), and for georeferenced
+                       files (pir.data.geo) crs, bounds (in the crs), lonlat (pir.search.manifest)
       index.json       identity: checkpoint (path or Hub id, sha256, preset; a Hub id's commit), git commit,
-                       bands, root, counts, unreadable files
+                       bands, tiling (--tile, --stride), root, counts, unreadable files
       tokenizer/       the model's tokenizer, so text queries need only the index and the checkpoint
       ann.faiss        an approximate (faiss IVF-PQ) index of the rows, above a size or with --ann; its
                        kind, parameters, size and sha256 in index.json["ann"] (pir.search.ann)
-    thumbs/<aa>/<sha256>.jpg   thumbnails, written while indexing, shared by generations (content-addressed)
+    thumbs/<aa>/<sha256>.jpg   thumbnails, written while indexing, shared by generations (content-addressed);
+                       a window's: <sha256>-<col>-<row>-<width>-<height>.jpg
     source/            images the index keeps itself: an extracted archive (pir index), the DVC stage's PNGs
 
 The folder's ownership marker, lock and generation switch are pir.search.folder's: this module writes
@@ -23,60 +26,49 @@ publishes it (renamed into place, then CURRENT switched, all fsynced), so a run 
 leaves the previous generation live and whole. Readers take no lock: the previous generation is kept,
 and a reader that finds its generation gone mid-read reads CURRENT again.
 
-A file is embedded again only when it is new or changed: unchanged (size, mtime) reuses the old row
-without reading the file; a changed stamp hashes it, and an unchanged sha256 (a touched or moved
-file) still reuses its row. Files that cannot be read (dangling links, link loops, permissions, decode
-errors) and folders that cannot be listed are reported as unreadable; the rest is indexed.
+A file is embedded again only when it is new or changed (pir.search.plan): unchanged (size, mtime) reuses
+its rows without reading the file; a changed stamp hashes it, and an unchanged sha256 (a touched or moved
+file) still reuses its rows. With a tiling (``pir index --tile``) a TIFF is a scene read window by window
+(pir.search.windows): one row per window, memory bounded by the window. Files that cannot be read (dangling
+links, link loops, permissions, decode errors) and folders that cannot be listed are reported as
+unreadable; the rest is indexed.
 """
 
 from __future__ import annotations
 
-import csv
-import errno
 import io
 import json
 import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 import numpy as np
-import torch
 from PIL import Image
 from tqdm import tqdm
 
 from pir import files, hub
-from pir.data.images import IMAGE_EXTENSIONS, ImageRefused, read_rgb
+from pir.data.geo import is_geotiff_name
+from pir.data.images import read_rgb
 from pir.data.text import save_tokenizer
-from pir.errors import first_line
 from pir.search import ann as ann_index
-from pir.search.encoder import Encoder
 from pir.search.folder import (CURRENT, FORMAT, GENERATION, IDENTITY, THUMBS, clean_stale, index_writer,
                                new_generation, own_folder, publish, read_pointer)
+from pir.search.manifest import Entry, manifest_text, read_manifest
+from pir.search.plan import Plan, Tiling, make_plan, read_problem
+from pir.search.windows import SceneReads, map_reads
+
+if TYPE_CHECKING:   # no torch here: `pir index --onnx` builds an index where torch is not installed
+    from pir.search.encoder import Encoder   # or a pir.search.onnx_encoder.OnnxEncoder
 
 EMBEDDINGS = "embeddings.npy"
 MANIFEST = "manifest.csv"
 TOKENIZER = "tokenizer"
 THUMB_SIDE = 192            # px, longest side: a results grid shows them at about 160 px
 _LOAD_TRIES = 5             # generations switched under one reader in a row before it gives up
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One indexed image (a manifest row)."""
-    path: str               # relative to the indexed root, '/'-separated
-    size: int
-    mtime_ns: int
-    sha256: str
-    width: int
-    height: int
-    scene: str = ""         # "" = unknown
-
-
-MANIFEST_FIELDS = tuple(f.name for f in fields(Entry))
 
 
 @dataclass
@@ -99,7 +91,8 @@ class Index:
         return sorted({e.scene for e in self.entries if e.scene})
 
     def thumbnail(self, entry: Entry) -> Path:
-        return thumbnail_path(self.folder, entry.sha256)
+        """The row's thumbnail: the file's, or its window's."""
+        return thumbnail_path(self.folder, entry.sha256, entry.window)
 
 
 @dataclass
@@ -114,11 +107,14 @@ class IndexResult:
         return f"indexed {self.new} new, {self.unchanged} unchanged, {len(self.unreadable)} unreadable"
 
 
-def thumbnail_path(folder: Path, sha256: str) -> Path:
-    return folder / THUMBS / sha256[:2] / f"{sha256}.jpg"
+def thumbnail_path(folder: Path, sha256: str, window: str = "") -> Path:
+    """Content-addressed: ``<sha256>.jpg`` of a whole file, ``<sha256>-<col>-<row>-<width>-<height>.jpg``
+    of a window ("col,row,width,height") of it."""
+    name = f"{sha256}-{window.replace(',', '-')}" if window else sha256
+    return folder / THUMBS / sha256[:2] / f"{name}.jpg"
 
 
-def _relative_or_absolute(path: Path, start: Path) -> str:
+def relative_or_absolute(path: Path, start: Path) -> str:
     """``path`` relative to ``start`` when both are on one tree (so a moved project keeps working), else absolute."""
     try:
         return os.path.relpath(path.resolve(), start.resolve())
@@ -127,23 +123,6 @@ def _relative_or_absolute(path: Path, start: Path) -> str:
 
 
 # --------------------------------------------------------------------------- reading an index
-
-def read_manifest(path: Path) -> list[Entry]:
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        if tuple(reader.fieldnames or ()) != MANIFEST_FIELDS:
-            raise ValueError(f"{path}: expected the columns {','.join(MANIFEST_FIELDS)}")
-        return [Entry(r["path"], int(r["size"]), int(r["mtime_ns"]), r["sha256"], int(r["width"]),
-                      int(r["height"]), r["scene"]) for r in reader]
-
-
-def manifest_text(entries: Iterable[Entry]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(MANIFEST_FIELDS)
-    writer.writerows(tuple(asdict(e).values()) for e in entries)
-    return out.getvalue()
-
 
 def load_index(folder: str | os.PathLike, ann: bool = True) -> Index:
     """The live generation of the index at ``folder``; ValueError naming the folder when there is none.
@@ -180,51 +159,33 @@ def load_index(folder: str | os.PathLike, ann: bool = True) -> Index:
 
 # --------------------------------------------------------------------------- building one
 
-def _os_reason(path: Path, exc: OSError) -> str:
-    """Why a file could not be read, in words: a link's trouble named as such."""
-    what = exc.strerror or type(exc).__name__
-    if path.is_symlink():
-        if exc.errno == errno.ENOENT:
-            return f"dangling link ({what})"
-        if exc.errno == errno.ELOOP:
-            return f"link loop ({what})"
-    return f"cannot read ({what})"
-
-
-def list_images(root: Path, unreadable: list[tuple[str, str]]) -> list[Path]:
-    """Every image file under ``root`` (by extension, any case), sorted; hidden folders and files skipped.
-    Folders that cannot be listed are appended to ``unreadable`` as (root-relative path + '/', reason)."""
-    def note(exc: OSError) -> None:
-        rel = Path(exc.filename).relative_to(root).as_posix() if exc.filename else "."
-        unreadable.append((f"{rel}/", f"cannot list folder ({exc.strerror or type(exc).__name__})"))
-
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root, onerror=note):
-        here = Path(dirpath)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [here / name for name in filenames
-                  if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")]
-    return sorted(found)
-
-
 def _checkpoint_identity(checkpoint: Path | str, encoder: Encoder, out: Path) -> dict:
     """Where the checkpoint is (a Hub id as it is: it resolves on any machine with the cache) and the
-    sha256 of its bytes (a folder's files: pir.files.sha256_path), plus {id: commit} for a Hub id."""
+    sha256 of its bytes (a folder's files: pir.files.sha256_path), plus {id: commit} for a Hub id, and the
+    engine that computes the rows. An encoder that is not the checkpoint itself (an ONNX export:
+    pir.search.onnx_encoder) says all this itself, from what its export recorded."""
+    own = getattr(encoder, "index_identity", None)
+    if own is not None:
+        return own(out)
     if not hub.is_hub_id(checkpoint):
-        return {"checkpoint": _relative_or_absolute(checkpoint, out),
-                "checkpoint_sha256": files.sha256_path(checkpoint)}
+        return {"checkpoint": relative_or_absolute(checkpoint, out),
+                "checkpoint_sha256": files.sha256_path(checkpoint), "engine": "torch"}
     local = encoder.source or hub.local_path(checkpoint, "checkpoint")
     return {"checkpoint": str(checkpoint), "checkpoint_sha256": files.sha256_path(local),
-            **({"hub": encoder.hub} if encoder.hub else {})}
+            **({"hub": encoder.hub} if encoder.hub else {}), "engine": "torch"}
 
 
 def _reusable(previous: Index | None, identity: dict) -> Index | None:
-    """The previous generation when its rows were made the way this run would make them."""
+    """The previous generation when its rows were made the way this run would make them: by the same
+    weights and by the same engine (torch, or onnxruntime on the same ONNX graph). The engines agree to
+    about 1e-7 (docs/design.md, 9 "Search", "ONNX export ..."), yet a generation never mixes rows of two: every row
+    is what index.json says made it, and switching engines re-embeds once. Indexes from before the
+    engine was recorded were made by torch."""
     if previous is None:
         return None
-    same = ("checkpoint_sha256", "bands", "image_size", "dim", "root")
-    old = previous.identity
-    return previous if all(old.get(k) == identity.get(k) for k in same) else None
+    same = ("checkpoint_sha256", "bands", "tiling", "image_size", "dim", "root", "engine", "onnx_sha256")
+    old, new = {"engine": "torch", **previous.identity}, {"engine": "torch", **identity}
+    return previous if all(old.get(k) == new.get(k) for k in same) else None
 
 
 def _thumbnail_jpeg(rgb: np.ndarray) -> bytes:
@@ -235,8 +196,8 @@ def _thumbnail_jpeg(rgb: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def _save_thumbnail(folder: Path, sha256: str, jpeg: bytes) -> None:
-    path = thumbnail_path(folder, sha256)
+def _save_thumbnail(folder: Path, sha256: str, jpeg: bytes, window: str = "") -> None:
+    path = thumbnail_path(folder, sha256, window)
     if not path.is_file():
         with files.atomic_path(path) as tmp:
             tmp.write_bytes(jpeg)
@@ -244,7 +205,7 @@ def _save_thumbnail(folder: Path, sha256: str, jpeg: bytes) -> None:
 
 @dataclass
 class _Read:
-    pixels: torch.Tensor | None    # uint8 [3, S, S]
+    pixels: np.ndarray | None      # uint8 [3, S, S] (the encoder's preprocess)
     width: int = 0
     height: int = 0
     problem: str = ""
@@ -252,97 +213,58 @@ class _Read:
 
 
 def _read_one(path: Path, sha256: str, encoder: Encoder, folder: Path | None, bands: tuple[int, ...] | None,
-              max_pixels: int | None = None) -> _Read:
-    """Decode ``path`` for the encoder and make its thumbnail: written into the index ``folder``, or with
-    ``folder=None`` (a torchrun rank other than 0, which never writes there) returned as JPEG bytes."""
-    try:
-        rgb = read_rgb(path, bands, max_pixels=max_pixels)   # above the cap: ImageRefused, listed unreadable
-    except ImageRefused as exc:
-        return _Read(None, problem=str(exc))
-    except Exception as exc:  # decoders raise many types for corrupt files: report the file, keep going
-        if isinstance(exc, OSError) and exc.errno is not None:   # gone, or lost its permissions, since hashed
-            return _Read(None, problem=_os_reason(path, exc))
-        return _Read(None, problem=f"unreadable image ({type(exc).__name__}: {first_line(exc, 200)})")
+              max_pixels: int | None = None, window: str = "", scenes: SceneReads | None = None) -> _Read:
+    """Decode ``path`` (its ``window`` through ``scenes``, when one is given) for the encoder and make its
+    thumbnail: written into the index ``folder``, or with ``folder=None`` (a torchrun rank other than 0,
+    which never writes there) returned as JPEG bytes."""
+    try:   # above the cap: ImageRefused, listed unreadable; decoders raise many types for corrupt files
+        rgb = scenes.read(path, sha256, window) if window else read_rgb(path, bands, max_pixels=max_pixels)
+    except Exception as exc:
+        return _Read(None, problem=read_problem(path, exc))
     if folder is None:
         return _Read(encoder.preprocess(rgb), rgb.shape[1], rgb.shape[0], thumbnail=_thumbnail_jpeg(rgb))
-    if not thumbnail_path(folder, sha256).is_file():
-        _save_thumbnail(folder, sha256, _thumbnail_jpeg(rgb))
+    if not thumbnail_path(folder, sha256, window).is_file():
+        _save_thumbnail(folder, sha256, _thumbnail_jpeg(rgb), window)
     return _Read(encoder.preprocess(rgb), rgb.shape[1], rgb.shape[0])
 
 
 @dataclass
-class _Plan:
-    """The rows of the next generation, in file order, and where each one's vector comes from."""
-    entries: list[Entry]
-    sources: list[int | Path]      # per row: a row of the previous generation to reuse, or the file to embed
-
-    @property
-    def todo(self) -> list[int]:
-        """Rows to embed, ascending."""
-        return [i for i, s in enumerate(self.sources) if isinstance(s, Path)]
-
-
-def _plan(root: Path, reusable: Index | None, scene_of: Callable[[str], str]
-          ) -> tuple[_Plan, list[tuple[str, str]]]:
-    """Unchanged (size, mtime) reuses a row without reading the file; a changed stamp hashes the file,
-    and a known sha256 (touched, copied or renamed) still reuses its row; the rest is embedded.
-    Files that cannot be stat'ed or hashed, and folders that cannot be listed, come back as (path, reason)."""
-    by_path = {e.path: i for i, e in enumerate(reusable.entries)} if reusable else {}
-    by_sha = {e.sha256: i for i, e in enumerate(reusable.entries)} if reusable else {}
-    plan, unreadable = _Plan([], []), []
-    for path in list_images(root, unreadable):
-        rel = path.relative_to(root).as_posix()
-        try:
-            stat = path.stat()
-            old = by_path.get(rel)
-            if old is not None and (reusable.entries[old].size, reusable.entries[old].mtime_ns) == (stat.st_size,
-                                                                                                  stat.st_mtime_ns):
-                sha = reusable.entries[old].sha256
-            else:
-                sha = files.sha256_file(path)
-                old = by_sha.get(sha)
-        except OSError as exc:
-            unreadable.append((rel, _os_reason(path, exc)))
-            continue
-        width, height = (reusable.entries[old].width, reusable.entries[old].height) if old is not None else (0, 0)
-        plan.entries.append(Entry(rel, stat.st_size, stat.st_mtime_ns, sha, width, height, scene_of(rel) or ""))
-        plan.sources.append(old if old is not None else path)
-    return plan, unreadable
-
-
-@dataclass
 class _Batch:
-    """What one process made of some of the files to embed. A slot is a position in ``plan.todo``, which
-    is the file's row of ``fresh``; a batch crosses processes under torchrun (pir.search.distributed)."""
-    slots: list[int]                        # the files that were embedded
+    """What one process made of some of the rows to embed (files, or windows of scenes). A slot is a position
+    in ``plan.todo``, which is the row's row of ``fresh``; a batch crosses processes under torchrun
+    (pir.search.distributed)."""
+    slots: list[int]                        # the rows that were embedded
     vectors: np.ndarray                     # float16 [len(slots), D]
     sizes: list[tuple[int, int]]            # (width, height) per slot
-    problems: list[tuple[int, str]]         # (slot, reason) of the files that could not be read
-    thumbnails: list[tuple[str, bytes]]     # (sha256, JPEG) still to write: read with folder=None
+    problems: list[tuple[int, str]]         # (slot, reason) of the rows that could not be read
+    thumbnails: list[tuple[str, bytes, str]]   # (sha256, JPEG, window) still to write: read with folder=None
 
 
-def _work(plan: _Plan, todo: list[int], slots: Iterable[int]) -> list[tuple[int, Path, str]]:
-    """(slot, file, sha256) of the given slots of ``todo``, what :func:`_embed_batch` takes."""
-    return [(k, plan.sources[todo[k]], plan.entries[todo[k]].sha256) for k in slots]
+def _work(plan: Plan, todo: list[int], slots: Iterable[int]) -> list[tuple[int, Path, str, str]]:
+    """(slot, file, sha256, window) of the given slots of ``todo``, what :func:`_embed_batch` takes."""
+    return [(k, plan.sources[todo[k]], plan.entries[todo[k]].sha256, plan.entries[todo[k]].window) for k in slots]
 
 
-def _embed_batch(work: list[tuple[int, Path, str]], encoder: Encoder, folder: Path | None,
+def _embed_batch(work: list[tuple[int, Path, str, str]], encoder: Encoder, folder: Path | None,
                  bands: tuple[int, ...] | None, max_pixels: int | None, pool: ThreadPoolExecutor) -> _Batch:
-    """Read (in ``pool``: PIL and tifffile decode outside the GIL) and embed the (slot, file, sha256)
-    ``work`` as one batch; thumbnails go into ``folder``, or into the batch when it is None."""
-    reads = list(pool.map(lambda w: _read_one(w[1], w[2], encoder, folder, bands, max_pixels), work))
-    good = [(slot, r) for (slot, _, _), r in zip(work, reads) if r.pixels is not None]
-    vectors = (encoder.encode_images(torch.stack([r.pixels for _, r in good])).astype(np.float16) if good
+    """Read (in ``pool``: PIL, tifffile and GDAL decode outside the GIL; a run of one scene's windows per
+    task, pir.search.windows.map_reads) and embed the (slot, file, sha256, window) ``work`` as one batch;
+    thumbnails go into ``folder``, or into the batch when it is None."""
+    reads = map_reads(work, lambda w, scenes: _read_one(w[1], w[2], encoder, folder, bands, max_pixels, w[3], scenes),
+                      bands, max_pixels, pool)
+    good = [(slot, r) for (slot, *_), r in zip(work, reads) if r.pixels is not None]
+    vectors = (encoder.encode_images(np.stack([r.pixels for _, r in good])).astype(np.float16) if good
                else np.zeros((0, encoder.dim), np.float16))
     return _Batch([slot for slot, _ in good], vectors, [(r.width, r.height) for _, r in good],
-                  [(slot, r.problem) for (slot, _, _), r in zip(work, reads) if r.pixels is None],
-                  [(sha, r.thumbnail) for (_, _, sha), r in zip(work, reads) if r.thumbnail])
+                  [(slot, r.problem) for (slot, *_), r in zip(work, reads) if r.pixels is None],
+                  [(sha, r.thumbnail, window) for (_, _, sha, window), r in zip(work, reads) if r.thumbnail])
 
 
-def _take(batch: _Batch, plan: _Plan, todo: list[int], fresh: np.ndarray, embedded: np.ndarray,
+def _take(batch: _Batch, plan: Plan, todo: list[int], fresh: np.ndarray, embedded: np.ndarray,
           unreadable: list[tuple[str, str]]) -> None:
     """Put ``batch`` into the generation being built: its vectors at their rows of ``fresh``, the image
-    sizes into the manifest rows, ``embedded`` marked, the files that could not be read appended."""
+    sizes into the manifest rows, ``embedded`` marked, the files that could not be read appended (a scene
+    that cannot be opened fails each of its windows the same way: see :func:`unique`)."""
     fresh[batch.slots] = batch.vectors
     for slot, (width, height) in zip(batch.slots, batch.sizes):
         i = todo[slot]
@@ -351,7 +273,7 @@ def _take(batch: _Batch, plan: _Plan, todo: list[int], fresh: np.ndarray, embedd
     unreadable += [(plan.entries[todo[slot]].path, reason) for slot, reason in batch.problems]
 
 
-def _embed_new(plan: _Plan, fresh: np.ndarray, encoder: Encoder, out: Path, bands: tuple[int, ...] | None,
+def _embed_new(plan: Plan, fresh: np.ndarray, encoder: Encoder, out: Path, bands: tuple[int, ...] | None,
                batch_size: int, workers: int, progress: bool, on_batch: Callable[[int], None] | None,
                max_pixels: int | None = None) -> tuple[np.ndarray, list[tuple[str, str]]]:
     """Embed the plan's new files into ``fresh`` (row k = k-th row to embed), filling in their sizes;
@@ -370,7 +292,12 @@ def _embed_new(plan: _Plan, fresh: np.ndarray, encoder: Encoder, out: Path, band
             if on_batch is not None:
                 on_batch(slots.stop)
     bar.close()
-    return embedded, sorted(unreadable)
+    return embedded, unique(unreadable)
+
+
+def unique(unreadable: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The (path, reason) list sorted, each pair once: one line for a scene none of whose windows opened."""
+    return sorted(set(unreadable))
 
 
 EmbedNew = Callable[..., "tuple[np.ndarray, list[tuple[str, str]]]"]   # the signature of _embed_new
@@ -413,9 +340,11 @@ def build_index(source: str | os.PathLike, out: str | os.PathLike, encoder: Enco
                 on_batch: Callable[[int], None] | None = None, stamp_time: bool = True,
                 lock_timeout: float | None = None, max_pixels: int | None = None,
                 embed_new: EmbedNew | None = None, ann: bool | None = None,
-                ann_threshold: int = ann_index.ANN_THRESHOLD) -> IndexResult:
+                ann_threshold: int = ann_index.ANN_THRESHOLD, tiling: Tiling | None = None) -> IndexResult:
     """Index every image under ``source`` into ``out`` (created or updated); see the module docstring.
     Images above ``max_pixels`` (None = pir.data.images.DEFAULT_MAX_PIXELS) are listed unreadable.
+    ``tiling``: TIFFs are indexed as windows (pir.search.plan.Tiling; the pixel cap then holds per window),
+    other images whole; ``source`` may then also be one TIFF, indexed with its folder as the root.
 
     ``out`` must be absent, empty or an index made here, and must not overlap ``source`` (except that
     ``source`` may be the index's own ``source/`` folder): else IndexFolderRefused, with nothing touched.
@@ -430,33 +359,38 @@ def build_index(source: str | os.PathLike, out: str | os.PathLike, encoder: Enco
     ``ann``: True gives the generation an approximate index (pir.search.ann), False none; None (default)
     one from ``ann_threshold`` vectors up, or when the previous generation had one.
     """
-    root = Path(source).resolve()
+    root, only = Path(source).resolve(), None
     checkpoint = checkpoint if hub.is_hub_id(checkpoint) else Path(checkpoint)
-    if not root.is_dir():
-        raise ValueError(f"{source}: not a folder of images")
-    with index_writer(out, source=root, lock_timeout=lock_timeout) as folder:
+    if root.is_file() and tiling is not None and is_geotiff_name(root):
+        root, only = root.parent, root   # one scene: the folder is the root, the scene its only file
+    elif not root.is_dir():
+        raise ValueError(f"{source}: not a folder of images" + ("" if tiling else " (one TIFF scene: give a tiling)"))
+    # the overlap checks hold for what is indexed: one scene's index folder may lie beside it
+    with index_writer(out, source=only or root, lock_timeout=lock_timeout) as folder:
         return _build(root, folder, Path(out), encoder, checkpoint, bands=bands, scenes=scenes,
                       batch_size=batch_size, workers=workers, progress=progress, git_commit=git_commit,
                       on_batch=on_batch, stamp_time=stamp_time, max_pixels=max_pixels, embed_new=embed_new,
-                      ann=ann, ann_threshold=ann_threshold)
+                      ann=ann, ann_threshold=ann_threshold, tiling=tiling, only=only)
 
 
 def _build(root: Path, out: Path, given: Path, encoder: Encoder, checkpoint: Path | str, *, bands, scenes, batch_size,
            workers, progress, git_commit, on_batch, stamp_time, max_pixels=None,
            embed_new: EmbedNew | None = None, ann: bool | None = None,
-           ann_threshold: int = ann_index.ANN_THRESHOLD) -> IndexResult:
+           ann_threshold: int = ann_index.ANN_THRESHOLD, tiling: Tiling | None = None,
+           only: Path | None = None) -> IndexResult:
     """build_index with the index folder ``out`` (resolved; ``given`` as the caller named it) held."""
-    identity = {"format": FORMAT, "root": _relative_or_absolute(root, out),
+    identity = {"format": FORMAT, "root": relative_or_absolute(root, out),
                 **_checkpoint_identity(checkpoint, encoder, out),
                 "preset": encoder.preset, "epoch": encoder.extra.get("epoch"), "git_commit": git_commit,
-                "bands": list(bands) if bands else None, "image_size": encoder.cfg.image_size, "dim": encoder.dim}
+                "bands": list(bands) if bands else None, "tiling": asdict(tiling) if tiling else None,
+                "image_size": encoder.cfg.image_size, "dim": encoder.dim}
     try:
         previous = load_index(out, ann=False)   # its ANN index is read below, only when it can be updated
     except ValueError:
         previous = None
     reusable = _reusable(previous, identity)
     scene_of = scenes if callable(scenes) else (lambda rel, table=dict(scenes or {}): table.get(rel, ""))
-    plan, skipped = _plan(root, reusable, scene_of)
+    plan, skipped = make_plan(root, reusable, scene_of, only=only, tiling=tiling, bands=bands, max_pixels=max_pixels)
     own_folder(out, THUMBS)
 
     number, tmp, generation = new_generation(out)
@@ -465,7 +399,7 @@ def _build(root: Path, out: Path, given: Path, encoder: Encoder, checkpoint: Pat
     fresh = np.lib.format.open_memmap(tmp / "fresh.npy", mode="w+", dtype=np.float16, shape=(len(todo), encoder.dim))
     embedded, unreadable = (embed_new or _embed_new)(plan, fresh, encoder, out, bands, batch_size, workers, progress,
                                                      on_batch, max_pixels)
-    unreadable = sorted(skipped + unreadable)
+    unreadable = unique(skipped + unreadable)
 
     # The generation's matrix: reused rows from the previous generation, the new ones from this run.
     kept = [i for i, s in enumerate(plan.sources) if not isinstance(s, Path) or embedded[i]]
@@ -488,7 +422,7 @@ def _build(root: Path, out: Path, given: Path, encoder: Encoder, checkpoint: Pat
     result = IndexResult(new=len(new_at), unchanged=len(reused_at), unreadable=unreadable)
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) if stamp_time else None
     files.write_json(tmp / IDENTITY, {**identity, "generation": number, "count": len(kept), "new": result.new,
-                                      "unchanged": result.unchanged, "created": created, "ann": approx,
+                                      "unchanged": result.unchanged, "created": created, "ann": approx, "georef": 1,
                                       "unreadable": [{"path": p, "reason": r} for p, r in unreadable]})
     publish(out, tmp, generation)
     clean_stale(out, keep={generation.name} | ({previous.generation.name} if previous else set()))

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from pir.search.ann import RERANK_PER_HIT
-from pir.search.index import Entry, Index
+from pir.search.index import Index
+from pir.search.manifest import Entry
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""A contact sheet of search hits: one PNG, thumbnails from the index's cache with rank, score and name."""
+"""A contact sheet of search hits: one PNG, thumbnails from the index's cache with rank, score and name (and
+for a window of a scene, the window's own thumbnail and its "col,row,width,height")."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ def contact_sheet(index: Index, hits: list[Hit], out: str | os.PathLike, title: 
     columns = max(1, min(columns, len(hits) or 1))
     rows = max(1, -(-len(hits) // columns))
     header = 24 if title else 0
-    tile_w, tile_h = THUMB_SIDE + 8, THUMB_SIDE + 8 + _CAPTION
+    windows = any(hit.entry.window for hit in hits)   # a third caption line: the window
+    tile_w, tile_h = THUMB_SIDE + 8, THUMB_SIDE + 8 + _CAPTION + (13 if windows else 0)
     sheet = Image.new("RGB", (columns * tile_w, header + rows * tile_h), "white")
     draw = ImageDraw.Draw(sheet)
     if title:
@@ -35,6 +37,8 @@ def contact_sheet(index: Index, hits: list[Hit], out: str | os.PathLike, title: 
             draw.rectangle((x, y, x + THUMB_SIDE, y + THUMB_SIDE), outline="gray")
         draw.text((x, y + THUMB_SIDE + 2), f"#{rank + 1}  {hit.score:.3f}", fill="black")
         draw.text((x, y + THUMB_SIDE + 15), Path(hit.path).name[:30], fill="dimgray")
+        if hit.entry.window:
+            draw.text((x, y + THUMB_SIDE + 28), f"window {hit.entry.window}"[:30], fill="dimgray")
     with files.atomic_path(out) as tmp:
         sheet.save(tmp, format="PNG")
     return Path(out)

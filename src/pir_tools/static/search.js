@@ -1,5 +1,6 @@
 // The search page's script (pir serve); a file, not inline: the page's CSP allows 'self' only
-// (docs/design.md, section 9, "Serving").
+// (docs/design.md, section 9, "Serving"). It tells map.js (loaded for georeferenced indexes) about the
+// hits with a "pir:hits" event and about the result under the pointer with "pir:hover" events.
 const form = document.getElementById("form"), results = document.getElementById("results"),
       status = document.getElementById("status"), sceneBox = document.getElementById("scene");
 
@@ -12,10 +13,17 @@ async function run(params, label) {
   const hits = await reply.json();
   results.replaceChildren(...hits.map((hit, rank) => {
     const fig = document.createElement("figure"); fig.className = "hit"; fig.dataset.path = hit.path;
+    fig.dataset.rank = rank + 1;
+    for (const [type, on] of [["mouseenter", true], ["mouseleave", false]]) {
+      const detail = {rank: rank + 1, on};
+      fig.addEventListener(type, () => document.dispatchEvent(new CustomEvent("pir:hover", {detail})));
+    }
     const img = document.createElement("img"); img.className = "hit-img"; img.src = hit.thumb; img.alt = hit.path;
     img.title = "search by this image";
     img.addEventListener("load", () => fig.classList.add("loaded"));   // tests read this from the DOM
-    img.addEventListener("click", () => run(new URLSearchParams({like: hit.path}), "images like " + hit.path));
+    const like = new URLSearchParams({like: hit.path}), name = hit.window ? `${hit.path} [${hit.window}]` : hit.path;
+    if (hit.window) like.set("window", hit.window);   // a window of a large scene: search by that window
+    img.addEventListener("click", () => run(new URLSearchParams(like), "images like " + name));
     // text nodes only: paths and scene labels come from file names, never parsed as HTML
     const cap = document.createElement("figcaption");
     const score = document.createElement("span"); score.className = "score";
@@ -25,12 +33,13 @@ async function run(params, label) {
       const scene = document.createElement("span"); scene.className = "meta"; scene.textContent = `[${hit.scene}] `;
       cap.appendChild(scene);
     }
-    const link = document.createElement("a"); link.href = hit.image; link.textContent = hit.path;
+    const link = document.createElement("a"); link.href = hit.image; link.textContent = name;   // a window: its crop
     link.target = "_blank"; cap.appendChild(link);
     fig.append(img, cap); return fig;
   }));
   status.textContent = `${hits.length} results for ${label}`;
   const shown = new URLSearchParams(params); history.replaceState(null, "", "?" + shown.toString());
+  document.dispatchEvent(new CustomEvent("pir:hits", {detail: hits}));
 }
 
 form.addEventListener("submit", (event) => {
@@ -44,4 +53,8 @@ const start = new URLSearchParams(location.search);
 if (start.get("top")) document.getElementById("top").value = start.get("top");
 if (sceneBox && start.get("scene")) sceneBox.value = start.get("scene");
 if (start.get("q")) { document.getElementById("q").value = start.get("q"); form.requestSubmit(); }
-else if (start.get("like")) run(new URLSearchParams({like: start.get("like")}), "images like " + start.get("like"));
+else if (start.get("like")) {
+  const like = new URLSearchParams({like: start.get("like")});
+  if (start.get("window")) like.set("window", start.get("window"));
+  run(like, "images like " + start.get("like") + (start.get("window") ? ` [${start.get("window")}]` : ""));
+}
