@@ -8,7 +8,7 @@
 #   cuda        torch sees a GPU and runs a kernel on it. It gates the others: without a GPU
 #               the script stops here, within seconds.
 #   tests       the CUDA-marked tests (python -m pytest -m cuda); SKIP when none is marked
-#   bench       python stages/bench.py --device cuda: the GPU rows of its report
+#   bench       pir bench --device cuda: the GPU rows of its report
 #   train_bf16  one epoch of the paper-size model on the built-in generated data, bf16 autocast
 #   train_fp32  the same epoch in fp32 (the released code's precision)
 # Nothing in the working tree is written. The bench and the training runs use a temporary copy
@@ -160,7 +160,7 @@ fi
 # gives the seed) and writes to the temp folder, not over the tracked reports/bench.json.
 if [ -n "$setup_error" ]; then
     fail "bench $setup_error"
-elif in_project bench stages/bench.py --device cuda --out "$WORK/bench.json"; then
+elif in_project bench -m pir_tools.cli bench --device cuda --out "$WORK/bench.json"; then
     if summary=$("$PYTHON" - "$WORK/bench.json" 2>>"$LOGS/bench.log" <<'EOF'
 import json, sys
 report = json.load(open(sys.argv[1]))

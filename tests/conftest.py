@@ -20,7 +20,8 @@ atexit.register(shutil.rmtree, os.environ["PIR_STATE_HOME"], ignore_errors=True)
 # --no-loadscope-reorder hands files out in collection order): longest first, so no worker ends up
 # running a long file alone at the end. The first one builds the e2e tests' shared `dvc repro` while the
 # other worker runs files that do not need it; test_pipeline.py waits for that run, so it comes later.
-LONG_FILES_FIRST = ("tests/e2e/test_exp_workflow.py", "tests/e2e/test_concurrency.py", "tests/test_bench.py",
+LONG_FILES_FIRST = ("tests/e2e/test_exp_workflow.py", "tests/e2e/test_concurrency.py", "tests/e2e/test_ablation.py",
+                    "tests/test_bench.py",
                     "tests/test_params.py", "tests/e2e/test_pipeline.py", "tests/test_mlflow_ui.py",
                     "tests/test_tracking.py")
 

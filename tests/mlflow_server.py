@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator
 
-from pir import tracking
+from pir.pipeline import tracking
 
 
 def free_port() -> int:
@@ -60,7 +60,7 @@ class MlflowServer:
 
 @contextlib.contextmanager
 def mlflow_server(store_root: str | os.PathLike, timeout_s: float = 120) -> Iterator[MlflowServer]:
-    """Serve the store of ``store_root`` (pir.tracking's URI) with one worker.
+    """Serve the store of ``store_root`` (pir.pipeline.tracking's URI) with one worker.
 
     Create the store first (tracking.ensure_experiment): a server and a client migrating a fresh
     SQLite file at once race.

@@ -11,13 +11,18 @@ import pytest
 import torch
 
 from pir import device
-from pir_tools import bench
+from pir_tools.bench import clip, steps
+from pir_tools.bench.memory import PeakMemory
+from pir_tools.bench.official import official_style_benchmark, official_style_model
+from pir_tools.bench.options import BenchOptions, sizes_for
+from pir_tools.bench.report import run_benchmarks
+from pir_tools.bench.table import table
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    options = bench.BenchOptions(quick=True, skip_paper=True, device="cpu")
-    return bench.run_benchmarks(options, tmp_path_factory.mktemp("bench"), log=lambda _: None)
+    options = BenchOptions(quick=True, skip_paper=True, device="cpu")
+    return run_benchmarks(options, tmp_path_factory.mktemp("bench"), log=lambda _: None)
 
 
 SECTIONS = ("machine", "options", "matmul_fp32_gflops", "loader", "train_cpu", "train_cpu_bf16",
@@ -52,7 +57,7 @@ def test_measurements_are_positive_and_finite(report):
     for section in ("train_cpu", "train_cpu_bf16"):
         row = report[section]["tiny"]
         assert row["batch_size"] == 4 and row["precision"] == ("fp32" if section == "train_cpu" else "bf16")
-        assert row["tokens"] == bench.typical_lengths(4, 47).max() and row["fold_text"] is True
+        assert row["tokens"] == steps.typical_lengths(4, 47).max() and row["fold_text"] is True
         for key in ("median_step_s", "samples_per_s", "flops_per_sample", "achieved_gflops"):
             assert math.isfinite(row[key]) and row[key] > 0, (section, key)
         assert row["peak_memory_mb"] > 0 and row["rss_growth_mb"] >= 0
@@ -70,7 +75,7 @@ def test_measurements_are_positive_and_finite(report):
 
 
 def test_table_lists_every_measurement(report):
-    text = bench.table(report)
+    text = table(report)
     for label in ("loader tiny speedup", "train_cpu tiny", "train_cpu_bf16 tiny", "embed tiny images",
                   "retrieval_metrics", "train_cpu paper", "near-duplicate audit", "ANN query", "recall@10"):
         assert label in text
@@ -84,7 +89,7 @@ def test_flops_per_sample_scale_with_the_model():
     for cfg in (small, wider):
         torch.manual_seed(0)
         from pir.models import create_model
-        counts.append(bench.flops_per_sample(create_model(cfg), cfg, torch.device("cpu")))
+        counts.append(steps.flops_per_sample(create_model(cfg), cfg, torch.device("cpu")))
     assert 0 < counts[0] < counts[1]
 
 
@@ -93,21 +98,21 @@ def test_retain_freed_memory_is_idempotent():
 
 
 def test_typical_lengths_follow_rsitmd_and_cap_at_max_tokens():
-    lengths = bench.typical_lengths(8, 47)
+    lengths = steps.typical_lengths(8, 47)
     assert lengths.tolist() == sorted(lengths.tolist(), reverse=True)
     assert lengths.max() == 20 and 12 < lengths.float().mean() < 14      # measured on rsitmd_train.json
-    assert bench.typical_lengths(128, 47).max() == 27
-    assert bench.typical_lengths(128, 16).max() == 16
+    assert steps.typical_lengths(128, 47).max() == 27
+    assert steps.typical_lengths(128, 16).max() == 16
 
 
 def test_random_batch_pads_to_the_longest_caption():
     from pir.config import model_config
     cfg = model_config("paper")
-    batch = bench.random_batch(cfg, 3, lengths=torch.tensor([9, 21, 5]))
+    batch = steps.random_batch(cfg, 3, lengths=torch.tensor([9, 21, 5]))
     assert batch["input_ids"].shape == batch["attention_mask"].shape == (3, 21)
     assert batch["attention_mask"].sum(1).tolist() == [9, 21, 5]
     assert (batch["input_ids"][batch["attention_mask"] == 0] == 0).all()
-    assert bench.random_batch(cfg, 2)["attention_mask"].all()            # default: the worst case
+    assert steps.random_batch(cfg, 2)["attention_mask"].all()            # default: the worst case
 
 
 def test_flops_grow_with_caption_length():
@@ -116,7 +121,7 @@ def test_flops_grow_with_caption_length():
     cfg = model_config("tiny")
     torch.manual_seed(0)
     model = create_model(cfg)
-    short, long = (bench.flops_per_sample(model, cfg, torch.device("cpu"), lengths=torch.full((2,), t))
+    short, long = (steps.flops_per_sample(model, cfg, torch.device("cpu"), lengths=torch.full((2,), t))
                    for t in (12, 40))
     assert 0 < short < long
 
@@ -128,14 +133,14 @@ def test_folding_lowers_the_flops_of_a_ragged_batch():
     torch.manual_seed(0)
     model = create_model(cfg)
     ragged = torch.tensor([40, 30, 12, 8])
-    folded = bench.flops_per_sample(model, cfg, torch.device("cpu"), lengths=ragged)
-    with bench._model_options(model, fold_text=False):
-        padded = bench.flops_per_sample(model, cfg, torch.device("cpu"), lengths=ragged)
+    folded = steps.flops_per_sample(model, cfg, torch.device("cpu"), lengths=ragged)
+    with steps.model_options(model, fold_text=False):
+        padded = steps.flops_per_sample(model, cfg, torch.device("cpu"), lengths=ragged)
     assert model.cfg.fold_text and folded < padded
 
 
 def test_peak_memory_covers_what_the_block_held():
-    memory = bench.PeakMemory(torch.device("cpu"))
+    memory = PeakMemory(torch.device("cpu"))
     with memory.watch():
         block = torch.ones(64 * 2**20 // 4)                     # 64 MiB, touched
         held_mb = (memory._status_kib("VmRSS") or 0) / 2**10
@@ -152,12 +157,12 @@ def test_official_style_reference_is_the_same_model_run_the_official_way():
     torch.manual_seed(0)
     ours = create_model(cfg)
     torch.manual_seed(0)
-    official = bench._official_style_model(cfg)
+    official = official_style_model(cfg)
     assert not official.cfg.text_mask and official.text_encoder.config._attn_implementation == "eager"
     assert not any(m.fused_attn for m in official.vision_encoder.modules() if hasattr(m, "fused_attn"))
     assert not any(p.requires_grad for p in official.scene_prior.parameters())
     assert official.train().scene_prior.training and not ours.train().scene_prior.training
-    batch = bench.random_batch(cfg, 4, lengths=torch.full((4,), 9))   # no padding: masks change nothing
+    batch = steps.random_batch(cfg, 4, lengths=torch.full((4,), 9))   # no padding: masks change nothing
     ours.eval(), official.eval()
     with torch.no_grad():
         for encode in ("encode_image", "encode_text"):
@@ -168,7 +173,7 @@ def test_official_style_reference_is_the_same_model_run_the_official_way():
 
 
 def test_official_style_benchmark_runs_both_sides_in_fresh_processes():
-    row = bench.official_style_benchmark(batch_size=2, rounds=1, warmup=1, steps=1, preset="tiny")
+    row = official_style_benchmark(batch_size=2, rounds=1, warmup=1, steps=1, preset="tiny")
     assert row["preset"] == "tiny" and row["timed_steps_per_round"] == 1
     assert row["ours_samples_per_s"] > 0 and row["official_style_samples_per_s"] > 0
     assert row["speedup"] == pytest.approx(row["official_style_samples_per_s"] ** -1 * row["ours_samples_per_s"])
@@ -176,9 +181,9 @@ def test_official_style_benchmark_runs_both_sides_in_fresh_processes():
 
 def test_clip_rows_time_the_trainers_step_on_clip_towers(monkeypatch):
     """The clip-b32 rows' code path, on the clip-tiny preset (same towers, CPU-test sized)."""
-    monkeypatch.setattr(bench, "CLIP_PRESET", "clip-tiny")
-    options = bench.BenchOptions(quick=True, skip_paper=False, device="cpu")
-    rows = bench.clip_benchmarks(options, bench._sizes(options), 1.0, None, None, log=lambda _: None)
+    monkeypatch.setattr(clip, "CLIP_PRESET", "clip-tiny")
+    options = BenchOptions(quick=True, skip_paper=False, device="cpu")
+    rows = clip.clip_benchmarks(options, sizes_for(options), 1.0, None, None, log=lambda _: None)
     assert rows["train_gpu_bf16"] == {"skipped": "no CUDA device"}
     row = rows["train_cpu"]
     assert row["preset"] == "clip-tiny" and row["fold_text"] is False and row["samples_per_s"] > 0

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from pir.clip_known import NOT_KNOWN, resolve_activation, seen_by_name, weights_name
-from pir.params import PipelineConfig
+from pir.pipeline.params import PipelineConfig
 
 HUB_ID = "hf-hub:chendelong/RemoteCLIP/RemoteCLIP-ViT-B-32.pt@main"
 

@@ -13,7 +13,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 # Data files a module reads at run time, by the module that reads them.
-DATA_FILES = {SRC / "pir/params.py": [SRC / "pir/recipes"]}
+DATA_FILES = {SRC / "pir/pipeline/params.py": [SRC / "pir/recipes"]}
 
 
 def module_file(name: str) -> Path | None:
@@ -102,8 +102,8 @@ def test_closure_follows_library_imports():
 
 
 def test_dvc_yaml_wires_the_paths_of_pir_paths():
-    # every out, metric and plot file of dvc.yaml is a path pir.paths names, and the other way round
-    from pir.paths import Paths
+    # every out, metric and plot file of dvc.yaml is a path pir.pipeline.paths names, and the other way round
+    from pir.pipeline.paths import Paths
 
     paths = Paths(ROOT)
     named = {getattr(paths, name).relative_to(ROOT).as_posix() for name in dir(Paths)

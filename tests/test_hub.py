@@ -11,6 +11,7 @@ import pytest
 
 from pir import hub
 from pir.data.text import load_tokenizer, train_wordpiece
+from pir.pipeline import tracking
 from tests.data.test_fetch_stage import run_fetch
 from tests.hub_cache import add_folder, add_snapshot, hub_cache  # noqa: F401  (fixture)
 
@@ -126,14 +127,14 @@ def test_recording_collects_what_a_block_resolved_for_reports_and_mlflow(cached)
     assert set(outer) == {"model.clip_weights", "evaluate.checkpoint"} and set(inner) == {"evaluate.checkpoint"}
     assert hub.report(outer) == {"hf-hub:org/weights/w.pt": cached["new"],
                                  f"hf-hub:org/weights/w.pt@{cached['old']}": cached["old"]}
-    tags = hub.mlflow_tags(outer)
+    tags = tracking.hub_tags(outer)
     assert tags["hub.model.clip_weights.id"] == "hf-hub:org/weights/w.pt"
     assert tags["hub.model.clip_weights.commit"] == cached["new"]
     assert tags["hub.evaluate.checkpoint.commit"] == cached["old"]
 
 
 def test_params_check_an_id_as_written_and_leave_the_lookup_to_the_stage():
-    from pir.params import PipelineConfig
+    from pir.pipeline.params import PipelineConfig
 
     cfgs = PipelineConfig.from_recipe("cpu", evaluate={"checkpoint": "hf-hub:org/repo/../x.pt"},
                                       model={"vision_pretrained": "hf-hub:org/swin/w.pth"})

@@ -12,8 +12,8 @@ import os
 import time
 from pathlib import Path
 
-from pir import tracking
-from pir.params import PipelineConfig
+from pir.pipeline import tracking
+from pir.pipeline.params import PipelineConfig
 from tests import browser
 from tests.mlflow_server import mlflow_server
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pir.params import PipelineConfig, apply_overrides, load_params, recipe_names
+from pir.pipeline.params import PipelineConfig, apply_overrides, load_params, recipe_names
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("fetch", "audit", "scene_prior", "train", "evaluate", "analyze", "index")
@@ -178,13 +178,15 @@ def _run(project: Path, script: str, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
-def test_show_config_prints_the_resolved_recipe(tmp_path):
+def test_recipe_show_prints_the_resolved_recipe(tmp_path, capsys):
+    # `pir recipe show` in this process, KEY=VALUE form (test_pir_recipe_show_from_inside_the_project runs the command)
+    from pir_tools.cli import recipe_show
     project = _copy_stages(tmp_path, project_params())
-    proc = _run(project, "show_config.py", "recipe=paper", "train.lr=6e-05")
-    assert proc.returncode == 0, proc.stderr
-    shown = yaml.safe_load(proc.stdout)
+    assert recipe_show(["recipe=paper", "train.lr=6e-05"], project) == 0
+    out, err = capsys.readouterr()
+    shown = yaml.safe_load(out)
     assert shown["train"]["lr"] == 6e-5 and shown["train"]["global_batch_size"] == 256
-    assert shown["model"]["preset"] == "paper" and "scene_prior.pretrained" in proc.stderr
+    assert shown["model"]["preset"] == "paper" and "scene_prior.pretrained" in err
     assert not (project / "data").exists()
 
 
@@ -202,7 +204,7 @@ BAD_VALUE = "params.yaml: model.use_vir = 'flase': expected true or false"
 def test_each_stage_stops_on_a_bad_value_in_one_line_before_any_work(tmp_path, stage, monkeypatch):
     # Each stage's entry point in this process: its modules are imported already, where a process per
     # stage would spend seconds importing them (the next test runs a stage script as DVC does).
-    from pir.pipeline import main
+    from pir.pipeline.entry import main
     project = _bad_value_project(tmp_path)
     monkeypatch.delenv("DVC_ROOT", raising=False)
     with pytest.raises(SystemExit) as stopped:

@@ -1,4 +1,4 @@
-"""The stage entry point (pir.pipeline.main): user errors end in one line before work is lost or done."""
+"""The stage entry point (pir.pipeline.entry.main): user errors end in one line before work is lost or done."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from unittest import mock
 import pytest
 import yaml
 
-from pir.pipeline import evaluate, main, train
+from pir.pipeline.entry import main
+
+from pir.pipeline import evaluate, train
 from tests.prepared_fixture import make_prepared
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pir import tracking
+from pir.pipeline import tracking
 from pir.evaluation.seeds import difference_beyond_spread, summarise_seeds
-from pir.seed_runs import (CONFIG_KEY_TAG, NESTED_UNDER, PARENT_TAG, config_key, group_seed_runs, logged_interval,
+from pir.pipeline.seed_runs import (CONFIG_KEY_TAG, NESTED_UNDER, PARENT_TAG, config_key, group_seed_runs, logged_interval,
                            parent_label)
 
 

@@ -14,7 +14,7 @@ from threadpoolctl import threadpool_info
 
 from pir import threads
 from pir.device import numerics_record
-from pir.params import PipelineConfig
+from pir.pipeline.params import PipelineConfig
 
 
 def test_runtime_threads_param_is_a_fixed_number():
@@ -41,7 +41,7 @@ def test_fix_threads_sets_torch_and_the_blas_pools():
 
 def test_stage_processes_let_idle_threads_sleep_and_a_users_setting_wins():
     """pir.pipeline sets the OpenMP wait before torch loads OpenMP; values the user set are kept."""
-    probe = "import pir.pipeline, os; print(os.environ['OMP_WAIT_POLICY'], os.environ['GOMP_SPINCOUNT'])"
+    probe = "import pir.pipeline.entry, os; print(os.environ['OMP_WAIT_POLICY'], os.environ['GOMP_SPINCOUNT'])"
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     assert subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
                           check=True).stdout.split() == ["PASSIVE", "3000"]

@@ -10,7 +10,7 @@ import sys
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pir import tracking
+from pir.pipeline import tracking
 
 
 @pytest.fixture(autouse=True)
@@ -91,8 +91,8 @@ def test_find_run_returns_the_newest_run_of_a_model(tmp_path):
 
 HOLD_A_RUN = """
 import sys, time
-from pir import tracking
-from pir.pipeline import unwind_on_sigterm
+from pir.pipeline import tracking
+from pir.pipeline.entry import unwind_on_sigterm
 unwind_on_sigterm()
 with tracking.stage_run(sys.argv[1], "train", {}, system_metrics=False) as tracker:
     print(tracker.run_id, flush=True)

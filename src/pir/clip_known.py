@@ -1,7 +1,7 @@
 """What the project knows about released CLIP-family weights, read from their names alone.
 
 Two facts per known file, in one table (``KNOWN_WEIGHTS``), because both decide how a baseline may be
-read (docs/design.md, "CLIP towers"):
+read (docs/clip-family.md, "CLIP towers"):
 
 - its activation: OpenAI's CLIP and everything fine-tuned from it (RemoteCLIP, GeoRSCLIP ViT-B-32)
   compute with QuickGELU; LAION-initialised weights and anything open_clip trains by default use
@@ -12,7 +12,7 @@ read (docs/design.md, "CLIP towers"):
 Matching reads the name only (a path's file name, or the last part of a Hub id such as
 ``hf-hub:chendelong/RemoteCLIP/RemoteCLIP-ViT-B-32.pt@main``) and never opens anything. The weights'
 name is tried first, then the open_clip architecture name (``ViT-B-32-quickgelu``). No heavy imports:
-``pir.params`` resolves ``model.clip_activation: auto`` with it for every stage.
+``pir.pipeline.params`` resolves ``model.clip_activation: auto`` with it for every stage.
 """
 
 from __future__ import annotations

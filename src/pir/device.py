@@ -55,7 +55,7 @@ def cpu_model() -> str:
 def numerics_record(device: torch.device | str = "cpu") -> dict:
     """What fixes a stage's numbers beside its params: intra-op threads, the software that computes, the
     processor, and the GPU and CUDA version where one computes. Each stage writes it into its report
-    under "runtime" and tags its MLflow run with it (docs/design.md, "Reproducibility contract")."""
+    under "runtime" and tags its MLflow run with it (docs/workflows.md, "Reproducibility contract")."""
     device = torch.device(device)
     on_gpu = device.type == "cuda"
     return {"threads": torch.get_num_threads(), "torch": torch.__version__, "numpy": np.__version__,

@@ -1,7 +1,7 @@
 """Atomic file output: every artifact is written to a temp file and renamed.
 
 A killed run therefore leaves either the previous file or none, never half a
-file (docs/design.md, "Reproducibility"). Use these helpers for every output the pipeline writes.
+file (docs/workflows.md, "Reproducibility"). Use these helpers for every output the pipeline writes.
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def is_torchscript(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a TorchScript archive (OpenAI's CLIP ``.pt`` files): a zip with a ``code/``
     folder or the ``constants.pkl`` torch itself looks for. Only the zip's directory is read, so
     nothing in the file runs; loading one needs ``torch.jit.load``, which runs its code
-    (docs/design.md, "CLIP towers")."""
+    (docs/clip-family.md, "CLIP towers")."""
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()

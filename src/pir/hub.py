@@ -1,5 +1,5 @@
 """Weights from the Hugging Face Hub: ``hf-hub:ORG/REPO[/FILE][@REVISION]`` ids, resolved through
-huggingface_hub's cache (docs/design.md, "Weights from the Hugging Face Hub").
+huggingface_hub's cache (docs/clip-family.md, "Weights from the Hugging Face Hub").
 
 An id may stand wherever a weights path is accepted: ``model.clip_weights``, ``model.vision_pretrained``,
 ``model.text_model`` (with ``text_pretrained``) and the tokenizer that follows it, ``data.tokenizer``,
@@ -12,7 +12,7 @@ came from; callers then read the path with the same safe loaders as a local file
 
 Which commit each id resolved to belongs to the run: a stage collects the resolutions with
 ``recording()`` around the code that loads weights (they happen deep inside model constructors) and
-writes them to its report (``report``) and MLflow run (``mlflow_tags``).
+hands them to its report (``report``) and run (the pipeline's tags: pir.pipeline.tracking.hub_tags).
 """
 
 from __future__ import annotations
@@ -239,13 +239,3 @@ def recording() -> Iterator[dict[str, Resolved]]:
 def report(found: Mapping[str, Resolved]) -> dict[str, str]:
     """{id: commit} for a stage's report (JSON)."""
     return {resolved.id: resolved.commit for resolved in found.values()}
-
-
-def mlflow_tags(found: Mapping[str, Resolved]) -> dict[str, str]:
-    """MLflow tags ``hub.<setting>.id`` and ``hub.<setting>.commit`` (MLflow keys allow neither ':' nor
-    '@', so the id is a value)."""
-    tags: dict[str, str] = {}
-    for what, resolved in found.items():
-        key = re.sub(r"[^\w./ -]", "_", what)
-        tags.update({f"hub.{key}.id": resolved.id, f"hub.{key}.commit": resolved.commit})
-    return tags

@@ -1,6 +1,6 @@
 """Whether a process, named by its host and pid, is still running.
 
-The closing of orphan MLflow runs (pir.tracking) records ``(host, pid)`` for a live stage process
+The closing of orphan MLflow runs (pir.pipeline.tracking) records ``(host, pid)`` for a live stage process
 and later asks whether it is gone.
 """
 

@@ -5,10 +5,10 @@ and with 2 intra-op threads end in different weights (the default run: scene pri
 against 89.0, test r_mean 25.40 against 29.18). The count is therefore a param, ``runtime.threads``,
 listed in the params of every stage that computes with floats (dvc.yaml), recorded in each stage's
 report, and never derived from the machine's load: a run gives the same bytes alone, beside a
-second ``dvc repro`` or in ``dvc queue start -j N`` (docs/design.md, "Reproducibility contract").
+second ``dvc repro`` or in ``dvc queue start -j N`` (docs/workflows.md, "Reproducibility contract").
 
 Sharing the cores without changing the count: idle OpenMP threads spin only briefly, then sleep
-(``pir.pipeline.OPENMP_WAIT``, set before torch loads). Threads of two processes that spin for
+(``pir.pipeline.entry.OPENMP_WAIT``, set before torch loads). Threads of two processes that spin for
 long wait for cores the other holds and run many times slower; sleeping ones give the core up.
 """
 

@@ -1,6 +1,6 @@
 """Reproduce the paper's ablation study as queued DVC experiments, then tabulate it.
 
-    pir ablation                      # 5 variants x seed 0, 2 at a time (or python stages/ablation.py)
+    pir ablation                      # 5 variants x seed 0, 2 at a time
     pir ablation --seeds 0 1 2 -j 2   # mean ± std over seeds
     pir ablation -S train.epochs=2    # extra overrides for every variant
     pir ablation --collect-only       # only rebuild the table from finished experiments
@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 
 from pir import files
-from pir.paths import Paths
-from pir.seed_runs import group_experiments, logged_interval
+from pir.pipeline.paths import Paths
+from pir.pipeline.seed_runs import group_experiments, logged_interval
 from pir_tools.dvc_queue import finished_metrics, queue_experiment, run_queue
 from pir_tools.experiments import ABLATION, Variant, ablation_figure, experiment_name, markdown_table, summarise
 from pir_tools.project import project_root

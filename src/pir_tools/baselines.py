@@ -38,7 +38,7 @@ from pir import files, hub
 from pir.clip_known import ACTIVATIONS, resolve_activation, seen_by_name, weights_name
 from pir.config import CLIP_PRESETS, PRESETS
 from pir.evaluation.metrics import METRIC_KEYS
-from pir.paths import Paths
+from pir.pipeline.paths import Paths
 from pir_tools.dvc_queue import finished_metrics, queue_experiment, run_queue
 from pir_tools.experiments import METRIC_TITLES
 from pir_tools.project import project_root

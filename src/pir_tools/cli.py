@@ -47,7 +47,7 @@ USAGE = __doc__.split("\n\n", 1)[1].rstrip()
 def recipe_show(argv: list[str], root: Path | None = None) -> int:
     """Print params.yaml resolved with recipe NAME and KEY=VALUE overrides (as `dvc exp run -S` sets
     them); problems that would stop a run go to stderr after the YAML."""
-    from pir.params import PipelineConfig, apply_overrides, load_params
+    from pir.pipeline.params import PipelineConfig, apply_overrides, load_params
     from pir_tools.project import project_root
 
     overrides = [f"recipe={argv[0]}", *argv[1:]] if argv and "=" not in argv[0] else argv
@@ -69,11 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     if command == "recipe" and rest[:1] == ["show"]:
         return recipe_show(rest[1:])
     if command == "recipe" and rest[:1] == ["list"]:
-        from pir.params import recipe_names
+        from pir.pipeline.params import recipe_names
         print("\n".join(recipe_names()))
         return 0
     if command == "bench":
-        from pir_tools.bench import main as bench
+        from pir_tools.bench.cli import main as bench
         bench(rest)
         return 0
     if command == "baselines":

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Mapping
 
 from pir.evaluation.metrics import METRIC_KEYS
-from pir.tracking import ensure_experiment
+from pir.pipeline.tracking import ensure_experiment
 from pir_tools.experiments import set_param_args
 
 

@@ -1,6 +1,6 @@
 """The paper's ablation study: variants, and the table/figure built from their results.
 
-Running the variants is DVC's job (queued experiments, see stages/ablation.py);
+Running the variants is DVC's job (queued experiments, see `pir ablation`: pir_tools.ablation);
 this module only says what each variant changes and summarises finished runs.
 """
 

@@ -8,13 +8,13 @@ exported folder, a Hub id). ``--hub DIR`` writes a Hugging Face Hub-ready folder
 config.json of ``pir.models.exported``, the tokenizer (PIR presets: the WordPiece/BERT files the model
 was trained with; CLIP presets use open_clip's BPE, named in config.json), and a model card (README.md)
 with the run's test metrics and training params. Upload it with ``hf upload ORG/REPO DIR``; then
-``evaluate.checkpoint=hf-hub:ORG/REPO`` loads the same model (docs/design.md, "Weights from the Hugging
-Face Hub"). The folder appears whole or not at all (written beside DIR, then renamed).
+``evaluate.checkpoint=hf-hub:ORG/REPO`` loads the same model (docs/clip-family.md, "Weights from the
+Hugging Face Hub"). The folder appears whole or not at all (written beside DIR, then renamed).
 
 ``--onnx DIR`` writes the image and text towers as ONNX graphs (image.onnx, text.onnx), preprocess.json and
 the tokenizer (pir.models.onnx_export), checked against torch on a batch as they are written (the largest
 difference is printed; above 1e-4 nothing is written). ``pir index SOURCE --onnx DIR`` embeds through
-onnxruntime, where torch need not be installed (docs/design.md, 9 "Search", "ONNX export and torch-free
+onnxruntime, where torch need not be installed (docs/search-and-geo.md, "ONNX export and torch-free
 indexing"). ``--preset`` loads released CLIP weights (RemoteCLIP, GeoRSCLIP, OpenAI) as that clip-*
 preset's plain CLIP model, as ``pir zeroshot --preset`` does. Both targets may be named at once (two
 folders). ``pir search`` loads PIR checkpoints and exported folders only, so for an index of released

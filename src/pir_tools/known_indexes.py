@@ -3,7 +3,7 @@
 `pir index` adds a line after each successful build; `pir serve` reads it to tell an index this user
 built here from an index folder that came from elsewhere, whose index.json may name any root (`/`
 included). Such a root is served only when the user names it (`pir serve INDEX --root PATH`), or when it
-lies inside the index folder itself (docs/design.md, section 9 "Search", "Serving").
+lies inside the index folder itself (docs/search-and-geo.md, "Serving").
 
 The record lives in the user's state folder, not in the project or the index (an index folder cannot
 vouch for itself): ``$PIR_STATE_HOME``, else ``$XDG_STATE_HOME/pir``, else ``~/.local/state/pir``.

@@ -1,4 +1,4 @@
-"""``pir locate``: where a text is in a large scene, as a heat map (docs/design.md, 9 "Locating a text in a scene").
+"""``pir locate``: where a text is in a large scene, as a heat map (docs/search-and-geo.md, "Locating a text in a scene").
 
     pir locate SCENE.tif "TEXT" --checkpoint CKPT --out HEAT.tif [--tile 256] [--stride 128] [--bands 3,2,1]
                [--cell N] [--batch-size 32] [--device cpu|cuda] [--tokenizer DIR] [--max-pixels N]

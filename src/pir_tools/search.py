@@ -3,7 +3,7 @@
     pir index SOURCE --checkpoint CKPT --out INDEX_DIR [--bands 3,2,1] [--scene-from-name] [--no-wait]
               [--max-pixels N] [--max-archive-bytes N] [--max-archive-ratio X]
               [--tile T [--stride S]]   TIFFs as windows of T px every S px (default T): one row per window,
-              memory bounded by the window; SOURCE may then be one scene.tif (docs/design.md, 9 "Large scenes")
+              memory bounded by the window; SOURCE may then be one scene.tif (docs/search-and-geo.md, "Large scenes")
               [--ann | --no-ann] [--ann-threshold N]   an approximate (faiss) index too, from N vectors
               (default 200000) or with --ann (docs/scaling.md, "Approximate nearest-neighbour search")
     pir index SOURCE --onnx DIR --out INDEX_DIR [...]   the same, embedded through onnxruntime from an export
@@ -46,7 +46,7 @@ def _pause_hook():
 
 
 # Where an archive SOURCE is extracted: inside the index's own source/ folder, which its marker lists
-# (docs/design.md, 9 "Search", "Index folder").
+# (docs/search-and-geo.md, "Index folder").
 ARCHIVE_FOLDER = "archive"
 
 
@@ -64,7 +64,7 @@ def _limit(kind: type):
     return parse
 
 
-# help of --max-pixels (docs/design.md, "Image size cap")
+# help of --max-pixels (docs/recipes-and-data.md, "Image size cap")
 _MAX_PIXELS_HELP = ("refuse images above N pixels (width x height), from their header before decoding "
                     "(default 134217728 = 2**27: a whole Sentinel-2 tile fits)")
 
@@ -190,10 +190,10 @@ def _encoder(args, ranks):
 
 def index_main(argv: list[str]) -> int:
     from pir.data.images import parse_bands
-    from pir.data.importers import scene_from_filename
+    from pir.data.importers.scenes import scene_from_filename
     from pir.search.folder import index_writer
     from pir.search.index import build_index
-    from pir.tracking import git_commit
+    from pir.pipeline.tracking import git_commit
 
     parser = argparse.ArgumentParser(prog="pir index", description="Embed every image under SOURCE into an index.")
     parser.add_argument("source", type=Path, help="folder of JPEG/PNG/TIFF images, or a zip/tar archive of them "
@@ -258,7 +258,7 @@ def index_main(argv: list[str]) -> int:
         return 1
     finally:
         leave()
-    # `pir serve` serves this root without --root only for indexes built here (docs/design.md, 9 "Serving")
+    # `pir serve` serves this root without --root only for indexes built here (docs/search-and-geo.md, "Serving")
     from pir_tools.known_indexes import record
     record(args.out, root if root.is_dir() else root.parent)   # one scene: the index's root is its folder
     for path, reason in result.unreadable:

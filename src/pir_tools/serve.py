@@ -19,7 +19,7 @@ Content-Security-Policy) and no frontend build. Routes:
     GET /static/...                the page's scripts and styles, Leaflet's under static/leaflet/
 
 An index folder is untrusted input: its index.json may name any root (``/`` included) and its manifest
-any paths (docs/design.md, section 9 "Search", "Serving"). So:
+any paths (docs/search-and-geo.md, "Serving"). So:
 
 - PATH is the manifest's root-relative path. Only indexed paths are served, and only when they resolve
   (links followed) inside the root: anything else (../, absolute, encoded forms, links out of the root)

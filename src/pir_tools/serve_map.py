@@ -1,4 +1,4 @@
-"""The map of ``pir serve``'s page (docs/design.md, section 9 "Search", "Serving", "Map"): hits' footprints as
+"""The map of ``pir serve``'s page (docs/search-and-geo.md, "Serving", "Map"): hits' footprints as
 lon/lat rings, each scene's quicklook warped to Web Mercator as the base layer, window crops, and the
 optional web base map's Content-Security-Policy.
 

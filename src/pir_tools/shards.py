@@ -57,7 +57,7 @@ def items_of(args: argparse.Namespace) -> tuple[str, list[str], list]:
     else:
         downloads = args.downloads
         if downloads is None:
-            from pir.paths import Paths
+            from pir.pipeline.paths import Paths
             from pir_tools.project import project_root
             downloads = Paths(project_root()).downloads
         root = download.resolve_source(args.source, downloads, args.sha256, max_bytes=args.max_archive_bytes,

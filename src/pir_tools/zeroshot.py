@@ -9,7 +9,7 @@ SOURCE is a folder of class folders (AID, RESISC45, UCM, WHU-RS19, EuroSAT), a z
 (extracted once, within the archive limits, into the project's data/downloads), or a prepared dataset
 folder (data/fetch: its scene labels, images of unknown scene left out). Writes FILE.json and the
 confusion figure FILE.png beside it, and logs an MLflow run ``<label> · zeroshot`` in the project's store
-(docs/design.md, 4 "Zero-shot scene classification"). The library (pir.evaluation.zeroshot) does the work.
+(docs/evaluation.md, "Zero-shot scene classification"). The library (pir.evaluation.zeroshot) does the work.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def load_source(args: argparse.Namespace, root: Path) -> Source:
     from pir.data.images import read_rgb
     from pir.data.prepared import load_prepared
     from pir.evaluation.class_names import recognise_dataset
-    from pir.paths import Paths
+    from pir.pipeline.paths import Paths
 
     source = Path(args.source).expanduser()
     if not source.exists():
@@ -132,8 +132,8 @@ def checkpoint_record(checkpoint: str, encoder, preset: str) -> dict[str, Any]:
 
 def log_run(root: Path, args: argparse.Namespace, result: dict[str, Any], figure: Path) -> None:
     """An MLflow run ``<label> · zeroshot`` with what was scored as params and the accuracies as metrics. Not
-    tagged with the model key: evaluate reopens the newest run carrying it (pir.tracking.find_run)."""
-    from pir import tracking
+    tagged with the model key: evaluate reopens the newest run carrying it (pir.pipeline.tracking.find_run)."""
+    from pir.pipeline import tracking
 
     dataset = result["dataset"]
     params = {"zeroshot": {"source": dataset["source"], "dataset": dataset["name"], "split": dataset["split"],

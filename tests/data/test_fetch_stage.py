@@ -13,8 +13,8 @@ import yaml
 from tests.data.data_fixtures import write_finetune, write_images
 from pir.data.prepared import load_prepared
 from pir.data.text import load_tokenizer
-from pir.pipeline import fetch, main
-
+from pir.pipeline.entry import main
+from pir.pipeline import fetch
 REPO = Path(__file__).resolve().parents[2]
 
 

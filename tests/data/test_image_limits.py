@@ -1,4 +1,4 @@
-"""The decoded-size cap (docs/design.md, "Image size cap"): images above it are refused from their header,
+"""The decoded-size cap (docs/recipes-and-data.md, "Image size cap"): images above it are refused from their header,
 before any pixel is allocated, for TIFF (tifffile), the PIL formats and embedded bytes alike; the cap is
 raised per call; Pillow's own process-wide cap neither answers first nor warns."""
 

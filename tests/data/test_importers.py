@@ -317,7 +317,7 @@ def test_annotation_path_through_a_link_out(outside_root, monkeypatch):
     (root / "escape").symlink_to(outside)
     rewrite_rows(root / "rsitmd_val.json", set_at((1, "image"), "escape/beach_7.tif"))
     opened = []
-    monkeypatch.setattr(importers, "decode_all", lambda sources, *a, **k: opened.extend(sources))
+    monkeypatch.setattr("pir.data.importers.dataset.decode_all", lambda sources, *a, **k: opened.extend(sources))
     with pytest.raises(ImportProblems) as exc:
         load(root)
     assert ("rsitmd_val.json: row 1: image 'escape/beach_7.tif' leads outside the dataset folder through a link"

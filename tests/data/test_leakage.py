@@ -4,6 +4,7 @@ shared captions, data.exclude_leaked, audit.against."""
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,7 +14,8 @@ from pir.config import AuditConfig, SyntheticConfig
 from pir.data import leakage, synthetic
 from pir.data.prepared import ImageRecord, load_prepared, write_prepared
 from pir.data.synthetic import duplicates
-from pir.pipeline.audit import load_against
+from pir.pipeline.audit import against_report, load_against
+from pir.pipeline.paths import Paths
 
 THRESHOLD = AuditConfig().threshold
 PLANTED = SyntheticConfig(images=150, image_size=128, classes=6, planted_duplicates=6)
@@ -140,10 +142,17 @@ def test_against_a_second_dataset(tmp_path, planted):
     targets = {t for _, t in synthetic.planted_duplicates(PLANTED, 0, records)}
     test_row = next(i for i, r in enumerate(records) if r.split == "test" and r.file not in targets)
     copy = duplicates.alter(np.asarray(pixels[test_row]), "jpeg", np.random.default_rng(0))
-    other = [ImageRecord("other_1.png", "train", "x", 0, ("a copy",)), ImageRecord("other_2.png", "test", "x", 0, ("b",))]
+    shared = records[0].captions[0]   # one caption string of ours, in their test split
+    other = [ImageRecord("other_1.png", "train", "x", 0, ("a copy",)), ImageRecord("other_2.png", "test", "x", 0, (shared,))]
     write_prepared(tmp_path / "other", "rsicd", ["x"], other, np.stack([copy, np.asarray(pixels[0])[::-1]]))
     name, their_records, their_pixels = load_against(AuditConfig(against=str(tmp_path / "other")), 128, 0, tmp_path)
     pairs = leakage.against_pairs([r.file for r in records], [r.split for r in records], leakage.phash_bits(pixels),
                                   [r.file for r in their_records], [r.split for r in their_records],
                                   leakage.phash_bits(their_pixels), THRESHOLD, name)
     assert [(p["a"], p["b"], p["split_b"]) for p in pairs] == [(records[test_row].file, "other_1.png", "rsicd/train")]
+    # what the audit stage reports of it: the same pairs, and the caption string both datasets hold
+    cfgs = SimpleNamespace(data=SimpleNamespace(cache_res=128), seed=0)
+    report = against_report(AuditConfig(against=str(tmp_path / "other")), cfgs, Paths(tmp_path), records,
+                            leakage.phash_bits(pixels))
+    assert (report["near_duplicate_pairs"], report["images_with_a_duplicate"], report["shared_caption_strings"]) == \
+        (pairs, 1, 1)

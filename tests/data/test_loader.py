@@ -1,4 +1,4 @@
-"""The tensor data path: shapes/dtypes, the ops of docs/design.md "Data", (seed, epoch)-determinism, memmap pickling."""
+"""The tensor data path: shapes/dtypes, the ops of docs/recipes-and-data.md, "Data preparation in detail", (seed, epoch)-determinism, memmap pickling."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from pir.evaluation.metrics import METRIC_KEYS, retrieval_metrics
-from pir_tools.concurrency import OUTPUTS as TRAIN_OUTPUTS
+from pir_tools.bench.concurrent_train import OUTPUTS as TRAIN_OUTPUTS
 
 from tests import browser
 from tests.e2e.e2e_project import GIT_ENV, copy_project, run

@@ -5,18 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pir.data.text import caption_keys
 from pir.evaluation import retrieval_metrics
 from pir.evaluation.report import evaluation_report
 from pir.evaluation.metrics import (
     METRIC_KEYS,
     best_positive_ranks,
     caption_duplicates,
-    caption_keys,
     per_class_recall,
     rank_statistics,
-    retrieval_metrics_reference,
     retrieval_ranks,
 )
+from pir_tools.bench.retrieval import retrieval_metrics_reference
 
 
 def official_itm_eval(scores_i2t, scores_t2i, txt2img, img2txt):

@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pir.data.text import caption_keys
 from pir.evaluation import retrieval_metrics
 from pir.evaluation.bootstrap import bootstrap_intervals, resampled_metrics
-from pir.evaluation.metrics import METRIC_KEYS, caption_keys, random_similarity, retrieval_ranks
+from pir.evaluation.metrics import METRIC_KEYS, retrieval_ranks
 from pir.evaluation.protocols import all_protocols, dedup_metrics, itm_metrics, pairwise_metrics
+from pir_tools.bench.retrieval import random_similarity
 
 # 3 images, 5 captions. Captions 1 and 3 are the same string (owned by images 0 and 1), so
 # under itm caption 3's top image (0) is a miss, under dedup a hit.

@@ -18,9 +18,10 @@ from pir.config import model_config
 from pir.data.text import load_tokenizer
 from pir.evaluation.metrics import METRIC_KEYS
 from pir.evaluation.published import (FOREIGN_CHECKPOINT, NOT_TRACKED, NOT_TRACKED_ZERO_SHOT, as_published,
-                                      last_epoch, mlflow_metrics, not_published, read_curves)
+                                      last_epoch, not_published, read_curves)
 from pir.models import create_model
 from pir.models.checkpoint import save_checkpoint
+from pir.pipeline.evaluate import published_metrics
 from pir.training.trainer import write_curves_csv
 from tests.evaluation.test_stages import project, run_stage  # noqa: F401  (project: the module's fixture)
 
@@ -48,8 +49,8 @@ def test_not_tracked_keeps_the_schema_with_nulls_and_says_why():
     assert untracked["epoch"] is None and untracked["epochs_scored"] == 0
     assert all(untracked[k] is None for k in METRIC_KEYS) and "train.track_test=true" in untracked["note"]
     assert list(last_epoch(None, None, None, "why")) == list(last_epoch(3, "data/train/last.pt", tracked))
-    assert mlflow_metrics(untracked, last_epoch(None, None, None, "why")) == {}
-    logged = mlflow_metrics(tracked, last_epoch(3, "data/train/last.pt", tracked))
+    assert published_metrics(untracked, last_epoch(None, None, None, "why")) == {}
+    logged = published_metrics(tracked, last_epoch(3, "data/train/last.pt", tracked))
     assert logged["as_published_epoch"] == 1 and logged["last_epoch"] == 3
     assert logged["test_as_published_r_mean"] == logged["test_last_epoch_r_mean"] == 30.0
     assert not {f"test_{k}" for k in METRIC_KEYS} & set(logged)     # the headline's names stay the headline's

@@ -20,16 +20,16 @@ import torch
 import yaml
 
 from pir.data.prepared import ImageRecord, write_prepared
-from pir.data.text import load_tokenizer, train_wordpiece
+from pir.data.text import caption_keys, load_tokenizer, train_wordpiece
 from pir.evaluation import retrieval_metrics
-from pir.evaluation.metrics import METRIC_KEYS as STANDARD, caption_keys
+from pir.evaluation.metrics import METRIC_KEYS as STANDARD
 from pir.evaluation.protocols import dedup_metrics, pairwise_metrics
 from pir.models import create_model
 from pir.models.checkpoint import save_checkpoint
 from pir.models.official import export_official_config, export_official_state_dict
 from pir.config import model_config
-from pir.pipeline import main
-from pir.tracking import stage_run
+from pir.pipeline.entry import main
+from pir.pipeline.tracking import stage_run
 
 PROJECT = Path(__file__).resolve().parents[2]
 CLASSES = ["airport", "beach", "forest"]

@@ -16,7 +16,7 @@ from pir.files import is_torchscript
 from pir.models import create_model
 from pir.models.checkpoint import load_evaluated_model, load_model, save_checkpoint
 from pir.models.clip import ClipPIR, load_clip_checkpoint, read_clip_state
-from pir.params import PipelineConfig
+from pir.pipeline.params import PipelineConfig
 from tests.evaluation.test_stages import run_stage
 from tests.models.test_clip import ARCH, clip_project, reference, write_layout  # noqa: F401 (fixtures)
 

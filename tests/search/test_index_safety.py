@@ -1,6 +1,6 @@
 """pir index on user data: it never deletes or overwrites what it did not create, one writer at a time,
 readers never see a half-switched index, and what cannot be read is listed while the rest is indexed
-(docs/design.md, section 9 "Search", "Index folder")."""
+(docs/search-and-geo.md, "Index folder")."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pytest
 
 import pir.search.index as index_module
 from pir import files
-from pir.paths import Paths
+from pir.pipeline.paths import Paths
 from pir.search.folder import CURRENT, LOCK, MARKER, SOURCE, IndexBusy, IndexFolderRefused
 from pir.search.index import build_index, load_index
 from pir_tools.search import index_main

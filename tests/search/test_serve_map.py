@@ -1,4 +1,4 @@
-"""pir serve's map (docs/design.md, section 9 "Serving", "Map"): footprints of georeferenced hits in the API,
+"""pir serve's map (docs/search-and-geo.md, "Serving", "Map"): footprints of georeferenced hits in the API,
 each scene's quicklook warped exactly onto Web Mercator and served only for files the index lists, window
 rows shown as their crops, a web base map (and the CSP origin it needs) only when asked for, Leaflet
 vendored; and the page in a real Chromium: footprints, quicklooks, a hit opened, no request off the machine."""
@@ -34,7 +34,6 @@ PIXEL = 10.0
 TILES = ("airport", "beach", "forest", "farmland", "river", "residential", "parking", "storagetanks",
          "pond", "port", "playground", "industrial", "bridge", "stadium", "meadow", "viaduct")   # a 4 x 4 mosaic
 TILE = 128
-DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "serve_map.png"
 
 
 def write_geotiff(path: Path, rgb: np.ndarray, origin: tuple[float, float]) -> None:
@@ -283,11 +282,6 @@ def test_vendored_leaflet_is_the_npm_release_its_readme_names():
 
 # --------------------------------------------------------------------------- in Chromium
 
-def _small_png(source: Path, target: Path) -> None:
-    """The screenshot for the docs: 256 colours keep it small."""
-    Image.open(source).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(target, optimize=True)
-
-
 def _page_requests(netlog: Path, origin: str) -> list[str]:
     """The URLs of the requests a page of ``origin`` made (its initiator), from Chromium's --log-net-log;
     Chromium's own background requests (Google's hosts, with no initiator) are not the page's."""
@@ -301,7 +295,8 @@ def test_the_map_in_chromium_footprints_quicklooks_and_an_opened_hit(geo_index, 
     """Chromium enforces the CSP: Leaflet, map.js and search.js (files) run, the 6 hits' footprints are SVG
     paths in the overlay pane, every tile's quicklook loads as an image overlay, #hit=1 opens hit 1 as a click
     on its footprint does (the popup with its thumbnail, its result marked), and every request the page made
-    (Chromium's network log) went to the server's own origin."""
+    (Chromium's network log) went to the server's own origin. (The docs' picture of the map is made from the
+    trained model by scripts/docs_images.py; this test's model is untrained.)"""
     browser.chromium()
     from werkzeug.serving import make_server
 
@@ -335,5 +330,3 @@ def test_the_map_in_chromium_footprints_quicklooks_and_an_opened_hit(geo_index, 
     origin = f"http://127.0.0.1:{port}"
     by_page = _page_requests(netlog, origin)
     assert len(by_page) > 30 and all(url.startswith(origin + "/") for url in by_page), by_page
-    if os.environ.get("PIR_UPDATE_SCREENSHOTS") == "1":
-        _small_png(shot, DOCS_SCREENSHOT)

@@ -1,4 +1,4 @@
-"""pir serve treats the browser's Host header and the index folder as untrusted (docs/design.md, section 9,
+"""pir serve treats the browser's Host header and the index folder as untrusted (docs/search-and-geo.md,
 "Serving"): loopback Host names only, self-only CSP and friends on every response, an original sent only
 while it is the file that was indexed, thumbnails only from inside the index folder, and a root that was
 not indexed here only when the user names it."""

@@ -28,7 +28,7 @@ def _rank_main(rank: int, tmp_path, tiny_data, cfg) -> None:
             torch.save({k: v.clone() for k, v in model.state_dict().items()}, tmp_path / "init.pt")
         # grad_clip: clipping runs on the all-reduced gradients, so it must keep the ranks in step
         train_cfg = TrainConfig(epochs=1, global_batch_size=8, lr=1e-3, num_workers=0, precision="fp32",
-                                grad_clip=0.05)
+                                grad_clip=0.05, pairs_per_image=0)   # every caption: the sample count below
         summary = train(model, prepared, tokenizer, cfg, train_cfg, seed=0, state=TrainState(tmp_path / "state", "k"),
                         outputs=TrainOutputs(tmp_path / "best.pt", tmp_path / "last.pt"), ctx=ctx)
         torch.save({"model": model.state_dict(), "samples": summary.curves[0]["samples"] if summary.curves else 0},

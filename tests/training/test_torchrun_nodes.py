@@ -21,7 +21,7 @@ import torch.multiprocessing as mp
 import yaml
 
 import pir.pipeline.train as train_stage
-from pir.pipeline import main
+from pir.pipeline.entry import main
 from tests.prepared_fixture import make_prepared
 
 PROJECT = Path(__file__).resolve().parents[2]

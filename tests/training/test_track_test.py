@@ -10,11 +10,11 @@ import torch
 from pir.config import TrainConfig
 from pir.evaluation.published import as_published, read_curves
 from pir.models import create_model
-from pir.params import PipelineConfig, apply_overrides, load_params
-from pir.pipeline.train import declared_params, training_params
+from pir.pipeline.params import PipelineConfig, apply_overrides, load_params
+from pir.pipeline.train import MlflowEpochs, declared_params, mlflow_row, training_params
 from pir.training.launch import DistContext
 from pir.training.state import TrainState
-from pir.training.trainer import TrainOutputs, mlflow_row, train, write_curves_csv
+from pir.training.trainer import TrainOutputs, train, write_curves_csv
 
 ROOT_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 CPU = DistContext(torch.device("cpu"))
@@ -23,20 +23,31 @@ TRAIN = TrainConfig(epochs=3, eval_interval=2, global_batch_size=8, lr=1e-3, num
                     precision="fp32")
 
 
-def run(tmp_path, name, tiny_data, cfg, train_cfg):
+class FakeTracker:
+    """What MlflowEpochs needs of a pir.pipeline.tracking.Tracker: a run id and log_metrics."""
+
+    def __init__(self):
+        self.run_id, self.logged = "run-1", []
+
+    def log_metrics(self, metrics, step=None):
+        self.logged.append((step, dict(metrics)))
+
+
+def run(tmp_path, name, tiny_data, cfg, train_cfg, logger=None):
     prepared, tokenizer = tiny_data
     torch.manual_seed(0)
     outputs = TrainOutputs(tmp_path / name / "best.pt", tmp_path / name / "last.pt")
     summary = train(create_model(cfg), prepared, tokenizer, cfg, train_cfg, seed=0,
                     state=TrainState(tmp_path / f"{name}_state", "k"), outputs=outputs, ctx=CPU,
-                    params={"seed": 0}, log=lambda line: None)
+                    params={"seed": 0}, log=lambda line: None, logger=logger)
     return summary, outputs
 
 
 def test_tracking_test_adds_columns_and_changes_nothing_the_seed_determines(tmp_path, tiny_data, tiny_model_cfg):
     plain, plain_out = run(tmp_path, "plain", tiny_data, tiny_model_cfg, TRAIN)
+    tracker = FakeTracker()
     tracked, tracked_out = run(tmp_path, "tracked", tiny_data, tiny_model_cfg,
-                               dataclasses.replace(TRAIN, track_test=True))
+                               dataclasses.replace(TRAIN, track_test=True), logger=MlflowEpochs(tracker))
 
     # the same weights, the same selection, byte for byte
     for name in ("best", "last"):
@@ -53,6 +64,9 @@ def test_tracking_test_adds_columns_and_changes_nothing_the_seed_determines(tmp_
     # in MLflow they may not take evaluate's test_<key> names (the headline, and what seed groups look for)
     logged = mlflow_row(tracked.curves[1])
     assert "tracked_test_r_mean" in logged and not any(k.startswith("test_") for k in logged)
+    # the trainer hands each epoch's row to its EpochLogger; the stage's adapter logs it at step = epoch
+    assert tracker.logged == [(row["epoch"], mlflow_row(row)) for row in tracked.curves]
+    assert TrainState(tmp_path / "tracked_state", "k").logger_run_id() == "run-1"
 
     # the curves file carries them to evaluate, which picks the best test epoch from it
     write_curves_csv(tmp_path / "curves.csv", tracked.curves)

@@ -91,8 +91,8 @@ def test_state_is_keyed_and_stale_states_are_removed(tmp_path):
     assert key != run_key({**base, "seed": 1}, {"dataset": "abc"})
     assert key != run_key(base, {"dataset": "abd"})
     old = TrainState(tmp_path, "0" * 16)
-    old.save({"epoch": 1, "mlflow_run_id": "r1"})
-    assert old.load()["epoch"] == 1 and old.mlflow_run_id() == "r1"
+    old.save({"epoch": 1, "logger_run_id": "r1"})
+    assert old.load()["epoch"] == 1 and old.logger_run_id() == "r1"
     new = TrainState(tmp_path, key)
-    assert new.load() is None and new.mlflow_run_id() is None
+    assert new.load() is None and new.logger_run_id() is None
     assert new.prune_stale() == ["0" * 16] and not old.dir.exists()

@@ -14,7 +14,7 @@ against a total and a compression ratio before anything is written.
 
 Plain ``http://`` is accepted only with a sha256 to check, and redirects never
 leave https for http (or http(s) for anything else); the URL a download finally
-came from is recorded. See docs/design.md, "Downloads and archives".
+came from is recorded. See docs/recipes-and-data.md, "Downloads and archives".
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Georeferenced rasters (GeoTIFF, COG) through rasterio: where a file or a window of it lies, and
-windowed reads of large scenes as 8-bit RGB (docs/design.md, section 9 "Search", "Geospatial").
+windowed reads of large scenes as 8-bit RGB (docs/search-and-geo.md, "Geospatial").
 
 - :class:`Window`  a pixel rectangle of a scene (column, row, width, height), "col,row,width,height" as text
 - :class:`Georef`  a raster's CRS and affine transform: bounds of a window in the CRS and in lon/lat, its

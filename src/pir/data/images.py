@@ -23,7 +23,7 @@ tiny are upsampled (bicubic), like any other.
 
 Images larger than ``max_pixels`` (width x height, default ``DEFAULT_MAX_PIXELS``)
 are refused from their header, before a pixel is decoded: a small file can declare
-a huge image (docs/design.md, "Image size cap").
+a huge image (docs/recipes-and-data.md, "Image size cap").
 """
 
 from __future__ import annotations

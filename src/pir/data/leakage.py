@@ -14,7 +14,7 @@ of bits). RSICD's 10,921 images are 60 million pairs; they go through in blocks 
 ``BLOCK_ROWS`` rows, so memory stays at a few tens of MB, and only pairs at or under the
 threshold (plus each image's nearest cross-split neighbour) are kept.
 
-The threshold and why it is 20 of 256 bits are in docs/design.md, "Leakage audit".
+The threshold and why it is 20 of 256 bits are in docs/evaluation.md, "Leakage audit".
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from pir.data.prepared import SPLITS, ImageRecord
-from pir.evaluation.metrics import caption_keys
+from pir.data.text import caption_keys
 
 BLOCK_ROWS = 1024          # rows per distance block: 1024 x 10,921 float32 = 45 MB
 HASH_BATCH = 512           # images per hashing batch

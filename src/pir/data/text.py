@@ -1,6 +1,6 @@
-"""Caption normalisation and tokenizers.
+"""Caption normalisation, caption keys (which captions are the same string) and tokenizers.
 
-``normalize_caption`` is the released ``pre_caption`` (docs/design.md, "Data"): the text PIR's
+``normalize_caption`` is the released ``pre_caption`` (docs/recipes-and-data.md, "Data preparation in detail"): the text PIR's
 WordPiece/BERT encoders read. Without a pretrained tokenizer
 the fetch stage trains a BERT-style WordPiece vocabulary on the train captions
 and saves it as a ``transformers`` fast tokenizer folder, so every later stage
@@ -19,7 +19,9 @@ import os
 import re
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+
+import numpy as np
 
 from pir import files, hub
 from pir.errors import first_line
@@ -28,7 +30,7 @@ if TYPE_CHECKING:   # torch is imported where tensors are made: save_tokenizer, 
     import torch    # rest load without it (the ONNX indexing path: pir.search.onnx_encoder)
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")   # [PAD] gets id 0, like BERT's vocab
-# The released pre_caption's rules (docs/design.md, "Data"): these characters are deleted, every
+# The released pre_caption's rules (docs/recipes-and-data.md, "Data preparation in detail"): these characters are deleted, every
 # other one is kept; runs of two or more whitespace characters (Unicode \s) become one space.
 _DELETED = re.compile(r"[,.'!?\"()*#:;~]")
 _WHITESPACE_RUN = re.compile(r"\s{2,}")
@@ -65,6 +67,24 @@ def is_empty_caption(text: str) -> bool:
     except ValueError:
         return True
     return False
+
+
+def default_caption_key(caption: str) -> str:
+    """Normalised caption used to decide that two captions are the same string: the released ``pre_caption``
+    without the word cap, PIR's input text. One key for every model, so ``dedup`` scores every model on the
+    same distinct strings; a CLIP preset reads raw captions, so there a group's first caption stands for
+    captions that differ only in case or deleted punctuation (docs/evaluation.md, "Evaluation protocols").
+    The leakage audit (shared caption strings) and the evaluator (duplicate-aware protocols) both use it."""
+    return normalize_caption(caption, max_words=10**6)
+
+
+def caption_keys(captions: Sequence[str], key: Callable[[str], str] = default_caption_key) -> tuple[list[str], np.ndarray]:
+    """(normalised string of each caption, id of its distinct string [n_texts]); ids follow sorted order."""
+    normalised = [key(c) for c in captions]
+    if not normalised:
+        return [], np.zeros(0, dtype=np.int64)
+    _, key_ids = np.unique(np.asarray(normalised, dtype=str), return_inverse=True)
+    return normalised, key_ids.reshape(-1).astype(np.int64)
 
 
 def model_texts(tokenizer, captions: Sequence[str], max_words: int = 30) -> list[str]:
@@ -166,7 +186,7 @@ class ClipTokenizer:
     """
 
     # open_clip's tokenizer cleans its input itself (ftfy, HTML unescape, whitespace, lower case), so it
-    # reads the raw caption as CLIP-family models are trained and published (docs/design.md, "CLIP towers").
+    # reads the raw caption as CLIP-family models are trained and published (docs/clip-family.md, "CLIP towers").
     takes_raw_text = True
 
     def __init__(self) -> None:

@@ -1,6 +1,6 @@
 """Image transforms on uint8 CHW tensors: train augmentation, eval resize, CLIP normalisation.
 
-The train augmentation of docs/design.md, "Data" (RandomResizedCrop, horizontal flip, a
+The train augmentation of docs/recipes-and-data.md, "Data preparation in detail" (RandomResizedCrop, horizontal flip, a
 RandAugment restricted to the released op list) is re-implemented here: for the same
 parameters every op gives the bytes of its ``torchvision.transforms.v2`` counterpart
 (tests/data/test_loader.py), through lookup tables, precomputed warps and integer arithmetic
@@ -165,7 +165,7 @@ def _sharpen(image: torch.Tensor, factor: float) -> torch.Tensor:
 
 
 class RestrictedRandAugment(nn.Module):
-    """RandAugment over the op list in docs/design.md, "Data" (v2.RandAugment cannot restrict its ops).
+    """RandAugment over the op list in docs/recipes-and-data.md, "Data preparation in detail" (v2.RandAugment cannot restrict its ops).
 
     Draws ``num_ops`` ops with replacement from RANDAUG_OPS, applies each with probability
     1/2 and a random sign for signed ops, all from the given ``generator``. Every op equals
@@ -236,7 +236,7 @@ def resized_crop(image: torch.Tensor, top: int, left: int, height: int, width: i
 
 
 class TrainAugment(nn.Module):
-    """Train augmentation (docs/design.md, "Data") on a uint8 CHW tensor: RandomResizedCrop (bicubic, antialias),
+    """Train augmentation (docs/recipes-and-data.md, "Data preparation in detail") on a uint8 CHW tensor: RandomResizedCrop (bicubic, antialias),
     horizontal flip, RandAugment — every random draw from the caller's generator."""
 
     def __init__(self, image_size: int, crop_scale: Sequence[float] = (0.5, 1.0), hflip: bool = True,

@@ -3,7 +3,7 @@
 A resample draws n test images with replacement; each drawn image brings its own image->text
 query and all its captions' text->image queries. Ranks stay those of the full gallery: the
 interval describes which queries a test set happens to hold, not a different gallery
-(docs/design.md, "Confidence intervals"). Every resample is one row of multinomial counts,
+(docs/evaluation.md, "Confidence intervals"). Every resample is one row of multinomial counts,
 so all recalls of all resamples are a few matrix products: no loop over resamples or queries.
 """
 

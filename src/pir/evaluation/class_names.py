@@ -2,7 +2,7 @@
 
 Datasets spell classes as their folders do: ``storagetanks`` (UCM, RSICD), ``StorageTanks`` (AID),
 ``storage_tank`` (RESISC45), ``AnnualCrop`` (EuroSAT). A text encoder reads "storage tanks"
-(docs/design.md, 4 "Zero-shot scene classification"). ``readable_name`` looks a name up by its
+(docs/evaluation.md, "Zero-shot scene classification"). ``readable_name`` looks a name up by its
 letters and digits alone (so every spelling of a class finds the same entry) in a table of the
 names that cannot be split mechanically, and otherwise splits snake_case, kebab-case and CamelCase.
 """

@@ -1,6 +1,6 @@
 """Image-text retrieval metrics: the published protocol, exactly, without a per-query sort.
 
-The protocol (docs/design.md, "Evaluation protocol"; the official ``itm_eval``): each query's candidates are
+The protocol (docs/evaluation.md, "Evaluation protocol"; the official ``itm_eval``): each query's candidates are
 ordered by ``np.argsort(scores)[::-1]``; an image's rank is the position of its
 best-placed own caption, a caption's rank is the position of its image (both
 0-based); R@K is the percentage of queries with rank < K.
@@ -17,8 +17,7 @@ The result equals the official loop on any input, on the machine it runs on.
 
 from __future__ import annotations
 
-import time
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -188,26 +187,9 @@ def per_class_table(per_class: dict[str, dict[str, float]]) -> tuple[list[str], 
     return ["scene", "n_images", "n_texts", *recall_columns, "r_mean"], rows
 
 
-def default_caption_key(caption: str) -> str:
-    """Normalised caption used to decide that two captions are the same string: the released ``pre_caption``
-    without the word cap, PIR's input text. One key for every model, so ``dedup`` scores every model on the
-    same distinct strings; a CLIP preset reads raw captions, so there a group's first caption stands for
-    captions that differ only in case or deleted punctuation (docs/design.md, "Evaluation protocols")."""
-    from pir.data.text import normalize_caption
-    return normalize_caption(caption, max_words=10**6)
-
-
-def caption_keys(captions: Sequence[str], key: Callable[[str], str] = default_caption_key) -> tuple[list[str], np.ndarray]:
-    """(normalised string of each caption, id of its distinct string [n_texts]); ids follow sorted order."""
-    normalised = [key(c) for c in captions]
-    if not normalised:
-        return [], np.zeros(0, dtype=np.int64)
-    _, key_ids = np.unique(np.asarray(normalised, dtype=str), return_inverse=True)
-    return normalised, key_ids.reshape(-1).astype(np.int64)
-
-
 def caption_duplicates(key_ids: np.ndarray, txt2img: np.ndarray) -> dict[str, int]:
-    """How often captions repeat (RSICD repeats captions across images), from ``caption_keys`` ids."""
+    """How often captions repeat (RSICD repeats captions across images), from ``caption_keys`` ids
+    (pir.data.text)."""
     key_ids = np.asarray(key_ids, dtype=np.int64)
     n_keys = int(key_ids.max()) + 1 if len(key_ids) else 0
     per_key = np.bincount(key_ids, minlength=n_keys)
@@ -220,51 +202,3 @@ def caption_duplicates(key_ids: np.ndarray, txt2img: np.ndarray) -> dict[str, in
         "duplicated_captions": int(np.count_nonzero(per_key[key_ids] > 1)),
         "captions_shared_across_images": int(np.count_nonzero(images_per_key[key_ids] > 1)),
     }
-
-
-# --------------------------------------------------------------------------- slow reference + benchmark
-
-def retrieval_metrics_reference(sims: np.ndarray, txt2img: np.ndarray) -> dict[str, float]:
-    """SLOW reference for tests and the benchmark only: the official per-query argsort loop."""
-    img2txt: list[list[int]] = [[] for _ in range(sims.shape[0])]
-    for text, image in enumerate(txt2img):
-        img2txt[image].append(text)
-    image_ranks = np.zeros(sims.shape[0])
-    for image, row in enumerate(sims):
-        order = np.argsort(row)[::-1]
-        image_ranks[image] = min((np.where(order == t)[0][0] for t in img2txt[image]), default=1e20)
-    text_ranks = np.zeros(sims.shape[1])
-    for text, column in enumerate(sims.T):
-        order = np.argsort(column)[::-1]
-        text_ranks[text] = np.where(order == txt2img[text])[0][0]
-    return recalls_from_ranks(image_ranks, text_ranks)
-
-
-def random_similarity(n_images: int, n_texts: int, seed: int = 0, dim: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """A realistic float32 cosine matrix (captions near their image) and its txt2img."""
-    rng = np.random.default_rng(seed)
-    images = rng.standard_normal((n_images, dim)).astype(np.float32)
-    txt2img = np.arange(n_texts) % n_images
-    texts = images[txt2img] + 2.0 * rng.standard_normal((n_texts, dim)).astype(np.float32)
-    images /= np.linalg.norm(images, axis=1, keepdims=True)
-    texts /= np.linalg.norm(texts, axis=1, keepdims=True)
-    return images @ texts.T, txt2img
-
-
-def benchmark_retrieval_metrics(n_images: int = 1093, n_texts: int = 5465, seed: int = 0,
-                                repeats: int = 5) -> dict[str, float]:
-    """Best-of-``repeats`` seconds of retrieval_metrics vs the per-query loop (RSICD test size)."""
-    sims, txt2img = random_similarity(n_images, n_texts, seed)
-
-    def best_time(fn: Callable) -> tuple[float, dict]:
-        times, result = [], {}
-        for _ in range(repeats):
-            start = time.perf_counter()
-            result = fn(sims, txt2img)
-            times.append(time.perf_counter() - start)
-        return min(times), result
-
-    vectorised_s, fast = best_time(retrieval_metrics)
-    loop_s, slow = best_time(retrieval_metrics_reference)
-    return {"n_images": n_images, "n_texts": n_texts, "vectorised_s": vectorised_s, "loop_s": loop_s,
-            "speedup": loop_s / vectorised_s, "identical": fast == slow}

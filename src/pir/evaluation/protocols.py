@@ -1,7 +1,6 @@
 """Named retrieval protocols: the same similarity matrix scored the ways papers score it.
 
-Published numbers in this field come from different scorers under one name (docs/design.md,
-"Evaluation protocols"). evaluate computes all of them, every time:
+Published numbers in this field come from different scorers under one name (docs/evaluation.md, "Evaluation protocols"). evaluate computes all of them, every time:
 
 - ``itm``: the released ``itm_eval`` (``pir.evaluation.metrics.retrieval_metrics``): every caption
   is a query with its one image; an image's rank is that of its best-placed own caption.

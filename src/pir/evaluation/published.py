@@ -2,7 +2,7 @@
 
 The PIR and HarMA papers report the epoch that scored best on *test*. The headline of
 reports/metrics.json is selected on val with test read once, so it is not comparable with them
-as it stands. evaluate therefore also writes (docs/design.md, "Comparing with published numbers"):
+as it stands. evaluate therefore also writes (docs/evaluation.md, "Comparing with published numbers"):
 
 - ``as_published``: the best test epoch of the train stage's per-epoch test scores (the
   ``test_*`` columns of reports/train_curves.csv, written with ``train.track_test``), as the
@@ -70,16 +70,3 @@ def last_epoch(epoch: int | None, checkpoint: str | None, scores: Mapping[str, f
                note: str = LAST_EPOCH_NOTE) -> dict[str, Any]:
     """``last_epoch``: the last checkpoint's test scores (``itm`` keys), or nulls with ``note`` saying why."""
     return {"protocol": PROTOCOL, "epoch": epoch, "checkpoint": checkpoint, "note": note, **_scores(scores)}
-
-
-def mlflow_metrics(as_published_entry: Mapping[str, Any], last_epoch_entry: Mapping[str, Any]) -> dict[str, float]:
-    """``test_as_published_<key>``, ``as_published_epoch``, ``test_last_epoch_<key>`` and ``last_epoch``;
-    nothing for an entry without numbers. Never ``test_<key>``: that name is the headline's."""
-    metrics: dict[str, float] = {}
-    for name, entry, epoch_name in (("as_published", as_published_entry, "as_published_epoch"),
-                                    ("last_epoch", last_epoch_entry, "last_epoch")):
-        if entry["epoch"] is None:
-            continue
-        metrics[epoch_name] = float(entry["epoch"])
-        metrics.update({f"test_{name}_{k}": float(entry[k]) for k in METRIC_KEYS})
-    return metrics

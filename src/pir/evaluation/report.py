@@ -2,7 +2,7 @@
 
 ``itm`` keys stay at the top level (they are what every paper and `dvc metrics` compare);
 the other protocols, the bootstrap interval, rank statistics, duplicate counts and the per-class
-table sit beside them (docs/design.md, "Evaluation protocols").
+table sit beside them (docs/evaluation.md, "Evaluation protocols").
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from pir.data.text import caption_keys, default_caption_key
 from pir.evaluation.bootstrap import bootstrap_intervals
-from pir.evaluation.metrics import (caption_duplicates, caption_keys, check_inputs, default_caption_key,
-                                    per_class_recall, rank_statistics, recalls_from_ranks, retrieval_ranks)
+from pir.evaluation.metrics import (caption_duplicates, check_inputs, per_class_recall, rank_statistics,
+                                    recalls_from_ranks, retrieval_ranks)
 from pir.evaluation.protocols import all_protocols
 
 
@@ -22,7 +23,7 @@ def evaluation_report(sims: np.ndarray, txt2img: np.ndarray, image_labels: np.nd
                       key: Callable[[str], str] = default_caption_key, *, seed: int = 0,
                       n_resamples: int = 1000) -> dict:
     """Everything evaluate reports: the ``itm`` keys first, then ranks, every protocol, the bootstrap
-    interval, duplicate counts and the per-class table (docs/design.md, "Evaluation protocols")."""
+    interval, duplicate counts and the per-class table (docs/evaluation.md, "Evaluation protocols")."""
     sims, txt2img = check_inputs(sims, txt2img)
     if len(captions) != len(txt2img) or len(image_labels) != sims.shape[0]:
         raise ValueError(f"got {len(captions)} captions and {len(image_labels)} labels for a {sims.shape} matrix")

@@ -1,7 +1,7 @@
 """Runs of one configuration under several seeds: mean, spread, interval, and whether two differ.
 
 Reproductions in this field miss published numbers by as much as the claimed gains, so a single
-run proves little (docs/design.md, "Seeds as a group"). The interval of a mean over seeds is
+run proves little (docs/evaluation.md, "Seeds as a group"). The interval of a mean over seeds is
 Student's t (mean ± t·s/√n); with one seed there is no spread to measure, and the run's own
 bootstrap interval (test images resampled) is the only uncertainty on offer.
 """

@@ -4,7 +4,7 @@ Source: Z. Yuan et al., "Learning to Evaluate Performance of Multi-modal Semanti
 test set), and its reference implementation, class ``SLM`` of github.com/xiaoyuan1996/
 SemanticLocalizationMetrics (evaluations/SLM.py, the version reporting Rsu/Rda/Ras/Rmi, also used by
 GeoRSCLIP's AIR-SLT evaluation). Read there; written here from the definitions, vectorised in numpy/scipy
-(no OpenCV). docs/design.md, section 9 "Locating a text in a scene", has the formulas and the deviations.
+(no OpenCV). docs/search-and-geo.md, "Locating a text in a scene", has the formulas and the deviations.
 
 The map is first made a probability map P in [0, 1] (min-max normalised over the scene, as the published
 generator does before scoring). With M the annotation mask (the polygons filled), N cells in all:

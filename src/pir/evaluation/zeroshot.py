@@ -1,6 +1,6 @@
 """Zero-shot scene classification: class names become prompts, an image takes the class of the closest prompt.
 
-docs/design.md, 4 "Zero-shot scene classification". A class's text embedding is CLIP's prompt ensemble:
+docs/evaluation.md, "Zero-shot scene classification". A class's text embedding is CLIP's prompt ensemble:
 the mean of the unit embeddings of its name in every template, re-normalised. An image's scores are the
 cosine similarities of its unit embedding (``encode_image``) to those, and its prediction the best one.
 The same code scores the evaluate stage's test split (images it has already embedded) and ``pir zeroshot``

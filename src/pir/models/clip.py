@@ -4,7 +4,7 @@
 ``ViT-B-16``, ``ViT-L-14``, ``ViT-H-14``, ``RN50`` or this project's ``PIR-CLIP-tiny``, see
 ``clip_configs/``) with the activation ``model.clip_activation`` names (``auto``: what
 ``pir.clip_known`` reads off the weights' name), and reuses ``pir.models.heads.PIRHeads`` for VIR,
-LCA, the scene prior and the losses. What maps to what (docs/design.md, "CLIP towers"):
+LCA, the scene prior and the losses. What maps to what (docs/clip-family.md, "CLIP towers"):
 
 - image tokens = [CLIP image embedding ; patch tokens after ``ln_post``, through the same
   ``visual.proj``]: CLIP's own projection plays ``vision_proj``, its pooled [CLS] the global token;
@@ -241,7 +241,7 @@ def read_clip_state(path: str | os.PathLike, allow_torchscript: bool = False, wh
     a TorchScript archive is code as well as weights and can only be read with ``torch.jit.load``,
     which runs that code. It is recognised from the zip's directory alone and refused in one line
     unless ``allow_torchscript`` (``model.allow_torchscript``): load OpenAI archives only from OpenAI's
-    own download (docs/design.md, "CLIP towers"). A Hub id resolves to a file or snapshot folder of the
+    own download (docs/clip-family.md, "CLIP towers"). A Hub id resolves to a file or snapshot folder of the
     cache, read by the same rules: the TorchScript refusal included.
     """
     # A repository without FILE is the folder layout: only its config and weights files are fetched.

@@ -1,5 +1,5 @@
 """The Hub-ready folder ``pir export --hub`` writes (pir_tools.export), and reading it back as a checkpoint
-(docs/design.md, "Weights from the Hugging Face Hub").
+(docs/clip-family.md, "Weights from the Hugging Face Hub").
 
     config.json                   format and version, the model config as checkpoints store it, the
                                   preprocessing, which weights file holds which tensors, and the

@@ -3,7 +3,7 @@
 With a padding mask, a padded position is never a key, so nothing computed at it reaches a
 real token: BERT's real-token states are the same with the padding removed. A batch padded
 to its longest caption wastes a third of BERT's rows on RSITMD (a typical batch of 8 pads to
-20 tokens and averages 13; pir_tools.bench.typical_lengths). Folding puts the longest caption and
+20 tokens and averages 13; pir_tools.bench.steps.typical_lengths). Folding puts the longest caption and
 the shortest in one row, the second longest and the second shortest in the next, and so on; a block-diagonal
 attention mask keeps the two captions of a row apart, and each token keeps its position id,
 so every real token sees exactly what it saw padded (to float rounding). A typical batch of

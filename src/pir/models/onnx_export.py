@@ -3,7 +3,7 @@
 The folder's layout and how it is read are pir.search.onnx_encoder's (the torch-free side); this module
 writes it: ``image.onnx`` (uint8 pixels in, the model's mean/std normalisation inside, unit vectors out),
 ``text.onnx`` (token ids and mask in, unit vectors out), both with a dynamic batch axis (and a dynamic
-token axis for text), ``preprocess.json`` and the tokenizer. docs/design.md, 9 "Search", "ONNX export
+token axis for text), ``preprocess.json`` and the tokenizer. docs/search-and-geo.md, "ONNX export
 and torch-free indexing".
 
 Exporter: ``torch.onnx.export(dynamo=True)`` (torch.export, then onnxscript's translation and optimiser),

@@ -10,13 +10,15 @@ import json
 
 import numpy as np
 
-from pir import files, reports, tracking
+from pir import files
+
+from pir.pipeline import reports, tracking
 from pir.analysis.clusters import cluster_statistics
 from pir.analysis.tsne import class_similarity_figure, joint_tsne, subsample, tsne_figure, tsne_table
 from pir.config import to_dict
 from pir.device import numerics_record
-from pir.params import PipelineConfig
-from pir.paths import Paths
+from pir.pipeline.params import PipelineConfig
+from pir.pipeline.paths import Paths
 
 
 def load_embeddings(paths: Paths) -> dict[str, np.ndarray]:

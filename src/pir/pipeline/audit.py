@@ -3,7 +3,7 @@
 Perceptual hashes of every image of the prepared dataset, every pair at or under
 ``audit.threshold`` (across splits, within a split), each image's closest pair across splits,
 caption strings shared across splits: ``reports/audit.json``, a figure of the closest
-cross-split pairs, and MLflow metrics (docs/design.md, "Leakage audit"). With
+cross-split pairs, and MLflow metrics (docs/evaluation.md, "Leakage audit"). With
 ``data.exclude_leaked`` the evaluate stage drops the test images this finds.
 """
 
@@ -14,13 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
-from pir import files, reports, tracking
+from pir import files
+
+from pir.pipeline import reports, tracking
 from pir.config import AuditConfig, to_dict
 from pir.data import download, importers, leakage
 from pir.data.prepared import ImageRecord, load_prepared
+from pir.data.text import default_caption_key
 from pir.device import numerics_record
-from pir.params import PipelineConfig
-from pir.paths import Paths
+from pir.pipeline.params import PipelineConfig
+from pir.pipeline.paths import Paths
 
 
 def load_against(cfg: AuditConfig, cache_res: int, seed: int, downloads: Path
@@ -46,8 +49,8 @@ def against_report(cfg: AuditConfig, cfgs: PipelineConfig, paths: Paths, records
     pairs = leakage.against_pairs([r.file for r in records], [r.split for r in records], bits,
                                   [r.file for r in other_records], [r.split for r in other_records], other_bits,
                                   cfg.threshold, name)
-    own = {leakage.default_caption_key(c) for r in records for c in r.captions}
-    theirs = {leakage.default_caption_key(c) for r in other_records for c in r.captions}
+    own = {default_caption_key(c) for r in records for c in r.captions}
+    theirs = {default_caption_key(c) for r in other_records for c in r.captions}
     return {"source": cfg.against, "dataset": name, "images": len(other_records),
             "near_duplicate_pairs": pairs, "images_with_a_duplicate": len({p["a"] for p in pairs}),
             "shared_caption_strings": len(own & theirs)}

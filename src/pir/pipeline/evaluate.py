@@ -10,27 +10,29 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 
-from pir import files, hub, reports, seed_runs, tracking
+from pir import files, hub
+
+from pir.pipeline import reports, seed_runs, tracking
 from pir.config import EvalConfig, ModelConfig, to_dict
 from pir.data import leakage
 from pir.data.prepared import PreparedDataset, SplitView, load_prepared
-from pir.data.text import check_vocabulary, model_tokenizer
+from pir.data.text import caption_keys, check_vocabulary, model_tokenizer
 from pir.device import numerics_record, resolve_device
 from pir.evaluation import published
 from pir.evaluation.embed import embed_split
 from pir.evaluation.gallery import save_gallery
-from pir.evaluation.metrics import METRIC_KEYS, caption_keys, per_class_table
+from pir.evaluation.metrics import METRIC_KEYS, per_class_table
 from pir.evaluation.protocols import itm_metrics
 from pir.evaluation.report import evaluation_report
 from pir.evaluation.zeroshot import caption_encoder, split_zeroshot
 from pir.models.checkpoint import load_evaluated_model, load_model
-from pir.params import PipelineConfig
-from pir.paths import Paths
+from pir.pipeline.params import PipelineConfig
+from pir.pipeline.paths import Paths
 
 
 def display_path(path: Path | str, root: Path) -> str:
@@ -53,7 +55,21 @@ def mlflow_metrics(report: dict) -> dict[str, float]:
         metrics.update({f"test_ci95_{key}_low": low, f"test_ci95_{key}_high": high})
     if report.get("zeroshot"):
         metrics.update({f"test_zeroshot_{k}": float(report["zeroshot"][k]) for k in ("top1", "top5")})
-    metrics.update(published.mlflow_metrics(report["as_published"], report["last_epoch"]))
+    metrics.update(published_metrics(report["as_published"], report["last_epoch"]))
+    return metrics
+
+
+def published_metrics(as_published_entry: Mapping[str, Any], last_epoch_entry: Mapping[str, Any]) -> dict[str, float]:
+    """The ``as_published`` and ``last_epoch`` entries (pir.evaluation.published) as MLflow metrics:
+    ``test_as_published_<key>``, ``as_published_epoch``, ``test_last_epoch_<key>`` and ``last_epoch``;
+    nothing for an entry without numbers. Never ``test_<key>``: that name is the headline's."""
+    metrics: dict[str, float] = {}
+    for name, entry, epoch_name in (("as_published", as_published_entry, "as_published_epoch"),
+                                    ("last_epoch", last_epoch_entry, "last_epoch")):
+        if entry["epoch"] is None:
+            continue
+        metrics[epoch_name] = float(entry["epoch"])
+        metrics.update({f"test_{name}_{k}": float(entry[k]) for k in METRIC_KEYS})
     return metrics
 
 
@@ -77,7 +93,7 @@ def last_epoch_entry(paths: Paths, best_extra: dict, headline: dict, device: tor
 def comparison_entries(paths: Paths, checkpoint: Path, extra: dict, report: dict, full_test: SplitView,
                        device: torch.device, score: Callable[[torch.nn.Module, ModelConfig], dict[str, float]]
                        ) -> dict:
-    """``as_published`` and ``last_epoch`` (docs/design.md, "Comparing with published numbers"). Only the
+    """``as_published`` and ``last_epoch`` (docs/evaluation.md, "Comparing with published numbers"). Only the
     train stage's own best.pt has per-epoch test scores (reports/train_curves.csv) and a last.pt beside it."""
     if checkpoint.resolve() != paths.best.resolve() or "model_key" not in extra:
         return {"as_published": published.not_published(published.FOREIGN_CHECKPOINT),
@@ -142,7 +158,7 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
         report["checkpoint"] = {"path": display_path(checkpoint, paths.root), "format": checkpoint_format,
                                 "epoch": extra.get("epoch"), "model_key": model_key,
                                 **({"hub": hub.report(resolved)} if resolved else {})}
-        tracker.set_tags(hub.mlflow_tags(resolved))
+        tracker.set_tags(tracking.hub_tags(resolved))
         report["dataset"] = prepared.name
         report["leakage"] = leaked
         # the last epoch is scored exactly as the headline: same embedding, same test images, same metrics
@@ -150,7 +166,7 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
                                          lambda last, last_cfg: itm_metrics(similarity(*embed(last, last_cfg)),
                                                                             test.txt2img)))
         # zero-shot scene classification of the test images just embedded, among the dataset's classes
-        # (docs/design.md, 4 "Zero-shot scene classification"); None without two classes and a labelled image
+        # (docs/evaluation.md, "Zero-shot scene classification"); None without two classes and a labelled image
         report["zeroshot"] = split_zeroshot(image_emb, test.labels, class_names,
                                             caption_encoder(model, tokenizer, model_cfg.max_tokens,
                                                             model_cfg.max_words, device, settings.precision),

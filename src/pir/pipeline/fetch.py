@@ -20,8 +20,8 @@ from pir.data import download, importers, shards, synthetic, text
 from pir.data.prepared import ImageRecord, resize_pixels, write_prepared
 from pir.data.summary import dataset_summary, save_sample_grid
 from pir.device import numerics_record
-from pir.params import PipelineConfig
-from pir.paths import Paths
+from pir.pipeline.params import PipelineConfig
+from pir.pipeline.paths import Paths
 
 
 def load_dataset(cfgs: PipelineConfig, downloads: Path) -> tuple[list[str], list[ImageRecord], np.ndarray]:

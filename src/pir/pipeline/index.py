@@ -1,7 +1,7 @@
 """Stage ``index``: the test split as a searchable demo, so `pir serve data/index` works after `dvc repro`.
 
 Writes the test images (the dataset's pixel cache, as PNG files) into the index's own folder
-data/index/source (listed in its marker, docs/design.md 9 "Search", "Index folder") and indexes them with the evaluated checkpoint (``evaluate.checkpoint``, default the train stage's best.pt) and the
+data/index/source (listed in its marker, docs/search-and-geo.md, "Index folder") and indexes them with the evaluated checkpoint (``evaluate.checkpoint``, default the train stage's best.pt) and the
 fetch stage's tokenizer, with their scene labels for the page's scene filter (pir.search).
 """
 
@@ -15,15 +15,15 @@ from PIL import Image
 from pir import files
 from pir.data.prepared import UNKNOWN_SCENE, load_prepared
 from pir.device import resolve_device
-from pir.params import PipelineConfig
-from pir.paths import Paths
+from pir.pipeline.params import PipelineConfig
+from pir.pipeline.paths import Paths
 from pir.search.encoder import load_encoder
 from pir.search.folder import SOURCE, index_writer, own_folder
 from pir.search.index import build_index
 
 
 # The manifest keeps each file's mtime (pir index's change check): a fixed one keeps the stage's output
-# the same bytes on every rerun (docs/design.md, "Reproducibility contract").
+# the same bytes on every rerun (docs/workflows.md, "Reproducibility contract").
 FIXED_MTIME_NS = 0
 
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import time
 
-from pir import hub, tracking
+from pir import hub
+
+from pir.pipeline import tracking
 from pir.config import to_dict
 from pir.data.prepared import load_prepared
 from pir.device import numerics_record, resolve_device
-from pir.params import PipelineConfig
-from pir.paths import Paths
+from pir.pipeline.params import PipelineConfig
+from pir.pipeline.paths import Paths
 from pir.training.scene_prior import (build_scene_prior, check_prior_config, load_class_folders, prepared_scene_sets,
                                       prior_report, scene_prior_model, write_prior_outputs,
                                       write_unused_prior_outputs)
@@ -73,7 +75,7 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
     runtime = numerics_record(device)
     with tracking.stage_run(paths.store, "scene_prior", params, compared=cfgs.compared_params("scene_prior"),
                             runtime=runtime) as tracker:
-        tracker.set_tags(hub.mlflow_tags(resolved))
+        tracker.set_tags(tracking.hub_tags(resolved))
         start = time.perf_counter()
         built = build_scene_prior(model, sets, len(classes), cfgs.scene_prior, cfgs.model, cfgs.seed, device,
                                   num_workers=cfgs.train.num_workers)

@@ -11,26 +11,47 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-from typing import Any
+from typing import Any, Mapping
 
-from pir import files, hub, processes, seed_runs, tracking
+from pir import files, hub, processes
+
+from pir.pipeline import seed_runs, tracking
 from pir.config import ModelConfig, to_dict
 from pir.data.prepared import PreparedDataset, load_prepared
 from pir.data.stream import train_stream
 from pir.data.text import model_tokenizer
 from pir.device import numerics_record
+from pir.evaluation.published import TEST_PREFIX
 from pir.models import create_model
 from pir.models.checkpoint import load_scene_prior_weights
-from pir.params import PipelineConfig
-from pir.paths import Paths
+from pir.pipeline.params import PipelineConfig
+from pir.pipeline.paths import Paths
 from pir.training import launch
 from pir.training.state import TrainState, file_digest, run_key
 from pir.training.trainer import TrainOutputs, TrainSummary, train, write_curves_csv, zero_shot
 
 # Knobs that do not change the weights: a resume may use other values, and the checkpoints (which
-# store the params) keep their bytes. track_test only adds report columns (docs/design.md,
+# store the params) keep their bytes. track_test only adds report columns (docs/evaluation.md,
 # "Comparing with published numbers").
 NOT_IN_RUN_KEY = ("num_workers", "log_interval", "track_test")
+
+
+def mlflow_row(row: Mapping[str, Any]) -> dict[str, float]:
+    """An epoch's curve row as MLflow metrics. The test columns become ``tracked_test_<key>``:
+    ``test_<key>`` in the same run is evaluate's headline, and the seed groups look for it."""
+    return {("tracked_" + k if k.startswith(TEST_PREFIX) else k): v for k, v in row.items() if k != "epoch"}
+
+
+class MlflowEpochs:
+    """The trainer's ``EpochLogger`` (pir.training.trainer) on the stage's MLflow run: one metrics batch
+    an epoch, at step = the epoch."""
+
+    def __init__(self, tracker: tracking.Tracker):
+        self.tracker = tracker
+        self.run_id = tracker.run_id
+
+    def log_epoch(self, row: Mapping[str, float], step: int) -> None:
+        self.tracker.log_metrics(mlflow_row(row), step=step)
 
 
 def training_params(cfgs: PipelineConfig, model_cfg: ModelConfig) -> dict:
@@ -129,21 +150,22 @@ def run(cfgs: PipelineConfig, paths: Paths) -> None:
     logged = {**params, "train": to_dict(cfgs.train), "data": to_dict(cfgs.data)}
     compared = cfgs.compared_params("train", device_type=ctx.device.type)
     runtime = numerics_record(ctx.device)
-    mlflow_run = (tracking.stage_run(paths.store, "train", logged, run_id=state.mlflow_run_id(), model_key=state.key,
+    mlflow_run = (tracking.stage_run(paths.store, "train", logged, run_id=state.logger_run_id(), model_key=state.key,
                                      compared=compared,
                                      runtime={**runtime, "world_size": ctx.world_size, "nnodes": ctx.nnodes})
                   if ctx.is_main else contextlib.nullcontext())
     with mlflow_run as tracker:
         if ctx.is_main:  # the seed's siblings share this key: evaluate nests them under one parent run
             tracker.set_tags({seed_runs.CONFIG_KEY_TAG: seed_runs.config_key(declared_params(cfgs)),
-                              **hub.mlflow_tags(resolved)})
+                              **tracking.hub_tags(resolved)})
         outputs = TrainOutputs(paths.best, paths.last)
         if cfgs.train.epochs == 0:   # zero-shot: the starting weights are the selected checkpoint
             summary = zero_shot(model, prepared, tokenizer, model_cfg, cfgs.train, state=state, outputs=outputs,
                                 ctx=ctx, params=params)
-        else:
+        else:   # tracker is None on the other ranks (they only train)
             summary = train(model, prepared, tokenizer, model_cfg, cfgs.train, seed=cfgs.seed, state=state,
-                            outputs=outputs, ctx=ctx, params=params, tracker=tracker, stream=stream)
+                            outputs=outputs, ctx=ctx, params=params,
+                            logger=MlflowEpochs(tracker) if tracker is not None else None, stream=stream)
         if ctx.is_main:
             write_reports(paths, summary, ctx, runtime, hub.report(resolved))
             tracker.log_metrics({**{f"best_val_{k}": v for k, v in summary.best_val.items()}, **summary.timing()})

@@ -1,4 +1,4 @@
-"""Use a trained model: index a folder of imagery, search it by text or by image (docs/design.md, "Search").
+"""Use a trained model: index a folder of imagery, search it by text or by image (docs/search-and-geo.md).
 
 - :mod:`pir.search.encoder`  a checkpoint as an image/text encoder
 - :mod:`pir.search.onnx_encoder`  an ONNX export (`pir export --onnx`) as one, through onnxruntime, without torch

@@ -1,6 +1,6 @@
 """The folder of a search index: what pir may touch in it, and one writer at a time.
 
-docs/design.md, section 9 "Search", "Index folder". An index folder holds a marker, ``pir-index.json``
+docs/search-and-geo.md, "Index folder". An index folder holds a marker, ``pir-index.json``
 ({"format": 2, "generations": [...], "folders": [...]}), that lists by plain name everything the index
 created: its generations, the temporary generations of runs in progress, and its own folders
 (``thumbs/``, ``source/``). A name is listed before it is created, and only listed names are ever
@@ -310,7 +310,7 @@ def own_folder(out: str | os.PathLike, name: str) -> Path:
 def clean_stale(folder: Path, keep: set[str]) -> None:
     """Generations and temporary generations the marker lists (this index made them), except ``keep``:
     killed runs' leftovers and generations older than the previous one. Anything else in the folder (a
-    user's ``gen-99``) is not ours and stays (docs/design.md, 9 "Search", "Index folder")."""
+    user's ``gen-99``) is not ours and stays (docs/search-and-geo.md, "Index folder")."""
     marker = _held_marker(folder)
     listed = marker["generations"]
     for name in listed:

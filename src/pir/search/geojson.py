@@ -1,5 +1,4 @@
-"""Search hits as GeoJSON (RFC 7946): ``pir search ... --geojson OUT.geojson`` (docs/design.md, section 9
-"Search", "GeoJSON"). A FeatureCollection that QGIS, geojson.io or any GIS opens as it is: one Feature per
+"""Search hits as GeoJSON (RFC 7946): ``pir search ... --geojson OUT.geojson`` (docs/search-and-geo.md, "GeoJSON"). A FeatureCollection that QGIS, geojson.io or any GIS opens as it is: one Feature per
 georeferenced hit, best first, its geometry a Polygon in lon/lat (WGS 84, the only CRS RFC 7946 allows).
 
 The polygon is the footprint of the hit's pixels (a window, or the whole file): the row's bounds in its CRS

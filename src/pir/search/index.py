@@ -1,6 +1,6 @@
 """Build or update a search index: every image under a folder embedded once, in atomic generations.
 
-An index folder (docs/design.md, section 9 "Search", "Index folder"):
+An index folder (docs/search-and-geo.md, "Index folder"):
 
     pir-index.json     the marker: {"format": 2, "generations": [...], "folders": [...]}, what this index
                        created; pir index writes only into a folder that is absent, empty, or has one
@@ -130,7 +130,7 @@ def load_index(folder: str | os.PathLike, ann: bool = True) -> Index:
     index.json records: docs/security.md); False leaves faiss out (exact search, the writer).
 
     Takes no lock: a writer keeps the previous generation, and when the generation read here vanishes
-    mid-read (two writer runs finished meanwhile), CURRENT is read again (docs/design.md, 9 "Search").
+    mid-read (two writer runs finished meanwhile), CURRENT is read again (docs/search-and-geo.md).
     """
     folder = Path(folder).resolve()   # absolute: servers hand these paths to code with another base folder
     for _ in range(_LOAD_TRIES):
@@ -178,7 +178,7 @@ def _checkpoint_identity(checkpoint: Path | str, encoder: Encoder, out: Path) ->
 def _reusable(previous: Index | None, identity: dict) -> Index | None:
     """The previous generation when its rows were made the way this run would make them: by the same
     weights and by the same engine (torch, or onnxruntime on the same ONNX graph). The engines agree to
-    about 1e-7 (docs/design.md, 9 "Search", "ONNX export ..."), yet a generation never mixes rows of two: every row
+    about 1e-7 (docs/search-and-geo.md, "ONNX export ..."), yet a generation never mixes rows of two: every row
     is what index.json says made it, and switching engines re-embeds once. Indexes from before the
     engine was recorded were made by torch."""
     if previous is None:

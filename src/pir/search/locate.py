@@ -1,5 +1,5 @@
 """Where in a large scene a text is: a heat map of the text's similarity to sliding windows (``pir locate``;
-docs/design.md, section 9 "Locating a text in a scene").
+docs/search-and-geo.md, "Locating a text in a scene").
 
 The scene is cut into windows of ``tile`` pixels every ``stride`` pixels (pir.data.geo.window_grid: the last
 column and row of windows are moved back to end at the scene's edge). Each window is embedded like any

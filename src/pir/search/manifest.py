@@ -1,5 +1,5 @@
 """The manifest of an index generation (``gen-<n>/manifest.csv``): one row per indexed image, or per window
-of a large scene indexed with ``--tile`` (docs/design.md, section 9 "Search", "Index format")."""
+of a large scene indexed with ``--tile`` (docs/search-and-geo.md, "Index format")."""
 
 from __future__ import annotations
 

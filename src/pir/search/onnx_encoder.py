@@ -1,6 +1,6 @@
 """An ONNX export (``pir export CKPT --onnx DIR``) as an encoder, through onnxruntime, without torch.
 
-The folder (written by pir.models.onnx_export; docs/design.md, 9 "Search", "ONNX export and
+The folder (written by pir.models.onnx_export; docs/search-and-geo.md, "ONNX export and
 torch-free indexing"):
 
     preprocess.json   format and version, the image size and resize rule, mean/std, input dtypes and

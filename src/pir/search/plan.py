@@ -1,6 +1,6 @@
 """What a ``pir index`` run embeds: SOURCE listed, one manifest row per file (one per window of a scene with
 ``--tile``), and for each row the previous generation's row it reuses or the file it reads
-(docs/design.md, section 9 "Search", "Incremental rule" and "Large scenes").
+(docs/search-and-geo.md, "Incremental rule" and "Large scenes").
 
 A file is embedded again only when it is new or changed: unchanged (size, mtime) reuses its rows without
 reading the file; a changed stamp hashes it, and a known sha256 (a touched, copied or renamed file) still

@@ -1,5 +1,5 @@
 """Large scenes in windows (``pir index --tile T --stride S``): the rows of a scene, and the reads of a batch
-of windows (docs/design.md, section 9 "Search", "Large scenes").
+of windows (docs/search-and-geo.md, "Large scenes").
 
 - :func:`scene_windows`  a scene's window grid from its header, checked (bands, block layout, one window
   against the pixel cap, the count of windows against MAX_WINDOWS), and its georeferencing

@@ -1,5 +1,5 @@
 """Optimiser and schedule: AdamW without decay on biases/norms, linear warm-up, then linear decay (the
-released PIR recipe) or cosine decay (open_clip's cosine_lr) to 0 (docs/design.md, "Recipes and params")."""
+released PIR recipe) or cosine decay (open_clip's cosine_lr) to 0 (docs/recipes-and-data.md, "How a run's values are resolved")."""
 
 from __future__ import annotations
 

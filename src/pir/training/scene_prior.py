@@ -29,7 +29,7 @@ from pir import files
 from pir.config import ModelConfig, ScenePriorConfig, to_dict
 from pir.data.loader import LabelledImages, make_loader, set_epoch
 from pir.data.class_folders import class_folder_images
-from pir.data.importers import decode_all
+from pir.data.images import decode_all
 from pir.data.prepared import PreparedDataset
 from pir.data.transforms import eval_transform, normalize_images, train_transform
 # the classification scores live with evaluation (zero-shot classification shares them)

@@ -21,7 +21,7 @@ import torch
 from pir import files
 
 STATE_FILE = "state.pt"
-META_FILE = "meta.json"       # small sidecar: completed epoch and MLflow run id, readable without torch.load
+META_FILE = "meta.json"       # small sidecar: completed epoch and logger run id, readable without torch.load
 BEST_FILE = "best.pt"
 
 
@@ -101,15 +101,16 @@ class TrainState:
     def save(self, payload: dict[str, Any]) -> None:
         files.save_torch(self.state_path, {**payload, "key": self.key})
         files.write_json(self.dir / META_FILE, {"key": self.key, "epoch": payload.get("epoch"),
-                                             "mlflow_run_id": payload.get("mlflow_run_id")})
+                                             "logger_run_id": payload.get("logger_run_id")})
 
-    def mlflow_run_id(self) -> str | None:
-        """The MLflow run a previous, interrupted attempt of this run logged into (to continue it)."""
+    def logger_run_id(self) -> str | None:
+        """The run a previous, interrupted attempt of this run logged into (``EpochLogger.run_id``: the
+        stage's MLflow run), to continue it."""
         try:
             meta = json.loads((self.dir / META_FILE).read_text())
         except (OSError, ValueError):
             return None
-        return meta.get("mlflow_run_id") if meta.get("key") == self.key else None
+        return meta.get("logger_run_id") if meta.get("key") == self.key else None
 
     def clear(self) -> None:
         """Forget this run once its outputs are written: a later rerun (e.g. after a code change) starts fresh."""

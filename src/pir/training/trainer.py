@@ -3,7 +3,7 @@
 Selection only ever sees the train and val splits: the test split belongs to the evaluate stage
 and is looked at once (the official code selected its epoch on test). ``train.track_test`` also
 scores test after each validation, after the selection step, for the report's ``as_published``
-entry only (docs/design.md, "Comparing with published numbers").
+entry only (docs/evaluation.md, "Comparing with published numbers").
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol
 
 import torch
 import torch.distributed as dist
@@ -35,6 +35,18 @@ from pir.training.optim import make_optimizer, make_scheduler
 from pir.training.state import TrainState, capture_rng, restore_rng
 
 SELECTION_METRIC = "r_mean"
+
+
+class EpochLogger(Protocol):
+    """Where ``train`` reports each finished epoch, on rank 0 (pir.pipeline.train adapts an MLflow run).
+
+    ``run_id`` names the place it logs to; the train state keeps it, so that a resumed run can report
+    to the same place again (``TrainState.logger_run_id``). None: nothing to keep.
+    """
+    run_id: str | None
+
+    def log_epoch(self, row: Mapping[str, float], step: int) -> None:
+        """``row``: the epoch's curve row (losses, lr, timings, ``val_*``, ``test_*``), ``step``: its epoch."""
 
 
 @dataclass(frozen=True)
@@ -155,7 +167,7 @@ def train_step(model: nn.Module, batch: Mapping[str, torch.Tensor], optimizer: t
     """One optimizer step: forward under the precision context, backward, optional clipping, AdamW.
 
     Returns the model's outputs (losses still on the device: no host sync; with ``local_loss``
-    this rank's share). The benchmark times this very function (pir_tools.bench.make_step).
+    this rank's share). The benchmark times this very function (pir_tools.bench.steps.make_step).
     """
     with precision_context(device, precision, cpu_bf16):
         out = forward_batch(model, batch, device, local_loss)
@@ -198,8 +210,8 @@ def train_epoch(model: nn.Module, loader, optimizer, scheduler, train_cfg: Train
 
 def _checkpoint_extra(epoch: int, params: Mapping[str, Any], val: Mapping[str, float],
                       model_key: str) -> dict[str, Any]:
-    # No MLflow run id here: checkpoints must be byte-identical across reruns (dvc.lock); evaluate
-    # finds the run through model_key (pir.tracking.find_run).
+    # No logger run id here: checkpoints must be byte-identical across reruns (dvc.lock); the pipeline
+    # finds the run again through model_key.
     return {"epoch": epoch, "params": dict(params), "val_metrics": dict(val), "model_key": model_key}
 
 
@@ -215,15 +227,15 @@ def _is_due(epoch: int, train_cfg: TrainConfig) -> bool:
 
 def train(model: nn.Module, prepared: PreparedDataset, tokenizer: Any, model_cfg: ModelConfig,
           train_cfg: TrainConfig, *, seed: int, state: TrainState, outputs: TrainOutputs,
-          ctx: DistContext, params: Mapping[str, Any] | None = None, tracker=None,
+          ctx: DistContext, params: Mapping[str, Any] | None = None, logger: EpochLogger | None = None,
           log: Callable[[str], None] = print, stream: ShardStream | None = None) -> TrainSummary:
     """Train ``model`` (resuming ``state`` when it holds completed epochs) and write best/last checkpoints.
 
-    Rank 0 validates, logs and writes; other ranks only train. ``tracker`` (pir.tracking) is optional.
-    ``stream``: the train pairs come from tar shards (pir.data.stream) instead of the prepared train split.
+    Rank 0 validates, logs and writes; other ranks only train. ``logger`` (optional) receives each epoch's
+    row. ``stream``: the train pairs come from tar shards (pir.data.stream) instead of the prepared train split.
     """
     params = dict(params or {})
-    run_id = getattr(tracker, "run_id", None)
+    run_id = logger.run_id if logger is not None else None
     loader = (stream_loader(stream, tokenizer, train_cfg, model_cfg, seed=seed, device=ctx.device, rank=ctx.rank,
                             world_size=ctx.world_size) if stream is not None else
               train_pairs_loader(prepared, prepared.split("train"), tokenizer, train_cfg, model_cfg, seed=seed,
@@ -271,12 +283,12 @@ def train(model: nn.Module, prepared: PreparedDataset, tokenizer: Any, model_cfg
                     row.update(tracked_test_scores(model, prepared, tracked_test, tokenizer, model_cfg, train_cfg, ctx))
             curves.append(row)
             log(_epoch_line(row, best["epoch"]))
-            if tracker is not None:
-                tracker.log_metrics(mlflow_row(row), step=epoch + 1)
+            if logger is not None:
+                logger.log_epoch(row, step=epoch + 1)
             state.save({"epoch": epoch + 1, "model": unwrap(model).state_dict(),
                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                         "rng": capture_rng(loader.generator), "curves": curves, "best": best,
-                        "mlflow_run_id": run_id})
+                        "logger_run_id": run_id})
         barrier(ctx)
 
     if ctx.is_main:
@@ -306,12 +318,6 @@ def zero_shot(model: nn.Module, prepared: PreparedDataset, tokenizer: Any, model
     return TrainSummary(best_epoch=0, best_val=best_val, curves=[], resumed_from=0)
 
 
-def mlflow_row(row: Mapping[str, Any]) -> dict[str, float]:
-    """An epoch's curve row as MLflow metrics. The test columns become ``tracked_test_<key>``:
-    ``test_<key>`` in the same run is evaluate's headline, and the seed groups look for it."""
-    return {("tracked_" + k if k.startswith(TEST_PREFIX) else k): v for k, v in row.items() if k != "epoch"}
-
-
 def _val_of(row: Mapping[str, Any]) -> dict[str, float]:
     return {k[4:]: v for k, v in row.items() if k.startswith("val_")}
 
@@ -323,7 +329,7 @@ def _epoch_line(row: Mapping[str, Any], best_epoch: int) -> str:
             f"({row['epoch_seconds']:.1f}s, {row['samples_per_s']:.1f} samples/s; best epoch {best_epoch})")
 
 
-# Wall-clock columns vary run to run: logged to MLflow per epoch, kept out of the DVC-tracked CSV.
+# Wall-clock columns vary run to run: given to the EpochLogger, kept out of the curves CSV.
 TIMING_KEYS = ("epoch_seconds", "samples_per_s")
 
 

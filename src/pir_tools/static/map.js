@@ -1,4 +1,4 @@
-// The map of pir serve's page, loaded only for georeferenced indexes (docs/design.md, section 9, "Serving",
+// The map of pir serve's page, loaded only for georeferenced indexes (docs/search-and-geo.md, "Serving",
 // "Map"). Leaflet (vendored: static/leaflet/) draws each hit's footprint over the scenes' own quicklooks,
 // which the server warps to Web Mercator (/api/quicklook/PATH); a web base map only when `pir serve
 // --basemap` named one. search.js sends the hits ("pir:hits") and the result under the pointer

@@ -1,5 +1,5 @@
 // The search page's script (pir serve); a file, not inline: the page's CSP allows 'self' only
-// (docs/design.md, section 9, "Serving"). It tells map.js (loaded for georeferenced indexes) about the
+// (docs/search-and-geo.md, "Serving"). It tells map.js (loaded for georeferenced indexes) about the
 // hits with a "pir:hits" event and about the result under the pointer with "pir:hover" events.
 const form = document.getElementById("form"), results = document.getElementById("results"),
       status = document.getElementById("status"), sceneBox = document.getElementById("scene");

@@ -13,7 +13,7 @@ scene class; the target's pixels become an altered copy of the source's drawing,
 - ``recolour``: per-channel gain 0.9-1.1 and a brightness shift of up to +-10 levels.
 
 The alterations are slight on purpose: a DCT hash is robust to re-encoding and colour changes but
-not to shifts (docs/design.md, "Leakage audit", has the distances measured for each kind).
+not to shifts (docs/evaluation.md, "Leakage audit", has the distances measured for each kind).
 
 The target keeps its file name, split and class, and gets new captions of the copied drawing
 (the same caption grammar with another random stream: a second annotator describing the same

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from pir import tracking
+from pir.pipeline import tracking
 
 WEIGHTS_NAME = "RemoteCLIP-ViT-B-32.pt"       # the table resolves it: clip-b32, QuickGELU, seen
 ARCH = "ViT-B-32"

@@ -18,7 +18,7 @@ class Paths:
 
     @property
     def store(self) -> Path:
-        """Where the MLflow store lives (pir.tracking): the real repository, shared by all clones."""
+        """Where the MLflow store lives (pir.pipeline.tracking): the real repository, shared by all clones."""
         return self.repo or self.root
 
     def stage_folders(self, stage: str) -> tuple[Path, ...]:
@@ -198,5 +198,5 @@ class Paths:
     @property
     def index_images(self) -> Path:
         """The indexed test images, as PNG files (the index's root): its own source/ folder, listed in its
-        marker (docs/design.md, 9 "Search", "Index folder")."""
+        marker (docs/search-and-geo.md, "Index folder")."""
         return self.index / "source"

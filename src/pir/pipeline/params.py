@@ -3,9 +3,11 @@
 Layers, later wins: the dataclass defaults in ``pir.config`` < the model preset <
 the recipe file (``src/pir/recipes/<name>.yaml``) < every non-null value in
 params.yaml (where ``dvc exp run -S key=value`` writes). ``null`` in params.yaml
-means "the recipe's value". Stage scripts build a ``PipelineConfig`` before any
-work, so a bad value ends in one line naming the key, the value and what is
-allowed (see docs/design.md, "Recipes and params").
+means "the recipe's value". One home per default: the fields a recipe sets are
+set by every recipe and left null in params.yaml, and their dataclass defaults
+mirror the ``cpu`` recipe (``pir.config.values.recipe``; tests/test_recipe_defaults.py).
+Stage scripts build a ``PipelineConfig`` before any work, so a bad value ends in
+one line naming the key, the value and what is allowed (see docs/recipes-and-data.md, "How a run's values are resolved").
 """
 
 from __future__ import annotations
@@ -23,14 +25,14 @@ from pir.clip_known import is_resnet_arch, with_resolved_activation
 from pir.config import PRESETS, model_config
 from pir.errors import first_line
 
-RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
+RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"   # src/pir/recipes: the library ships them
 DEFAULT_RECIPE = "cpu"
 # Top-level sections of params.yaml and the dataclass each one builds (model is special: preset + overrides).
 SECTIONS: dict[str, type] = {"data": C.DataConfig, "synthetic": C.SyntheticConfig, "scene_prior": C.ScenePriorConfig,
                              "train": C.TrainConfig, "evaluate": C.EvalConfig, "analyze": C.AnalyzeConfig,
                              "audit": C.AuditConfig, "runtime": C.RuntimeConfig}
 TOP_LEVEL = ("seed", "recipe", "model", *SECTIONS)
-SEED_MAX = 2 ** 32 - 1   # np.random.seed refuses more (pir.pipeline.seed_everything)
+SEED_MAX = 2 ** 32 - 1   # np.random.seed refuses more (pir.pipeline.entry.seed_everything)
 
 
 def recipe_names() -> list[str]:
@@ -100,7 +102,7 @@ class PipelineConfig:
         model_values.update(max_words=sections["data"].max_words, max_tokens=sections["data"].max_tokens)
         model = model_config(preset, where=f"{where}: model", **model_values)
         # "auto" becomes the activation the weights need, here, so params YAML, MLflow and checkpoints record
-        # it: from model.clip_weights, else from the released file evaluate scores (docs/design.md, "CLIP towers")
+        # it: from model.clip_weights, else from the released file evaluate scores (docs/clip-family.md, "CLIP towers")
         model = with_resolved_activation(model, model.clip_weights or sections["evaluate"].checkpoint)
         built = cls(seed=seed, recipe=recipe, model_preset=preset, model=model, **sections)
         built._check_across_sections(where)
@@ -183,7 +185,7 @@ class PipelineConfig:
 
     def compared_params(self, stage: str, device_type: str | None = None) -> dict[str, Any]:
         """The values people compare runs by, under short top-level keys (MLflow columns; see
-        pir.tracking.COMPARED_COLUMNS), as ``stage`` used them: epochs, lr and batch are the scene
+        pir.pipeline.tracking.COMPARED_COLUMNS), as ``stage`` used them: epochs, lr and batch are the scene
         prior's own in its runs. With ``device_type``, precision is what autocast really ran."""
         common = {"recipe": self.recipe, "dataset": self.data.dataset, "seed": self.seed}
         if stage == "scene_prior":

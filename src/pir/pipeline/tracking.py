@@ -26,7 +26,8 @@ from typing import Any, Callable, Iterator, Mapping
 
 from pir import processes
 from pir.errors import first_line
-from pir.reports import flatten
+from pir.hub import Resolved
+from pir.pipeline.reports import flatten
 
 EXPERIMENT = "pir"
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -239,6 +240,16 @@ def run_name_for(stage: str, root: str | os.PathLike, label: str | None = None) 
     return next(f"{name} ({n})" for n in itertools.count(2) if f"{name} ({n})" not in taken)
 
 
+def hub_tags(found: Mapping[str, Resolved]) -> dict[str, str]:
+    """Tags ``hub.<setting>.id`` and ``hub.<setting>.commit`` of the weights a stage resolved from Hub ids
+    (pir.hub.recording; MLflow keys allow neither ':' nor '@', so the id is a value)."""
+    tags: dict[str, str] = {}
+    for what, resolved in found.items():
+        key = re.sub(r"[^\w./ -]", "_", what)
+        tags.update({f"hub.{key}.id": resolved.id, f"hub.{key}.commit": resolved.commit})
+    return tags
+
+
 def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """Nested params -> {"train.lr": "0.0005", ...}, values and keys cut to MLflow's limits."""
     return {name[:MAX_KEY]: str(value)[:MAX_PARAM_VALUE] for name, value in flatten(params, prefix).items()}
@@ -388,10 +399,10 @@ def stage_run(root: str | os.PathLike, stage: str, params: Mapping[str, Any], ru
     one keeps its name. ``model_key`` tags the run with the model it belongs to (see find_run).
     ``runtime`` (pir.device.numerics_record: threads, software, processor, GPU) becomes the tags
     ``runtime.<stage>.<key>``: evaluate and analyze reopen train's run, and each stage keeps its own.
-    ``compared`` (pir.params.PipelineConfig.compared_params) is logged as top-level params on a new
+    ``compared`` (pir.pipeline.params.PipelineConfig.compared_params) is logged as top-level params on a new
     run only: a run reopened by a later stage keeps the values of the stage that made it.
 
-    The run ends FINISHED, KILLED when interrupted (Ctrl-C, or SIGTERM through pir.pipeline.main), or
+    The run ends FINISHED, KILLED when interrupted (Ctrl-C, or SIGTERM through pir.pipeline.entry.main), or
     FAILED when the block raises; the exception always propagates. A run left RUNNING by a SIGKILLed
     process is closed when the next stage starts (close_orphan_runs).
     """

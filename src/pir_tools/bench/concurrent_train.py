@@ -1,5 +1,5 @@
 """Bench row ``concurrent_train``: two tiny training stages side by side against back to back, and
-whether their outputs stay byte-identical (the reproducibility contract, docs/design.md).
+whether their outputs stay byte-identical (the reproducibility contract, docs/workflows.md).
 
 Two copies of a tiny project are prepared (fetch and scene_prior, untimed). Then the real stage
 script ``stages/train.py`` runs in both copies: one after the other, at the same time (each with its
@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from pir.params import merge_set
+from pir.pipeline.params import merge_set
 from pir.threads import available_cores
 
 # Each train step is short, so a few dozen steps show the oversubscription clearly.

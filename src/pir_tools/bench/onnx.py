@@ -93,7 +93,7 @@ def onnx_rows(presets: tuple[str, ...], workdir: Path, batch: int = 32, repeats:
 
 
 def table_rows(report: dict[str, Any], add) -> None:
-    """The ``onnx`` lines of bench.table (``add(name, value, unit)``)."""
+    """The ``onnx`` lines of pir_tools.bench.table (``add(name, value, unit)``)."""
     for preset, row in (report.get("onnx") or {}).items():
         if "skipped" in row:
             add(f"onnx {preset}", "skipped", row["skipped"])

@@ -3,10 +3,10 @@
 A trained model's run carries ``pir_config_key``: the hash of everything that decided its weights
 except the seed. Once a configuration has test metrics under two or more seeds (any sweep over
 ``seed``: the ablation command, ``dvc exp run -S seed=...``, the queue), evaluate groups them: a
-parent run named ``<experiment name without -s<seed>> · seeds`` (pir.tracking's naming) holds the shared params, the mean
+parent run named ``<experiment name without -s<seed>> · seeds`` (pir.pipeline.tracking's naming) holds the shared params, the mean
 of each test metric under its own name (so the runs table lines its column up with the children's),
 ``<metric>_std``, the 95% interval ``<metric>_ci95_low/high`` and ``n_seeds``. The children point
-at it through MLflow's ``mlflow.parentRunId`` tag, which the UI nests (docs/design.md, "Seeds as a group").
+at it through MLflow's ``mlflow.parentRunId`` tag, which the UI nests (docs/evaluation.md, "Seeds as a group").
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from pir import files, tracking
+from pir import files
+
+from pir.pipeline import tracking
 from pir.evaluation.metrics import METRIC_KEYS
 from pir.evaluation.seeds import summarise_seeds
 
