@@ -22,7 +22,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -76,12 +76,34 @@ def window_grid(width: int, height: int, tile: int, stride: int) -> list[Window]
             for row in starts(height) for col in starts(width)]
 
 
-def _transform_points(crs: str, xs: list[float], ys: list[float]) -> tuple[list[float], list[float]]:
-    from rasterio.warp import transform
+_REPROJECT_CHUNK = 262_144  # points per reprojection call (PROJ's own arrays stay small)
+
+
+def to_lonlat(crs: str, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Points in ``crs`` (arrays of any shape) as lon/lat arrays of that shape, reprojected in chunks."""
+    xs, ys = np.asarray(xs, float), np.asarray(ys, float)
     if crs == LONLAT:
-        return list(xs), list(ys)
-    lon, lat = transform(crs, LONLAT, xs, ys)
-    return list(lon), list(lat)
+        return xs, ys
+    from rasterio.warp import transform
+    flat_x, flat_y = xs.ravel(), ys.ravel()
+    parts = [transform(crs, LONLAT, flat_x[at:at + _REPROJECT_CHUNK].tolist(), flat_y[at:at + _REPROJECT_CHUNK].tolist())
+             for at in range(0, flat_x.size, _REPROJECT_CHUNK)]
+    lon = np.concatenate([np.asarray(p[0], float) for p in parts] or [np.zeros(0)])
+    lat = np.concatenate([np.asarray(p[1], float) for p in parts] or [np.zeros(0)])
+    return lon.reshape(xs.shape), lat.reshape(ys.shape)
+
+
+def outlines(transform: tuple[float, ...], windows: Sequence[Window], per_edge: int) -> tuple[np.ndarray, np.ndarray]:
+    """x, y [n, 4 * (per_edge - 1)] in the CRS: each window's outline, clockwise from its top-left (top,
+    right, bottom, left edge, ``per_edge`` points each, the next edge's first point not repeated)."""
+    col, row, width, height = (v[:, None] for v in np.array([(w.col, w.row, w.width, w.height)
+                                                             for w in windows], float).reshape(-1, 4).T)
+    t = np.linspace(0.0, 1.0, per_edge)[:-1][None, :]
+    ones = np.ones_like(t)
+    cols = np.concatenate([col + t * width, (col + width) * ones, col + width - t * width, col * ones], axis=1)
+    rows = np.concatenate([row * ones, row + t * height, (row + height) * ones, row + height - t * height], axis=1)
+    a, b, c, d, e, f = transform
+    return cols * a + rows * b + c, cols * d + rows * e + f
 
 
 @dataclass(frozen=True)
@@ -95,14 +117,8 @@ class Georef:
 
     def corners(self, window: Window | None = None, per_edge: int = 2) -> list[tuple[float, float]]:
         """The window's outline in the CRS, clockwise from the top-left, ``per_edge`` points per edge (not closed)."""
-        w = window or Window(0, 0, self.width, self.height)
-        t = np.linspace(0.0, 1.0, per_edge)[:-1]
-        cols = np.concatenate([w.col + t * w.width, np.full_like(t, w.col + w.width),
-                               w.col + w.width - t * w.width, np.full_like(t, w.col)])
-        rows = np.concatenate([np.full_like(t, w.row), w.row + t * w.height,
-                               np.full_like(t, w.row + w.height), w.row + w.height - t * w.height])
-        a, b, c, d, e, f = self.transform
-        return list(zip((a * cols + b * rows + c).tolist(), (d * cols + e * rows + f).tolist()))
+        xs, ys = outlines(self.transform, [window or Window(0, 0, self.width, self.height)], per_edge)
+        return list(zip(xs[0].tolist(), ys[0].tolist()))
 
     def bounds(self, window: Window | None = None) -> tuple[float, float, float, float]:
         """(min x, min y, max x, max y) of the window in the CRS."""
@@ -123,7 +139,7 @@ def lonlat_ring(crs: str, outline: list[tuple[float, float]]) -> list[tuple[floa
     """An outline in ``crs`` (densified: a reprojected edge keeps its curve) as a closed lon/lat ring
     (first point repeated), counter-clockwise as GeoJSON (RFC 7946) wants it."""
     xs, ys = zip(*outline)
-    ring = list(zip(*_transform_points(crs, list(xs), list(ys))))
+    ring = list(zip(*(v.tolist() for v in to_lonlat(crs, np.array(xs), np.array(ys)))))
     if _signed_area(ring) < 0:   # clockwise in pixel space (rows down) is clockwise on a north-up map too
         ring.reverse()
     return [*ring, ring[0]]
@@ -133,9 +149,9 @@ def bounds_footprint(crs: str, bounds: tuple[float, float, float, float]) -> lis
     """The lon/lat ring of a rectangle (min x, min y, max x, max y) in ``crs``: the footprint of a manifest
     row (its window of a north-up raster is that rectangle)."""
     x0, y0, x1, y1 = bounds
-    t = np.linspace(0.0, 1.0, DENSIFY)[:-1]
-    outline = ([(x0 + f * (x1 - x0), y1) for f in t] + [(x1, y1 - f * (y1 - y0)) for f in t]
-               + [(x1 - f * (x1 - x0), y0) for f in t] + [(x0, y0 + f * (y1 - y0)) for f in t])
+    # the rectangle as a one-pixel raster: its outline walks the same edges as a window's
+    xs, ys = outlines((x1 - x0, 0.0, x0, 0.0, y0 - y1, y1), [Window(0, 0, 1, 1)], DENSIFY)
+    outline = list(zip(xs[0].tolist(), ys[0].tolist()))
     return lonlat_ring(crs, outline)
 
 

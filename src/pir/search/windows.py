@@ -24,13 +24,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from pir.data.geo import DENSIFY, LONLAT, Georef, Scene, Window, geo_fields, numbers_text
+from pir.data.geo import DENSIFY, Georef, Scene, Window, geo_fields, numbers_text, outlines, to_lonlat
 from pir.data.images import ImageRefused, check_size
 
 MAX_WINDOWS = 1_000_000     # per scene: a small file can declare a huge raster, and each window is a manifest row
 WINDOWS_PER_OPEN = 8        # windows one task reads through one open scene (an open costs about half a read)
 _STRETCHES_KEPT = 1024      # scenes whose stretch a process remembers
-_REPROJECT_CHUNK = 262_144  # points per reprojection call
 
 WorkItem = tuple   # (slot, file, sha256, window text): what pir.search.index._embed_batch reads
 
@@ -67,25 +66,9 @@ def window_fields(georef: Georef | None, windows: Sequence[Window]) -> list[dict
     one reprojection (a scene has thousands of windows; one call each costs ~0.2 ms)."""
     if georef is None or not windows:
         return [geo_fields(georef, w) for w in windows]
-    from rasterio.warp import transform
-
-    a, b, c, d, e, f = georef.transform
-    col, row, width, height = (v[:, None] for v in np.array([(w.col, w.row, w.width, w.height)
-                                                             for w in windows], float).T)
-    t = np.linspace(0.0, 1.0, DENSIFY)[:-1][None, :]
-    ones = np.ones_like(t)
-    # the outline Georef.corners(window, DENSIFY) walks: top, right, bottom, left edge
-    cols = np.concatenate([col + t * width, (col + width) * ones, col + width - t * width, col * ones], axis=1)
-    rows = np.concatenate([row * ones, row + t * height, (row + height) * ones, row + height - t * height], axis=1)
-    xs, ys = cols * a + rows * b + c, cols * d + rows * e + f   # the order of affine.Affine's own product
-    corners = slice(0, None, DENSIFY - 1)                       # each edge's first point: the four corners
-    lon, lat = xs.copy(), ys.copy()
-    if georef.crs != LONLAT:
-        flat_x, flat_y = xs.ravel(), ys.ravel()
-        parts = [transform(georef.crs, LONLAT, flat_x[at:at + _REPROJECT_CHUNK].tolist(),
-                           flat_y[at:at + _REPROJECT_CHUNK].tolist()) for at in range(0, flat_x.size, _REPROJECT_CHUNK)]
-        lon = np.concatenate([np.asarray(p[0], float) for p in parts]).reshape(xs.shape)
-        lat = np.concatenate([np.asarray(p[1], float) for p in parts]).reshape(ys.shape)
+    xs, ys = outlines(georef.transform, windows, DENSIFY)   # the outline Georef.footprint walks
+    corners = slice(0, None, DENSIFY - 1)                    # each edge's first point: the four corners
+    lon, lat = to_lonlat(georef.crs, xs, ys)
     return [{"window": w.text(), "crs": georef.crs,
              "bounds": numbers_text((x[corners].min(), y[corners].min(), x[corners].max(), y[corners].max())),
              "lonlat": numbers_text((lo.min(), la.min(), lo.max(), la.max()))}
